@@ -1,0 +1,1 @@
+"""Notebooks as parameterised, reproducible steps (papermill)."""

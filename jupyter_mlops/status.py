@@ -1,0 +1,85 @@
+"""What ``%mlops`` and ``jupyter-mlops info`` show: the active configuration and recent runs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from html import escape
+from typing import Any
+
+from jupyter_mlops.config import Config, load_config
+from jupyter_mlops.tracking.environment import git_state, notebook_path
+
+
+@dataclass
+class Table:
+    """Rows of text with a title, shown as HTML in notebooks and as text elsewhere."""
+
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+
+    def __str__(self) -> str:
+        widths = [len(c) for c in self.columns]
+        for row in self.rows:
+            widths = [max(w, len(v)) for w, v in zip(widths, row, strict=True)]
+        fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+        lines = [self.title, fmt.format(*self.columns)]
+        lines += [fmt.format(*row) for row in self.rows]
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(str(self))
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th style='text-align:left'>{escape(c)}</th>" for c in self.columns)
+        body = "".join(
+            "<tr>" + "".join(f"<td style='text-align:left'>{escape(v)}</td>" for v in row) + "</tr>"
+            for row in self.rows
+        )
+        return f"<b>{escape(self.title)}</b><table><tr>{head}</tr>{body}</table>"
+
+
+def describe(config: Config | None = None) -> Table:
+    """Project root, tracking store (and where that setting came from), artifacts, DVC, git."""
+    config = config or load_config()
+    git = git_state(config.root)
+    dvc = "initialised" if (config.root / ".dvc").is_dir() else "not initialised (first --data)"
+    rows = [
+        ["project root", str(config.root)],
+        ["tracking URI", f"{config.tracking_uri} ({config.sources.get('tracking_uri')})"],
+        ["artifact root", str(config.artifact_root or "set by the tracking server")],
+        ["DVC", dvc],
+        ["git", f"{git.commit[:10]}{' (dirty)' if git.dirty else ''}" if git else "no repository"],
+    ]
+    if config.experiment:
+        rows.append(["experiment", config.experiment])
+    nb = notebook_path(None, config.root)
+    if nb:
+        rows.append(["notebook", nb])
+    return Table("jupyter-mlops", ["setting", "value"], rows)
+
+
+def runs_table(
+    *,
+    limit: int = 10,
+    all_notebooks: bool = False,
+    namespace: Mapping[str, Any] | None = None,
+    config: Config | None = None,
+) -> Table:
+    """The latest runs of the current notebook (or of all, outside a notebook)."""
+    from jupyter_mlops.tracking import latest_runs
+
+    config = config or load_config()
+    nb = None if all_notebooks else notebook_path(namespace, config.root)
+    runs = latest_runs(config=config, notebook=nb, limit=limit)
+    rows = []
+    for r in runs:
+        metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(r["metrics"].items())[:4])
+        rows.append([r["run_id"][:12], r["run_name"] or "", r["experiment"], r["status"], metrics])
+    title = f"Latest runs of {nb}" if nb else "Latest runs"
+    if not rows:
+        title += ": none yet (use %%track)"
+    return Table(title, ["run", "name", "experiment", "status", "metrics"], rows)

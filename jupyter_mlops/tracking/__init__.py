@@ -1,0 +1,17 @@
+"""Runs: capture what a cell produced and record it in MLflow."""
+
+from jupyter_mlops.tracking.cell import CellResult, track_code
+from jupyter_mlops.tracking.lineage import get_run, restore_data, run_data
+from jupyter_mlops.tracking.run import ModelRecord, TrackedRun, latest_runs, track
+
+__all__ = [
+    "CellResult",
+    "ModelRecord",
+    "TrackedRun",
+    "get_run",
+    "latest_runs",
+    "restore_data",
+    "run_data",
+    "track",
+    "track_code",
+]

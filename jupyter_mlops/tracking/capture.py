@@ -1,0 +1,304 @@
+"""What a cell produced: parameters, metrics, models and training data, read off its code.
+
+The cell's AST says which names it assigns and how (a literal, a computed value, the
+target of a ``.fit`` call); the namespace after execution says what those names hold.
+Nothing here imports MLflow or scikit-learn: estimators are recognised by duck typing so
+that inspecting a cell stays cheap.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import numbers
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+_METRIC_WORDS = (
+    "acc|accuracy|f1|precision|recall|auc|roc_auc|pr_auc|rmse|mse|mae|mape|r2|loss|score|"
+    "logloss|log_loss|balanced_accuracy|kappa|mcc"
+)
+# Names that are metrics whatever their value: the bare words, *_score, *_loss, and the
+# words with a qualifier on either side (f1_macro, test_acc).
+METRIC_NAME = re.compile(
+    rf"^(?:(?:{_METRIC_WORDS})|\w+_(?:score|loss)|(?:{_METRIC_WORDS})_\w+|\w+_(?:{_METRIC_WORDS}))$",
+    re.IGNORECASE,
+)
+# Split-prefixed names (val_*, test_*) are metrics only when computed: `test_size = 0.2`
+# is a parameter.
+COMPUTED_METRIC_NAME = re.compile(r"^(?:val|valid|test|train|eval)_\w+$", re.IGNORECASE)
+_PARAM_VALUE_TYPES = (str, int, float, bool, type(None))
+MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
+
+
+@dataclass
+class CellFacts:
+    """What the cell's source says, before it runs."""
+
+    assigned: list[str] = field(default_factory=list)  # in order of first assignment
+    literals: dict[str, Any] = field(default_factory=dict)  # name -> literal value
+    fitted: list[str] = field(default_factory=list)  # names whose .fit(...) was called
+    fit_data: dict[str, tuple[ast.expr | None, ast.expr | None]] = field(default_factory=dict)
+
+
+def _target_names(target: ast.expr) -> Iterable[str]:
+    if isinstance(target, ast.Name):
+        yield target.id
+    elif isinstance(target, ast.Tuple | ast.List):
+        for elt in target.elts:
+            yield from _target_names(elt)
+    elif isinstance(target, ast.Starred):
+        yield from _target_names(target.value)
+
+
+def _literal(node: ast.expr) -> tuple[bool, Any]:
+    try:
+        return True, ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False, None
+
+
+def _fit_receiver(call: ast.Call) -> str | None:
+    """``model.fit(...)`` -> "model"; ``make_pipeline(...).fit(...)`` -> None."""
+    func = call.func
+    if isinstance(func, ast.Attribute) and func.attr in {"fit", "fit_transform", "fit_predict"}:
+        if isinstance(func.value, ast.Name):
+            return func.value.id
+    return None
+
+
+def _fit_args(call: ast.Call) -> tuple[ast.expr | None, ast.expr | None]:
+    x = call.args[0] if call.args else None
+    y = call.args[1] if len(call.args) > 1 else None
+    for kw in call.keywords:
+        if kw.arg == "X":
+            x = kw.value
+        elif kw.arg == "y":
+            y = kw.value
+    return x, y
+
+
+def analyse_cell(source: str) -> CellFacts:
+    """Read the names a cell assigns, which of them are literals, and what it fits.
+
+    ``source`` must be plain Python (IPython syntax already transformed).
+    """
+    facts = CellFacts()
+    tree = ast.parse(source)
+
+    def assign(name: str, value: ast.expr | None) -> None:
+        if name not in facts.assigned:
+            facts.assigned.append(name)
+        if value is None:
+            facts.literals.pop(name, None)
+            return
+        ok, lit = _literal(value)
+        if ok:
+            facts.literals[name] = lit
+        else:
+            facts.literals.pop(name, None)
+
+    def note_fit(call: ast.Call, assigned_to: list[str]) -> None:
+        receiver = _fit_receiver(call)
+        names = [receiver] if receiver else []
+        # model = Pipeline(...).fit(X, y): fit returns the estimator, so the target is fitted
+        if isinstance(call.func, ast.Attribute) and call.func.attr == "fit":
+            names += assigned_to
+        for name in names:
+            if name not in facts.fitted:
+                facts.fitted.append(name)
+            facts.fit_data[name] = _fit_args(call)
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign):
+            targets = [n for t in node.targets for n in _target_names(t)]
+            single = len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
+            for name in targets:
+                assign(name, node.value if single else None)
+            if isinstance(node.value, ast.Call):
+                note_fit(node.value, targets)
+        elif isinstance(node, ast.AnnAssign | ast.AugAssign):
+            value = node.value if isinstance(node, ast.AnnAssign) else None
+            for name in _target_names(node.target):
+                assign(name, value)
+        elif isinstance(node, ast.For | ast.AsyncFor | ast.comprehension):
+            for name in _target_names(node.target):
+                assign(name, None)
+        elif isinstance(node, ast.withitem) and node.optional_vars is not None:
+            for name in _target_names(node.optional_vars):
+                assign(name, None)
+        elif isinstance(node, ast.NamedExpr):
+            assign(node.target.id, node.value)
+        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+            note_fit(node.value, [])
+    return facts
+
+
+def is_metric_name(name: str, *, literal: bool = False) -> bool:
+    """True for names that conventionally hold an evaluation metric.
+
+    ``literal`` says the cell assigned a literal value, which makes a split-prefixed name
+    (``test_size = 0.2``) a parameter rather than a metric.
+    """
+    if METRIC_NAME.match(name):
+        return True
+    return not literal and bool(COMPUTED_METRIC_NAME.match(name))
+
+
+def as_metric_value(value: Any) -> float | None:
+    """A finite-or-not real scalar as float; None for anything else (bools excluded)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, numbers.Real):
+        return float(value)
+    # numpy 0-d arrays and numpy scalars that are not registered as numbers.Real
+    if getattr(value, "shape", None) == () and getattr(value, "dtype", None) is not None:
+        kind = getattr(value.dtype, "kind", "")
+        if kind in "iuf":
+            return float(value)
+    return None
+
+
+def as_param_value(value: Any) -> str | None:
+    """A value worth recording as a parameter, as MLflow will store it; None if not."""
+    if isinstance(value, _PARAM_VALUE_TYPES):
+        text = str(value)
+    elif isinstance(value, list | tuple | dict | set | frozenset):
+        text = repr(value)
+    elif as_metric_value(value) is not None:
+        text = str(value.item() if hasattr(value, "item") else value)
+    else:
+        return None
+    if len(text) > MAX_PARAM_LENGTH:
+        return None
+    return text
+
+
+def is_fitted_estimator(obj: Any) -> bool:
+    """A scikit-learn style estimator that has been fitted (duck-typed, no import)."""
+    if isinstance(obj, type) or not (hasattr(obj, "fit") and hasattr(obj, "get_params")):
+        return False
+    if not (hasattr(obj, "predict") or hasattr(obj, "transform")):
+        return False
+    module = type(obj).__module__ or ""
+    if module.startswith("sklearn"):
+        from sklearn.exceptions import NotFittedError  # sklearn already imported by the cell
+        from sklearn.utils.validation import check_is_fitted
+
+        try:
+            check_is_fitted(obj)
+        except (NotFittedError, TypeError):
+            return False
+        return True
+    # Third-party estimators (xgboost, lightgbm, ...) follow the trailing-underscore convention.
+    return any(k.endswith("_") and not k.startswith("_") for k in vars(obj))
+
+
+def estimator_params(model: Any) -> dict[str, str]:
+    """The model's hyperparameters that have a simple value, as MLflow param strings."""
+    try:
+        raw = model.get_params(deep=True)
+    except Exception:  # a broken get_params must not lose the run
+        return {}
+    out: dict[str, str] = {}
+    for key, value in raw.items():
+        if isinstance(value, float) and math.isnan(value):
+            out[key] = "nan"
+            continue
+        text = as_param_value(value) if isinstance(value, _PARAM_VALUE_TYPES) else None
+        if text is not None:
+            out[key] = text
+    return out
+
+
+@dataclass
+class Captured:
+    """Everything read off one executed cell, ready to be logged."""
+
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    models: dict[str, Any] = field(default_factory=dict)  # name -> fitted estimator
+    training_data: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # name -> (X, y)
+    skipped: dict[str, str] = field(default_factory=dict)  # name -> why it was not logged
+
+
+def _eval_name(node: ast.expr | None, namespace: Mapping[str, Any]) -> Any:
+    """The value of a fit argument when it is a plain name (``X_train``); else None."""
+    if isinstance(node, ast.Name):
+        return namespace.get(node.id)
+    return None
+
+
+def capture(
+    facts: CellFacts,
+    namespace: Mapping[str, Any],
+    *,
+    extra_params: Iterable[str] = (),
+    extra_metrics: Iterable[str] = (),
+    model_names: Iterable[str] | None = None,
+    with_models: bool = True,
+) -> Captured:
+    """Combine what the source says with what the namespace holds after the cell ran."""
+    out = Captured()
+    extra_params, extra_metrics = list(extra_params), list(extra_metrics)
+
+    for name in facts.assigned:
+        if name.startswith("_") or name not in namespace:
+            continue
+        literal = name in facts.literals
+        if is_metric_name(name, literal=literal):
+            metric = as_metric_value(namespace[name])
+            if metric is not None:
+                out.metrics[name] = metric
+                continue
+        if literal:
+            text = as_param_value(namespace[name])
+            if text is not None:
+                out.params[name] = text
+
+    for name in extra_params:
+        if name not in namespace:
+            out.skipped[name] = "named with --params but not defined"
+            continue
+        text = as_param_value(namespace[name])
+        out.params[name] = text if text is not None else str(namespace[name])[:MAX_PARAM_LENGTH]
+    for name in extra_metrics:
+        metric = as_metric_value(namespace.get(name))
+        if metric is None:
+            out.skipped[name] = "named with --metrics but not a number"
+        else:
+            out.metrics[name] = metric
+
+    if not with_models:
+        return out
+    if model_names is not None:
+        candidates = list(model_names)
+        for name in candidates:
+            if name not in namespace:
+                out.skipped[name] = "named with --model but not defined"
+            elif not is_fitted_estimator(namespace[name]):
+                out.skipped[name] = "named with --model but not a fitted estimator"
+    else:
+        candidates = [n for n in [*facts.assigned, *facts.fitted] if not n.startswith("_")]
+    seen: set[int] = set()
+    for name in dict.fromkeys(candidates):
+        obj = namespace.get(name)
+        if obj is None or id(obj) in seen or not is_fitted_estimator(obj):
+            continue
+        seen.add(id(obj))
+        out.models[name] = obj
+        x_node, y_node = facts.fit_data.get(name, (None, None))
+        out.training_data[name] = (_eval_name(x_node, namespace), _eval_name(y_node, namespace))
+
+    # Hyperparameters: bare names for a single model, prefixed when several; a cell literal
+    # of the same name wins, and a clash with a different value keeps both (prefixed).
+    for name, model in out.models.items():
+        for key, text in estimator_params(model).items():
+            bare = len(out.models) == 1
+            param = key if bare else f"{name}.{key}"
+            if param in out.params and out.params[param] != text:
+                param = f"{name}.{key}"
+            out.params.setdefault(param, text)
+    return out

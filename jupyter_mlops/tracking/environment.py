@@ -1,0 +1,173 @@
+"""Where and with what a cell ran: notebook, git state, Python and package versions."""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import subprocess
+import sys
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+NOTEBOOK_ENV = "JUPYTER_MLOPS_NOTEBOOK"  # set by our pipeline runner for papermill kernels
+
+
+def notebook_path(namespace: Mapping[str, Any] | None = None, root: Path | None = None) -> str | None:
+    """The path of the notebook this kernel serves, if anything tells us.
+
+    Jupyter server passes it to the kernel as ``JPY_SESSION_NAME`` (ipykernel copies it to
+    ``__session__``); VS Code sets ``__vsc_ipynb_file__``; papermill runs we start set
+    ``JUPYTER_MLOPS_NOTEBOOK``. Paths inside ``root`` are returned relative to it.
+    """
+    namespace = namespace or {}
+    candidates = (
+        os.environ.get(NOTEBOOK_ENV),
+        namespace.get("__vsc_ipynb_file__"),
+        namespace.get("__session__"),
+        os.environ.get("JPY_SESSION_NAME"),
+    )
+    for value in candidates:
+        if isinstance(value, str) and value.endswith(".ipynb"):
+            path = Path(value)
+            if root is not None:
+                try:
+                    return path.resolve().relative_to(root).as_posix()
+                except ValueError:
+                    pass
+            return str(path)
+    return None
+
+
+@dataclass(frozen=True)
+class GitState:
+    commit: str
+    dirty: bool
+    branch: str | None
+    root: str
+
+
+def git_state(folder: Path) -> GitState | None:
+    """Commit, dirty flag and branch of the git work tree containing ``folder``."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=folder, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+
+    try:
+        top = git("rev-parse", "--show-toplevel")
+        commit = git("rev-parse", "HEAD")
+    except (OSError, subprocess.SubprocessError):
+        return None  # not a repo, no commit yet, or no git
+    try:
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+        branch = git("rev-parse", "--abbrev-ref", "HEAD") or None
+    except (OSError, subprocess.SubprocessError):
+        dirty, branch = True, None
+    return GitState(commit=commit, dirty=dirty, branch=branch, root=top)
+
+
+@functools.cache
+def _module_distributions() -> Mapping[str, list[str]]:
+    # Scanning installed distributions costs tens of ms: once per process is enough.
+    return metadata.packages_distributions()
+
+
+def distribution_version(module: str) -> tuple[str, str] | None:
+    """(distribution name, version) providing top-level ``module``; None if unknown."""
+    for dist in _module_distributions().get(module, []):
+        try:
+            return dist, metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def used_packages(namespace: Mapping[str, Any]) -> dict[str, str]:
+    """Versions of the installed distributions whose modules or objects the namespace holds."""
+    modules: set[str] = set()
+    for name, value in list(namespace.items()):
+        if name.startswith("_"):
+            continue
+        if isinstance(value, types.ModuleType):
+            mod = value.__name__
+        else:
+            mod = getattr(type(value), "__module__", None) or ""
+            if isinstance(value, type | types.FunctionType | types.BuiltinFunctionType):
+                mod = getattr(value, "__module__", None) or mod
+        top = mod.split(".", 1)[0]
+        if top and top not in sys.stdlib_module_names and top != "builtins":
+            modules.add(top)
+    found: dict[str, str] = {}
+    for mod in sorted(modules):
+        dist = distribution_version(mod)
+        if dist is not None:
+            found[dist[0]] = dist[1]
+    return found
+
+
+@dataclass
+class Environment:
+    python: str = field(default_factory=platform.python_version)
+    implementation: str = field(default_factory=platform.python_implementation)
+    platform: str = field(default_factory=platform.platform)
+    executable: str = sys.executable
+    packages: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "python": self.python,
+            "implementation": self.implementation,
+            "platform": self.platform,
+            "executable": self.executable,
+            "packages": self.packages,
+        }
+
+
+def capture_environment(namespace: Mapping[str, Any]) -> Environment:
+    """The interpreter and the versions of the packages the namespace uses."""
+    return Environment(packages=used_packages(namespace))
+
+
+def model_requirements(model: Any) -> list[str]:
+    """Pinned pip requirements to load ``model``, from the running environment.
+
+    MLflow would infer these by reloading the model in a subprocess (seconds per model);
+    the packages that define the estimator and its parts are known right here.
+    """
+    wanted = {"mlflow", "cloudpickle", "numpy", "pandas", "scipy", "scikit-learn"}
+    for obj in _estimator_parts(model):
+        top = (type(obj).__module__ or "").split(".", 1)[0]
+        dist = distribution_version(top) if top else None
+        if dist:
+            wanted.add(dist[0])
+    reqs = []
+    for dist in sorted(wanted, key=str.lower):
+        try:
+            reqs.append(f"{dist}=={metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return reqs
+
+
+def _estimator_parts(model: Any, depth: int = 0) -> list[Any]:
+    parts = [model]
+    if depth > 5:
+        return parts
+    try:
+        params = model.get_params(deep=False)
+    except Exception:
+        return parts
+    for value in params.values():
+        values = value if isinstance(value, list | tuple) else [value]
+        for item in values:
+            # Pipeline steps and ColumnTransformer entries are tuples holding the estimator.
+            for part in item if isinstance(item, tuple) else (item,):
+                if hasattr(part, "get_params") and not isinstance(part, type):
+                    parts.extend(_estimator_parts(part, depth + 1))
+    return parts

@@ -1,0 +1,78 @@
+"""Reading back what a run recorded about its data, and restoring that data."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path, PurePosixPath
+
+from typing import TYPE_CHECKING
+
+from jupyter_mlops.config import Config, load_config
+from jupyter_mlops.errors import NotFoundError
+from jupyter_mlops.tracking import store
+from jupyter_mlops.tracking.run import TAG_DATA
+
+if TYPE_CHECKING:
+    from jupyter_mlops.data import DataSnapshot
+
+
+def get_run(run_id: str, config: Config | None = None):  # type: ignore[no-untyped-def]
+    """The MLflow run ``run_id`` (an unambiguous prefix of 6+ characters also works)."""
+    from mlflow.exceptions import MlflowException
+
+    config = config or load_config()
+    mlflow_client = store.client(config)
+    try:
+        return store.call(mlflow_client.get_run, run_id)
+    except MlflowException:
+        pass
+    if len(run_id) >= 6:
+        exps = [e.experiment_id for e in store.call(mlflow_client.search_experiments)]
+        matches = [
+            r
+            for r in store.call(mlflow_client.search_runs, exps, max_results=50000)
+            if r.info.run_id.startswith(run_id)
+        ]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            ids = ", ".join(m.info.run_id for m in matches[:5])
+            raise NotFoundError(f"Run id prefix {run_id!r} is ambiguous: {ids}")
+    raise NotFoundError(f"No run {run_id!r} in {config.tracking_uri}")
+
+
+def run_data(run_id: str, config: Config | None = None) -> list[DataSnapshot]:
+    """The DVC snapshots a run recorded with ``--data``."""
+    from jupyter_mlops.data import DataSnapshot
+
+    run = get_run(run_id, config)
+    raw = run.data.tags.get(TAG_DATA)
+    return [DataSnapshot.from_dict(d) for d in json.loads(raw)] if raw else []
+
+
+def restore_data(
+    run_id: str,
+    path: str | os.PathLike[str],
+    dest: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    config: Config | None = None,
+) -> Path:
+    """Put back, at ``dest``, the exact content ``path`` had when run ``run_id`` read it."""
+    from jupyter_mlops import data
+
+    config = config or load_config()
+    snaps = run_data(run_id, config)
+    wanted = Path(path)
+    if wanted.is_absolute():
+        try:
+            wanted = wanted.resolve().relative_to(config.root)
+        except ValueError:
+            pass
+    key = PurePosixPath(wanted.as_posix()).as_posix()
+    for snap in snaps:
+        if snap.path == key:
+            return data.restore(snap, dest, config.root, overwrite=overwrite)
+    known = ", ".join(s.path for s in snaps) or "none"
+    raise NotFoundError(f"Run {run_id} has no data snapshot of {key!r} (it has: {known})")

@@ -1,0 +1,542 @@
+"""Recording work as MLflow runs: ``track()`` and the run object it yields.
+
+``track()`` mirrors ``mlflow.start_run()``: a context manager that ends the run FINISHED
+or FAILED. While it is open the run is MLflow's active run, so the user's own
+``mlflow.log_*`` calls land in it too. ``%%track``, papermill steps and scripts all go
+through here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+import traceback
+import warnings
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from jupyter_mlops.config import Config, load_config
+from jupyter_mlops.errors import TrackingError
+from jupyter_mlops.tracking import store
+from jupyter_mlops.tracking.environment import (
+    capture_environment,
+    git_state,
+    model_requirements,
+    notebook_path,
+)
+
+if TYPE_CHECKING:
+    from jupyter_mlops.data import DataSnapshot
+    from jupyter_mlops.tracking.capture import Captured
+
+TAG_DATA = "mlops.data"
+TAG_SOURCE_HASH = "mlops.source.sha256"
+TAG_NOTEBOOK = "mlops.notebook"
+TAG_MODELS = "mlops.models"
+INPUT_EXAMPLE_ROWS = 5
+_log = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelRecord:
+    """A model logged with a run (or the reason it could not be)."""
+
+    name: str
+    flavor: str = "sklearn"
+    model_uri: str | None = None
+    model_id: str | None = None
+    signature: str | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class DatasetRecord:
+    """A fingerprint of an in-memory object a model was fitted on."""
+
+    name: str
+    digest: str
+    content_hash: str
+    shape: tuple[int, ...]
+    schema: dict[str, str]
+
+
+@dataclass
+class TrackedRun:
+    """An open (or just closed) run, with what has been logged to it."""
+
+    run_id: str
+    experiment_id: str
+    experiment_name: str
+    run_name: str
+    config: Config
+    status: str = "RUNNING"
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    models: dict[str, ModelRecord] = field(default_factory=dict)
+    data: list[DataSnapshot] = field(default_factory=list)
+    datasets: list[DatasetRecord] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what was skipped and why
+    notebook: str | None = None
+    git_commit: str | None = None
+    git_dirty: bool | None = None
+    started: float = field(default_factory=time.time)
+    ended: float | None = None
+    error: str | None = None
+
+    # -- logging -------------------------------------------------------------------------
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Record parameters; a name already logged with another value is kept as first logged."""
+        from mlflow.entities import Param
+
+        fresh = {}
+        for key, value in params.items():
+            text = str(value)
+            if key in self.params:
+                if self.params[key] != text:
+                    self.notes.append(f"param {key!r} already logged as {self.params[key]!r}")
+                continue
+            fresh[key] = text
+        if not fresh:
+            return
+        existing = store.call(store.client(self.config).get_run, self.run_id).data.params
+        for key in [k for k in fresh if k in existing]:
+            if existing[key] != fresh[key]:
+                self.notes.append(f"param {key!r} already logged as {existing[key]!r}")
+            self.params[key] = existing[key]
+            del fresh[key]
+        batch = [Param(k, v) for k, v in fresh.items()]
+        store.call(store.client(self.config).log_batch, self.run_id, params=batch)
+        self.params.update(fresh)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Record metric values (at ``step`` for learning curves)."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
+        if batch:
+            store.call(store.client(self.config).log_batch, self.run_id, metrics=batch)
+            self.metrics.update({k: float(v) for k, v in metrics.items()})
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        """Set run tags (strings in MLflow)."""
+        from mlflow.entities import RunTag
+
+        batch = [RunTag(k, str(v)) for k, v in tags.items()]
+        if batch:
+            store.call(store.client(self.config).log_batch, self.run_id, tags=batch)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        """Store ``text`` as an artifact of the run."""
+        store.call(store.client(self.config).log_text, self.run_id, text, artifact_file)
+
+    def log_model(
+        self,
+        model: Any,
+        name: str = "model",
+        *,
+        X: Any = None,
+        y: Any = None,
+        input_example: Any = None,
+    ) -> ModelRecord:
+        """Log a scikit-learn compatible model in MLflow's format.
+
+        The signature and input example come from ``X`` (the data it was fitted on); the
+        pip requirements come from the running environment instead of MLflow's
+        subprocess-based inference, which costs seconds per model.
+        Raises ``TrackingError`` if the model cannot be serialised.
+        """
+        import mlflow
+        import mlflow.sklearn
+        from mlflow.models import infer_signature
+
+        record = ModelRecord(name=name)
+        example = input_example if input_example is not None else _head(X, INPUT_EXAMPLE_ROWS)
+        signature = None
+        if example is not None and hasattr(model, "predict"):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    signature = infer_signature(example, model.predict(example))
+            except Exception as exc:  # a model that cannot predict on its own input
+                self.notes.append(f"model {name!r}: no signature ({exc})")
+        elif example is None:
+            self.notes.append(f"model {name!r}: training data unknown, no signature")
+        try:
+            with _quiet_mlflow(), _as_active_run(self.run_id):
+                info = mlflow.sklearn.log_model(
+                    model,
+                    name=name,
+                    signature=signature,
+                    input_example=example if signature is not None else None,
+                    pip_requirements=model_requirements(model),
+                    # skops (MLflow 3's default) refuses common estimators such as
+                    # RandomForest without a list of trusted types.
+                    serialization_format="cloudpickle",
+                )
+        except Exception as exc:
+            record.error = f"{type(exc).__name__}: {exc}"
+            self.models[name] = record
+            raise TrackingError(f"Model {name!r} could not be logged: {record.error}") from exc
+        record.model_uri = info.model_uri
+        record.model_id = getattr(info, "model_id", None)
+        record.signature = _signature_text(signature)
+        self.models[name] = record
+        self.set_tags({TAG_MODELS: json.dumps({k: v.model_uri for k, v in self.models.items()})})
+        if X is not None:
+            self.log_dataset(X, name=f"{name}-training", targets=y)
+        return record
+
+    def log_dataset(self, obj: Any, name: str, *, targets: Any = None) -> DatasetRecord | None:
+        """Fingerprint an in-memory DataFrame/array as an MLflow dataset input (training)."""
+        fingerprint = fingerprint_data(obj)
+        if fingerprint is None:
+            return None
+        content_hash, shape, schema = fingerprint
+        import mlflow.data
+        from mlflow.entities import DatasetInput, InputTag
+
+        try:
+            with warnings.catch_warnings(), _quiet_mlflow():
+                warnings.simplefilter("ignore")
+                frame = _as_frame(obj)
+                target_name = getattr(targets, "name", None)
+                if target_name is not None and target_name not in frame.columns:
+                    frame = frame.assign(**{str(target_name): _values(targets)})
+                dataset = mlflow.data.from_pandas(
+                    frame, name=name, targets=str(target_name) if target_name else None
+                )
+        except Exception as exc:
+            self.notes.append(f"dataset {name!r} not recorded: {exc}")
+            return None
+        tags = [
+            InputTag("mlflow.data.context", "training"),
+            InputTag("mlops.content_hash", content_hash),
+        ]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # MLflow's integer-column schema hint
+            entity = DatasetInput(dataset._to_mlflow_entity(), tags)
+        store.call(store.client(self.config).log_inputs, self.run_id, datasets=[entity])
+        record = DatasetRecord(name, dataset.digest, content_hash, shape, schema)
+        self.datasets.append(record)
+        return record
+
+    def log_data(self, paths: Iterable[str | os.PathLike[str]]) -> list[DataSnapshot]:
+        """Snapshot files/folders with DVC and record their hashes on the run."""
+        from jupyter_mlops import data
+
+        snaps = data.snapshot(paths, self.config.root)
+        known = {s.path for s in self.data}
+        self.data.extend(s for s in snaps if s.path not in known)
+        self.set_tags({TAG_DATA: json.dumps([s.to_dict() for s in self.data])})
+        return snaps
+
+    def log_captured(self, captured: Captured, *, with_models: bool = True) -> None:
+        """Log what was read off a cell; a model that fails to log is noted, not raised."""
+        self.notes.extend(f"{k}: {why}" for k, why in captured.skipped.items())
+        self.log_params(captured.params)
+        self.log_metrics(captured.metrics)
+        if not with_models:
+            return
+        for name, model in captured.models.items():
+            X, y = captured.training_data.get(name, (None, None))
+            # A model that cannot be serialised must not cost the run its params and
+            # metrics: the record keeps the reason and the card shows it.
+            with contextlib.suppress(TrackingError):
+                self.log_model(model, name=name, X=X, y=y)
+
+    def log_source(self, code: str, *, filename: str = "cell.py") -> str:
+        """Store the code that ran and tag its hash; returns the sha256."""
+        digest = hashlib.sha256(code.encode()).hexdigest()
+        self.log_text(code, f"mlops/{filename}")
+        self.set_tags({TAG_SOURCE_HASH: digest})
+        return digest
+
+    @property
+    def duration(self) -> float | None:
+        return None if self.ended is None else self.ended - self.started
+
+    def card(self) -> RunCard:
+        """The summary shown under a tracked cell."""
+        from jupyter_mlops.tracking.card import RunCard
+
+        return RunCard(self)
+
+
+if TYPE_CHECKING:
+    from jupyter_mlops.tracking.card import RunCard
+
+
+def _quiet_mlflow() -> contextlib.AbstractContextManager[None]:
+    """Silence MLflow's chatter (pickle-format warnings, dataset hints) for our own calls."""
+
+    @contextlib.contextmanager
+    def quiet() -> Iterator[None]:
+        loggers = [logging.getLogger(n) for n in ("mlflow", "mlflow.sklearn", "mlflow.models")]
+        levels = [lg.level for lg in loggers]
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                yield
+        finally:
+            for lg, level in zip(loggers, levels, strict=True):
+                lg.setLevel(level)
+
+    return quiet()
+
+
+@contextlib.contextmanager
+def _as_active_run(run_id: str) -> Iterator[None]:
+    """Make ``run_id`` MLflow's active run for a fluent call, if it is not already."""
+    import mlflow
+
+    active = mlflow.active_run()
+    if active is not None and active.info.run_id == run_id:
+        yield
+        return
+    from mlflow.tracking.fluent import _active_run_stack
+
+    stack = _active_run_stack.get()
+    stack.append(mlflow.get_run(run_id))
+    try:
+        yield
+    finally:
+        stack.pop()
+
+
+def _head(X: Any, n: int) -> Any:
+    if X is None:
+        return None
+    if hasattr(X, "iloc"):
+        return X.iloc[:n]
+    try:
+        return X[:n]
+    except Exception:
+        return None
+
+
+def _values(obj: Any) -> Any:
+    return obj.to_numpy() if hasattr(obj, "to_numpy") else obj
+
+
+def _as_frame(obj: Any) -> Any:
+    import pandas as pd
+
+    if isinstance(obj, pd.DataFrame):
+        return obj
+    if isinstance(obj, pd.Series):
+        return obj.to_frame()
+    import numpy as np
+
+    arr = np.asarray(obj)
+    if arr.ndim == 1:
+        arr = arr.reshape(-1, 1)
+    return pd.DataFrame(arr, columns=[f"x{i}" for i in range(arr.shape[1])])
+
+
+def fingerprint_data(obj: Any) -> tuple[str, tuple[int, ...], dict[str, str]] | None:
+    """(sha256 of the full content, shape, column -> dtype) of a DataFrame/Series/array."""
+    if "pandas" in sys.modules:
+        import pandas as pd
+
+        if isinstance(obj, pd.DataFrame | pd.Series):
+            hashed = pd.util.hash_pandas_object(obj, index=True).to_numpy()
+            digest = hashlib.sha256(hashed.tobytes())
+            if isinstance(obj, pd.DataFrame):
+                schema = {str(c): str(t) for c, t in obj.dtypes.items()}
+                digest.update(json.dumps(schema).encode())
+            else:
+                schema = {str(obj.name): str(obj.dtype)}
+            return digest.hexdigest(), tuple(obj.shape), schema
+    if "numpy" in sys.modules:
+        import numpy as np
+
+        if isinstance(obj, np.ndarray) and obj.dtype != object:
+            data = np.ascontiguousarray(obj)
+            digest = hashlib.sha256(data.tobytes())
+            digest.update(f"{data.dtype}{data.shape}".encode())
+            return digest.hexdigest(), tuple(obj.shape), {"array": str(obj.dtype)}
+    return None
+
+
+def _signature_text(signature: Any) -> str | None:
+    if signature is None:
+        return None
+    try:
+        return f"{signature.inputs.to_dict()} -> {signature.outputs.to_dict()}"
+    except Exception:
+        return str(signature)
+
+
+def resolve_experiment(explicit: str | None, config: Config, notebook: str | None) -> str:
+    """The experiment a run goes to when none is named.
+
+    Named > ``[tool.jupyter-mlops] experiment`` > the experiment of this notebook's latest
+    run > the notebook's file name > MLflow's ``Default``.
+    """
+    if explicit:
+        return explicit
+    if config.experiment:
+        return str(config.experiment)
+    if notebook:
+        latest = latest_runs(config=config, notebook=notebook, limit=1)
+        if latest:
+            return latest[0]["experiment"]
+        return Path(notebook).stem
+    return "Default"
+
+
+def latest_runs(
+    *, config: Config | None = None, notebook: str | None = None, limit: int = 10
+) -> list[dict[str, Any]]:
+    """The newest runs (of one notebook, if given), as plain dicts for display."""
+    config = config or load_config()
+    mlflow_client = store.client(config)
+    exps = store.call(mlflow_client.search_experiments)
+    if not exps:
+        return []
+    names = {e.experiment_id: e.name for e in exps}
+    flt = f"tags.`{TAG_NOTEBOOK}` = '{notebook}'" if notebook else ""
+    runs = store.call(
+        mlflow_client.search_runs,
+        list(names),
+        filter_string=flt,
+        max_results=limit,
+        order_by=["attributes.start_time DESC"],
+    )
+    return [
+        {
+            "run_id": r.info.run_id,
+            "run_name": r.info.run_name,
+            "experiment": names.get(r.info.experiment_id, r.info.experiment_id),
+            "status": r.info.status,
+            "start_time": r.info.start_time,
+            "metrics": dict(r.data.metrics),
+            "params": dict(r.data.params),
+            "notebook": r.data.tags.get(TAG_NOTEBOOK),
+        }
+        for r in runs
+    ]
+
+
+@contextlib.contextmanager
+def track(
+    experiment: str | None = None,
+    *,
+    name: str | None = None,
+    data: Iterable[str | os.PathLike[str]] = (),
+    tags: Mapping[str, Any] | None = None,
+    notebook: str | None = None,
+    namespace: Mapping[str, Any] | None = None,
+    config: Config | None = None,
+) -> Iterator[TrackedRun]:
+    """Record the enclosed work as an MLflow run and end it FINISHED or FAILED.
+
+    ``data`` paths are checked before anything is written and snapshotted with DVC, so
+    the run records exactly what the work read. If the body raises, the run is marked
+    FAILED with the traceback as an artifact, what was logged is kept, and the exception
+    propagates. ``namespace`` (e.g. a notebook's globals) is used to find the notebook
+    and the package versions in use.
+    """
+    import mlflow
+
+    from jupyter_mlops import __version__
+
+    config = config or load_config()
+    data = list(data)
+    data_paths = []
+    if data:
+        from jupyter_mlops import data as data_mod
+
+        data_paths = data_mod.resolve_paths(data, config.root)  # fail before any write
+    namespace = namespace if namespace is not None else {}
+    notebook = notebook or notebook_path(namespace, config.root)
+    mlflow_client = store.client(config)
+    experiment_name = resolve_experiment(experiment, config, notebook)
+    experiment_id = store.ensure_experiment(experiment_name, config)
+
+    git = git_state(config.root)
+    env = capture_environment(namespace)
+    run_tags: dict[str, str] = {
+        "mlflow.source.name": notebook or Path(sys.argv[0]).name,
+        "mlflow.source.type": "NOTEBOOK" if notebook else "LOCAL",
+        "mlops.version": __version__,
+        "mlops.python": env.python,
+        "mlops.project_root": str(config.root),
+    }
+    if notebook:
+        run_tags[TAG_NOTEBOOK] = notebook
+    if git is not None:
+        run_tags["mlflow.source.git.commit"] = git.commit
+        run_tags["mlops.git.dirty"] = str(git.dirty).lower()
+        if git.branch:
+            run_tags["mlflow.source.git.branch"] = git.branch
+    run_tags.update({str(k): str(v) for k, v in (tags or {}).items()})
+
+    active = mlflow.active_run()
+    with _quiet_mlflow():
+        info = store.retry_busy(
+            lambda: mlflow.start_run(
+                experiment_id=experiment_id,
+                run_name=name,
+                tags=run_tags,
+                nested=active is not None,
+            ),
+            what="start run",
+        ).info
+    run = TrackedRun(
+        run_id=info.run_id,
+        experiment_id=experiment_id,
+        experiment_name=experiment_name,
+        run_name=info.run_name or "",
+        config=config,
+        notebook=notebook,
+        git_commit=git.commit if git else None,
+        git_dirty=git.dirty if git else None,
+    )
+    failure: BaseException | None = None
+    try:
+        run.log_text(json.dumps(env.to_dict(), indent=2), "mlops/environment.json")
+        if notebook and (config.root / notebook).is_file():
+            nb_file = config.root / notebook
+            if nb_file.stat().st_size < 50 * 2**20:
+                store.call(mlflow_client.log_artifact, run.run_id, str(nb_file), "mlops/notebook")
+        if data_paths:
+            run.log_data(data_paths)
+        yield run
+    except BaseException as exc:
+        failure = exc
+        run.error = "".join(traceback.format_exception(exc))
+        with contextlib.suppress(Exception):
+            run.log_text(run.error, "mlops/traceback.txt")
+        raise
+    finally:
+        status = "FAILED" if failure is not None else "FINISHED"
+        if isinstance(failure, KeyboardInterrupt):
+            status = "KILLED"
+        _end_run(run, status)
+
+
+def _end_run(run: TrackedRun, status: str) -> None:
+    import mlflow
+
+    run.status, run.ended = status, time.time()
+    active = mlflow.active_run()
+    if active is not None and active.info.run_id == run.run_id:
+        store.retry_busy(lambda: mlflow.end_run(status), what="end run")
+    else:
+        mlflow_client = store.client(run.config)
+        store.call(mlflow_client.set_terminated, run.run_id, status)

@@ -1,0 +1,131 @@
+"""The MLflow side: one client per tracking URI, experiments, and retries on a busy store.
+
+Every face (magics, CLI, server extension, serving) reaches MLflow through here, so the
+tracking URI resolution of ``config`` is applied once and the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import random
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from jupyter_mlops.config import Config, load_config
+from jupyter_mlops.errors import TrackingError
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+T = TypeVar("T")
+_log = logging.getLogger(__name__)
+_RETRYABLE = ("database is locked", "database table is locked", "TEMPORARILY_UNAVAILABLE")
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    text = f"{type(exc).__name__}: {exc}"
+    code = getattr(exc, "error_code", "")
+    return code == "TEMPORARILY_UNAVAILABLE" or any(s in text for s in _RETRYABLE)
+
+
+def retry_busy(fn: Callable[[], T], *, attempts: int = 8, what: str = "MLflow call") -> T:
+    """Run ``fn``, retrying with jittered backoff while the store reports it is busy.
+
+    SQLite allows one writer at a time; MLflow waits 20 s for the lock but a write that
+    upgrades a stale read transaction fails at once, so two kernels need this.
+    """
+    delay = 0.05
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except Exception as exc:
+            if not _is_retryable(exc) or attempt == attempts - 1:
+                raise
+            _log.debug("%s: store busy (%s), retrying", what, exc)
+            time.sleep(delay * (1 + random.random()))
+            delay = min(delay * 2, 2.0)
+    raise AssertionError("unreachable")
+
+
+def _enable_wal(db_path: Path) -> None:
+    # WAL lets readers and one writer work at once: two kernels tracking do not block.
+    # The journal mode is stored in the database file, so once is enough.
+    try:
+        with sqlite3.connect(db_path, timeout=30) as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.Error as exc:
+        _log.debug("could not enable WAL on %s: %s", db_path, exc)
+
+
+@functools.cache
+def _client_for(tracking_uri: str) -> MlflowClient:
+    import mlflow
+    from mlflow import MlflowClient
+
+    if tracking_uri.startswith("sqlite:///"):
+        db_path = Path(tracking_uri.removeprefix("sqlite:///"))
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        new = not db_path.exists()
+        client = MlflowClient(tracking_uri)
+        if new:
+            # Creating the schema happens lazily on the first query.
+            retry_busy(lambda: client.search_experiments(max_results=1), what="create store")
+            _enable_wal(db_path)
+    else:
+        client = MlflowClient(tracking_uri)
+    return client
+
+
+def client(config: Config | None = None) -> MlflowClient:
+    """The MLflow client of the project's tracking store (created once per process)."""
+    import mlflow
+
+    config = config or load_config()
+    if config.is_local_store:
+        config.ensure_dirs()
+    mlflow_client = _client_for(config.tracking_uri)
+    # The fluent API (mlflow.start_run, mlflow.sklearn.log_model) reads the global URI.
+    if mlflow.get_tracking_uri() != config.tracking_uri:
+        mlflow.set_tracking_uri(config.tracking_uri)
+    return mlflow_client
+
+
+def ensure_experiment(name: str, config: Config | None = None) -> str:
+    """The id of experiment ``name``, created if missing (artifacts under .mlops/ locally)."""
+    config = config or load_config()
+    mlflow_client = client(config)
+    from mlflow.exceptions import MlflowException
+
+    def get_or_create() -> str:
+        exp = mlflow_client.get_experiment_by_name(name)
+        if exp is not None:
+            if exp.lifecycle_stage == "deleted":
+                raise TrackingError(
+                    f"Experiment {name!r} is deleted. Restore it with "
+                    f"`mlflow experiments restore --experiment-id {exp.experiment_id}` "
+                    "or choose another name."
+                )
+            return str(exp.experiment_id)
+        location = None
+        if config.artifact_root is not None:
+            safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+            location = (config.artifact_root / f"{safe}-{random.randrange(16**6):06x}").as_uri()
+        try:
+            return str(mlflow_client.create_experiment(name, artifact_location=location))
+        except MlflowException as exc:
+            if "RESOURCE_ALREADY_EXISTS" in str(exc.error_code) or "already exists" in str(exc):
+                exp = mlflow_client.get_experiment_by_name(name)  # another kernel won the race
+                if exp is not None:
+                    return str(exp.experiment_id)
+            raise
+
+    return retry_busy(get_or_create, what=f"experiment {name!r}")
+
+
+def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)`` with busy-store retries."""
+    return retry_busy(lambda: fn(*args, **kwargs), what=getattr(fn, "__name__", "MLflow call"))
