@@ -1,4 +1,4 @@
-"""The README's main job: run the quickstart notebook in a fresh project and say where the run is."""
+"""The README's main job: run the quickstart in a fresh project and say where the run is."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def run_demo(folder: Path) -> None:
     run = runs[0]
     metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(run["metrics"].items()))
     print(f"Executed notebook: {out}")
-    print(f"Run {run['run_id']} ({run['run_name']}) in experiment {run['experiment']}: {run['status']}")
+    print(f"Run {run['run_id']} ({run['run_name']}) in {run['experiment']}: {run['status']}")
     print(f"  metrics: {metrics}")
     print(f"  tracking store: {config.tracking_uri}")
     print(f"  browse it: mlflow ui --backend-store-uri {config.tracking_uri}")

@@ -56,9 +56,7 @@ class MlopsMagics(Magics):
         metavar="PATH",
         help="File or folder the cell reads; snapshotted with DVC (repeatable)",
     )
-    @argument(
-        "--params", action="append", metavar="NAMES", help="Extra variables to log as params"
-    )
+    @argument("--params", action="append", metavar="NAMES", help="Extra variables to log as params")
     @argument(
         "--metrics", action="append", metavar="NAMES", help="Extra variables to log as metrics"
     )
@@ -152,7 +150,9 @@ class MlopsMagics(Magics):
         try:
             if args.action == "runs":
                 namespace = self.shell.user_ns if self.shell else {}
-                return status.runs_table(limit=args.limit, all_notebooks=args.all, namespace=namespace)
+                return status.runs_table(
+                    limit=args.limit, all_notebooks=args.all, namespace=namespace
+                )
             return status.describe()
         except MlopsError as exc:
             raise UsageError(str(exc)) from None

@@ -77,7 +77,9 @@ def ip(_shell, project):  # type: ignore[no-untyped-def]
 
 IRIS_CELL = """\
 df = pd.read_csv("data/iris.csv")
-X_train, X_test, y_train, y_test = train_test_split(df.drop(columns="target"), df.target, test_size=0.2, random_state=0)
+X_train, X_test, y_train, y_test = train_test_split(
+    df.drop(columns="target"), df.target, test_size=0.2, random_state=0
+)
 n_estimators = 100
 model = RandomForestClassifier(n_estimators=n_estimators, random_state=42)
 model.fit(X_train, y_train)

@@ -49,7 +49,9 @@ def test_iris_cell_reads_back_through_plain_mlflow(ip, iris_csv: Path) -> None:
     assert run.data.metrics["acc"] == pytest.approx(ns["acc"])
     assert "n_estimators" not in run.data.metrics
     # source: the cell's code as an artifact and its hash
-    code = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="mlops/cell.py"))
+    code = Path(
+        mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="mlops/cell.py")
+    )
     assert code.read_text() == IRIS_CELL
     assert run.data.tags["mlops.source.sha256"] == hashlib.sha256(IRIS_CELL.encode()).hexdigest()
     env = json.loads(
@@ -129,7 +131,9 @@ def test_missing_data_path_errors_before_cell_runs(ip, project: Path) -> None:
 
 def test_failing_cell_is_failed_run_with_traceback_and_kept_values(ip) -> None:
     ip.run_cell("import mlflow")
-    cell = 'loss = 0.25\nmlflow.log_metric("by_hand", 7)\nlr = 0.1\nraise ValueError("boom in cell")\n'
+    cell = (
+        'loss = 0.25\nmlflow.log_metric("by_hand", 7)\nlr = 0.1\nraise ValueError("boom in cell")\n'
+    )
     with pytest.raises(ValueError, match="boom in cell"):
         ip.run_cell_magic("track", "-e failing", cell)
     run = _only_run(_client())
@@ -269,7 +273,8 @@ def test_track_nests_under_an_active_run(project: Path) -> None:
 
 
 def test_track_setup_errors_are_mlops_errors(project: Path) -> None:
-    with pytest.raises(jupyter_mlops.DataError, match="missing.csv"), jupyter_mlops.track(
-        data=["missing.csv"]
+    with (
+        pytest.raises(jupyter_mlops.DataError, match=r"missing\.csv"),
+        jupyter_mlops.track(data=["missing.csv"]),
     ):
         pytest.fail("body must not run")

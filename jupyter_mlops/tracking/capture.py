@@ -63,9 +63,9 @@ def _literal(node: ast.expr) -> tuple[bool, Any]:
 def _fit_receiver(call: ast.Call) -> str | None:
     """``model.fit(...)`` -> "model"; ``make_pipeline(...).fit(...)`` -> None."""
     func = call.func
-    if isinstance(func, ast.Attribute) and func.attr in {"fit", "fit_transform", "fit_predict"}:
-        if isinstance(func.value, ast.Name):
-            return func.value.id
+    fits = {"fit", "fit_transform", "fit_predict"}
+    if isinstance(func, ast.Attribute) and func.attr in fits and isinstance(func.value, ast.Name):
+        return func.value.id
     return None
 
 

@@ -44,13 +44,13 @@ class RunCard:
             hidden = len(params) - MAX_PARAMS_SHOWN
             params = [*params[:MAX_PARAMS_SHOWN], f"... {hidden} more in MLflow"]
         rows.append(("params", params))
-        rows.append(
-            ("metrics", [f"{k}={_fmt_metric(v)}" for k, v in sorted(run.metrics.items())])
-        )
+        rows.append(("metrics", [f"{k}={_fmt_metric(v)}" for k, v in sorted(run.metrics.items())]))
         models = []
         for rec in run.models.values():
             models.append(
-                f"{rec.name}: {rec.model_uri}" if rec.ok else f"{rec.name}: NOT LOGGED ({rec.error})"
+                f"{rec.name}: {rec.model_uri}"
+                if rec.ok
+                else f"{rec.name}: NOT LOGGED ({rec.error})"
             )
         rows.append(("models", models))
         rows.append(

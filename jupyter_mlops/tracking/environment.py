@@ -17,7 +17,9 @@ from typing import Any
 NOTEBOOK_ENV = "JUPYTER_MLOPS_NOTEBOOK"  # set by our pipeline runner for papermill kernels
 
 
-def notebook_path(namespace: Mapping[str, Any] | None = None, root: Path | None = None) -> str | None:
+def notebook_path(
+    namespace: Mapping[str, Any] | None = None, root: Path | None = None
+) -> str | None:
     """The path of the notebook this kernel serves, if anything tells us.
 
     Jupyter server passes it to the kernel as ``JPY_SESSION_NAME`` (ipykernel copies it to

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path, PurePosixPath
-
 from typing import TYPE_CHECKING
 
 from jupyter_mlops.config import Config, load_config
@@ -65,11 +64,8 @@ def restore_data(
     config = config or load_config()
     snaps = run_data(run_id, config)
     wanted = Path(path)
-    if wanted.is_absolute():
-        try:
-            wanted = wanted.resolve().relative_to(config.root)
-        except ValueError:
-            pass
+    if wanted.is_absolute() and wanted.resolve().is_relative_to(config.root):
+        wanted = wanted.resolve().relative_to(config.root)
     key = PurePosixPath(wanted.as_posix()).as_posix()
     for snap in snaps:
         if snap.path == key:

@@ -6,12 +6,13 @@ tracking URI resolution of ``config`` is applied once and the same way everywher
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import random
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -61,22 +62,38 @@ def _enable_wal(db_path: Path) -> None:
         _log.debug("could not enable WAL on %s: %s", db_path, exc)
 
 
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock across processes (no-op where fcntl is missing)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: MLflow's own retries have to do
+        yield
+        return
+    with path.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 @functools.cache
 def _client_for(tracking_uri: str) -> MlflowClient:
-    import mlflow
     from mlflow import MlflowClient
 
-    if tracking_uri.startswith("sqlite:///"):
-        db_path = Path(tracking_uri.removeprefix("sqlite:///"))
-        db_path.parent.mkdir(parents=True, exist_ok=True)
-        new = not db_path.exists()
+    if not tracking_uri.startswith("sqlite:///"):
+        return MlflowClient(tracking_uri)
+    db_path = Path(tracking_uri.removeprefix("sqlite:///"))
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    # Two kernels opening a new store at once would both run MLflow's schema migrations
+    # (when the tracking and the registry stores are first built); the lock makes the
+    # second wait and find the tables made.
+    with _file_lock(db_path.with_name(db_path.name + ".lock")):
         client = MlflowClient(tracking_uri)
-        if new:
-            # Creating the schema happens lazily on the first query.
-            retry_busy(lambda: client.search_experiments(max_results=1), what="create store")
-            _enable_wal(db_path)
-    else:
-        client = MlflowClient(tracking_uri)
+        retry_busy(lambda: client.search_experiments(max_results=1), what="open store")
+        retry_busy(lambda: client.search_registered_models(max_results=1), what="open registry")
+        _enable_wal(db_path)
     return client
 
 

@@ -1,0 +1,32 @@
+# The README's two commands: `make demo` (set up, run the quickstart) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: demo test lint bench install clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	DVC_NO_ANALYTICS=1 $(BIN)/jupyter-mlops demo --dir build/demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check jupyter_mlops tests benchmarks
+	$(BIN)/ruff format --check jupyter_mlops tests benchmarks
+
+test: $(STAMP)
+	$(MAKE) lint
+	DVC_NO_ANALYTICS=1 $(BIN)/python -m pytest
+
+bench: $(STAMP)
+	DVC_NO_ANALYTICS=1 $(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf build .pytest_cache .ruff_cache
