@@ -28,6 +28,16 @@ from jupyter_mlops.tracking import (
 
 __version__ = "0.1.0"
 
+# The registry is imported on first use (see __getattr__) so import stays light.
+_LAZY = {
+    "register": "jupyter_mlops.registry",
+    "promote": "jupyter_mlops.registry",
+    "rollback": "jupyter_mlops.registry",
+    "history": "jupyter_mlops.registry",
+    "lineage": "jupyter_mlops.registry",
+    "list_models": "jupyter_mlops.registry",
+}
+
 __all__ = [
     "Config",
     "ConfigError",
@@ -38,10 +48,16 @@ __all__ = [
     "TrackingError",
     "__version__",
     "get_run",
+    "history",
     "latest_runs",
+    "lineage",
+    "list_models",
     "load_config",
     "load_ipython_extension",
+    "promote",
+    "register",
     "restore_data",
+    "rollback",
     "run_data",
     "track",
     "track_code",
@@ -59,4 +75,8 @@ def load_ipython_extension(ipython: InteractiveShell) -> None:
 
 
 def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'jupyter_mlops' has no attribute {name!r}")

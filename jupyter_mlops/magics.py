@@ -34,13 +34,25 @@ def _tags(values: list[str] | None) -> dict[str, str]:
     return tags
 
 
+def _unquote(value: Any) -> Any:
+    """IPython splits magic lines without removing quotes: '"a >= 1"' -> 'a >= 1'."""
+    if isinstance(value, list):
+        return [_unquote(v) for v in value]
+    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value
+
+
 def _parse(magic: Any, line: str) -> Any:
     try:
-        return parse_argstring(magic, line)
+        args = parse_argstring(magic, line)
     except UsageError:
         raise
     except SystemExit as exc:  # argparse exits on --help or bad input in some versions
         raise UsageError(f"Invalid arguments: {line!r}") from exc
+    for key, value in vars(args).items():
+        setattr(args, key, _unquote(value))
+    return args
 
 
 @magics_class
@@ -136,6 +148,81 @@ class MlopsMagics(Magics):
         if last is None:
             return None
         return eval(shell.compile(last, filename, "eval"), shell.user_global_ns, shell.user_ns)
+
+    @magic_arguments()
+    @argument("run", nargs="?", default="last", help="Run id or prefix (default: last)")
+    @argument("-n", "--name", help="Registered model name")
+    @argument("--alias", action="append", default=[], help="Alias to set (repeatable)")
+    @argument("--gate", help='Bar over the run\'s metrics, e.g. "accuracy >= 0.9"')
+    @argument("--against", metavar="ALIAS", help="Register only if it beats this alias")
+    @argument("--metric", help="Metric for --against")
+    @argument("--min-delta", type=float, default=0.0, help="Margin required by --against")
+    @argument("--lower-is-better", action="store_true", default=None, help="For --against")
+    @argument("--model", help="Which model of the run, if it logged several")
+    @argument("--promote", metavar="NAME/VERSION", help="Point --alias at this version")
+    @argument("--rollback", metavar="NAME", help="Move --alias back to its previous holder")
+    @argument("--history", metavar="NAME", help="Alias history of a model")
+    @argument("--list", action="store_true", help="Registered models, versions, aliases")
+    @argument("--lineage", metavar="NAME@ALIAS", help="Trace a version to code and data")
+    @line_magic
+    def register(self, line: str) -> Any:
+        """Register a tracked run's model in MLflow's registry, with gates and aliases.
+
+        Examples::
+
+            %register --name iris-rf --alias challenger --gate "accuracy >= 0.9"
+            %register --name iris-rf --against champion --metric accuracy --alias champion
+            %register --promote iris-rf/4 --alias champion
+            %register --rollback iris-rf --alias champion
+            %register --history iris-rf
+            %register --list
+            %register --lineage iris-rf@champion
+        """
+        args = _parse(self.register, line)
+        from jupyter_mlops import registry, status
+
+        context = self._context()
+        try:
+            if args.list:
+                return status.models_table()
+            if args.history:
+                return status.history_table(args.history)
+            if args.lineage:
+                return registry.lineage(args.lineage)
+            if args.promote or args.rollback:
+                if len(args.alias) != 1:
+                    raise UsageError("--promote and --rollback need exactly one --alias")
+                if args.promote:
+                    event = registry.promote(
+                        args.promote, args.alias[0], gate=args.gate, context=context
+                    )
+                else:
+                    event = registry.rollback(args.rollback, args.alias[0], context=context)
+                return status.event_text(event)
+            if not args.name:
+                raise UsageError("Say which model to register into: --name NAME")
+            return registry.register(
+                args.run,
+                name=args.name,
+                aliases=args.alias,
+                gate=args.gate,
+                against=args.against,
+                metric=args.metric,
+                min_delta=args.min_delta,
+                lower_is_better=args.lower_is_better,
+                model=args.model,
+                context=context,
+            )
+        except MlopsError as exc:
+            raise UsageError(str(exc)) from None
+
+    def _context(self) -> dict[str, Any]:
+        """Where a registry action was taken from: the notebook and the cell."""
+        from jupyter_mlops.config import load_config
+        from jupyter_mlops.tracking.environment import notebook_path
+
+        namespace = self.shell.user_ns if self.shell else {}
+        return {"notebook": notebook_path(namespace, load_config().root)}
 
     @magic_arguments()
     @argument("action", nargs="?", default="info", choices=["info", "runs"], help="What to show")

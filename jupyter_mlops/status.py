@@ -83,3 +83,63 @@ def runs_table(
     if not rows:
         title += ": none yet (use %%track)"
     return Table(title, ["run", "name", "experiment", "status", "metrics"], rows)
+
+
+def models_table(config: Config | None = None) -> Table:
+    """Registered models, one row per version, with aliases and key metrics."""
+    from jupyter_mlops.registry import list_models
+
+    rows = []
+    for model in list_models(config=config):
+        for v in model.versions:
+            metrics = ", ".join(f"{k}={val:.4g}" for k, val in v["metrics"].items())
+            rows.append(
+                [
+                    model.name,
+                    v["version"],
+                    ", ".join(v["aliases"]),
+                    (v["run_id"] or "")[:12],
+                    metrics,
+                ]
+            )
+    title = "Registered models" + ("" if rows else ": none yet (use %register)")
+    return Table(title, ["model", "version", "aliases", "run", "metrics"], rows)
+
+
+def history_table(name: str, config: Config | None = None) -> Table:
+    """Who moved which alias of ``name`` to which version, when, and with what gate."""
+    from jupyter_mlops.registry import history
+
+    rows = []
+    for e in history(name, config=config):
+        gate = ""
+        if e.gate:
+            gate = f"{e.gate.get('expression')}: {'passed' if e.gate.get('passed') else 'failed'}"
+        if e.comparison:
+            gate = (gate + "; " if gate else "") + e.comparison.get("summary", "")
+        rows.append(
+            [
+                e.time[:19].replace("T", " "),
+                e.user,
+                e.action,
+                e.alias,
+                e.previous or "-",
+                e.version or "-",
+                e.notebook or "",
+                gate,
+            ]
+        )
+    return Table(
+        f"Alias history of {name}",
+        ["time (UTC)", "user", "action", "alias", "from", "to", "notebook", "gate"],
+        rows,
+    )
+
+
+def event_text(event: Any) -> Table:
+    """One alias change, for display after --promote/--rollback."""
+    return Table(
+        f"{event.model}@{event.alias}: version {event.previous or '-'} -> {event.version}",
+        ["action", "user", "time (UTC)"],
+        [[event.action, event.user, event.time[:19].replace("T", " ")]],
+    )

@@ -48,3 +48,19 @@ def test_bad_pyproject_is_config_error(project: Path) -> None:
     (project / "pyproject.toml").write_text("[tool.jupyter-mlops\n")
     with pytest.raises(ConfigError, match="Cannot read"):
         load_config()
+
+
+def test_using_a_store_does_not_pin_later_projects(tmp_path: Path, monkeypatch) -> None:
+    import jupyter_mlops
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    for name in ("one", "two"):
+        root = tmp_path / name
+        (root / ".mlops").mkdir(parents=True)
+        monkeypatch.chdir(root)
+        with jupyter_mlops.track(experiment="e") as run:
+            run.log_metrics({"score": 1.0})
+        cfg = load_config()
+        assert cfg.sources["tracking_uri"] == "default"
+        assert cfg.tracking_uri == f"sqlite:///{root.resolve()}/.mlops/mlflow.db"
+        assert jupyter_mlops.get_run(run.run_id).info.run_id == run.run_id

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 import random
 import sqlite3
 import time
@@ -107,7 +108,14 @@ def client(config: Config | None = None) -> MlflowClient:
     mlflow_client = _client_for(config.tracking_uri)
     # The fluent API (mlflow.start_run, mlflow.sklearn.log_model) reads the global URI.
     if mlflow.get_tracking_uri() != config.tracking_uri:
+        previous = os.environ.get("MLFLOW_TRACKING_URI")
         mlflow.set_tracking_uri(config.tracking_uri)
+        # MLflow also exports the URI to the environment, where load_config would take our
+        # choice for the user's and pin every later project to this store.
+        if previous is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = previous
     return mlflow_client
 
 
