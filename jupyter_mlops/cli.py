@@ -57,6 +57,66 @@ def _execute(args: argparse.Namespace) -> int:
     return 0
 
 
+def _register(args: argparse.Namespace) -> int:
+    from jupyter_mlops import registry
+
+    print(
+        registry.register(
+            args.run,
+            name=args.name,
+            aliases=args.alias or [],
+            gate=args.gate,
+            against=args.against,
+            metric=args.metric,
+            min_delta=args.min_delta,
+            model=args.model,
+        )
+    )
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from jupyter_mlops.status import models_table
+
+    print(models_table())
+    return 0
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from jupyter_mlops import registry
+    from jupyter_mlops.status import event_text
+
+    print(event_text(registry.promote(args.version, args.alias, gate=args.gate)))
+    return 0
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    from jupyter_mlops import registry
+    from jupyter_mlops.status import event_text
+
+    print(event_text(registry.rollback(args.name, args.alias)))
+    return 0
+
+
+def _history(args: argparse.Namespace) -> int:
+    from jupyter_mlops.status import history_table
+
+    print(history_table(args.name))
+    return 0
+
+
+def _lineage(args: argparse.Namespace) -> int:
+    import json
+
+    from jupyter_mlops import registry
+
+    lin = registry.lineage(args.model)
+    print(json.dumps(lin.to_dict(), indent=2, default=str) if args.json else lin)
+    if args.restore:
+        print(f"Restored training data to {lin.restore_data(args.path, args.restore)}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from jupyter_mlops.demo import run_demo
 
@@ -94,6 +154,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-p", "--param", action="append", metavar="NAME=VALUE")
     p.add_argument("--cwd", help="working directory of the kernel (default: notebook's folder)")
     p.set_defaults(func=_execute)
+
+    p = sub.add_parser("register", help="register a tracked run's model as a new version")
+    p.add_argument("run", nargs="?", default="last", help="run id or prefix (default: last)")
+    p.add_argument("-n", "--name", required=True, help="registered model name")
+    p.add_argument("--alias", action="append", help="alias to set (repeatable)")
+    p.add_argument("--gate", help='bar over the run\'s metrics, e.g. "accuracy >= 0.9"')
+    p.add_argument("--against", metavar="ALIAS", help="register only if it beats this alias")
+    p.add_argument("--metric", help="metric for --against")
+    p.add_argument("--min-delta", type=float, default=0.0)
+    p.add_argument("--model", help="which model of the run, if it logged several")
+    p.set_defaults(func=_register)
+
+    p = sub.add_parser("models", help="registered models, versions, aliases, metrics")
+    p.set_defaults(func=_models)
+
+    p = sub.add_parser("promote", help="point an alias at a version: promote NAME/VERSION ALIAS")
+    p.add_argument("version", metavar="NAME/VERSION")
+    p.add_argument("alias")
+    p.add_argument("--gate")
+    p.set_defaults(func=_promote)
+
+    p = sub.add_parser("rollback", help="move an alias back to its previous holder")
+    p.add_argument("name")
+    p.add_argument("alias")
+    p.set_defaults(func=_rollback)
+
+    p = sub.add_parser("history", help="alias history of a registered model")
+    p.add_argument("name")
+    p.set_defaults(func=_history)
+
+    p = sub.add_parser("lineage", help="trace a model version to its run, code and data")
+    p.add_argument("model", metavar="NAME@ALIAS|NAME/VERSION")
+    p.add_argument("--json", action="store_true", help="print as JSON")
+    p.add_argument("--restore", metavar="DEST", help="restore the training data to DEST")
+    p.add_argument("--path", help="which data path to restore (if the run read several)")
+    p.set_defaults(func=_lineage)
 
     p = sub.add_parser("demo", help="run the quickstart notebook in a fresh demo project")
     p.add_argument("--dir", default="build/demo", help="demo project folder")

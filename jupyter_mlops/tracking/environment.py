@@ -10,7 +10,6 @@ import sys
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -77,11 +76,15 @@ def git_state(folder: Path) -> GitState | None:
 @functools.cache
 def _module_distributions() -> Mapping[str, list[str]]:
     # Scanning installed distributions costs tens of ms: once per process is enough.
+    from importlib import metadata
+
     return metadata.packages_distributions()
 
 
 def distribution_version(module: str) -> tuple[str, str] | None:
     """(distribution name, version) providing top-level ``module``; None if unknown."""
+    from importlib import metadata
+
     for dist in _module_distributions().get(module, []):
         try:
             return dist, metadata.version(dist)
@@ -142,6 +145,8 @@ def model_requirements(model: Any) -> list[str]:
     MLflow would infer these by reloading the model in a subprocess (seconds per model);
     the packages that define the estimator and its parts are known right here.
     """
+    from importlib import metadata
+
     wanted = {"mlflow", "cloudpickle", "numpy", "pandas", "scipy", "scikit-learn"}
     for obj in _estimator_parts(model):
         top = (type(obj).__module__ or "").split(".", 1)[0]
