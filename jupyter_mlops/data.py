@@ -43,6 +43,8 @@ STATE_FILE = "data-state.json"
 _STATE_VERSION = 1
 _CHUNK = 4 << 20  # bytes per read in the one-pass copy
 _NBUFFERS = 4  # chunks in flight between the hashing reader and the writer
+_BLOCK = 4096  # O_DIRECT writes must be whole blocks
+_DIRECT_IO = True  # write new cache objects with O_DIRECT where possible (see _prehash)
 _INTERNAL_DIRS = (".dvc", ".git", MLOPS_DIR)
 
 _MD5 = re.compile(r"[0-9a-f]{32}(\.dir)?")
@@ -239,20 +241,23 @@ def _remote_hint(root: Path, repo: Repo | None) -> str:
 # -- reading once, hashing and copying ----------------------------------------------------
 
 
-def _copy_md5(src: Any, dst: Any) -> tuple[str, int]:
-    """Copy the open binary file ``src`` to ``dst``, returning (md5, bytes) of what was copied.
+def _copy_md5(src: Any, dst_fd: int, *, direct: bool = False) -> tuple[str, int]:
+    """Copy the open binary file ``src`` to the fd ``dst_fd``; returns (md5, bytes copied).
 
     The file is read once: this thread hashes each chunk while a helper thread writes the
     previous ones (hashlib and file writes release the GIL), so the copy costs little more
     than the hashing. What is written is exactly what is hashed, even if ``src`` changes
-    meanwhile, so a cache object always matches its name.
+    meanwhile, so a cache object always matches its name. ``direct``: ``dst_fd`` was opened
+    with O_DIRECT (page-aligned buffers, whole 4 KiB blocks); the flag is dropped before a
+    write that is not whole blocks (the tail).
     """
     import hashlib
+    import mmap
     import queue
     import threading
 
     md5 = hashlib.md5(usedforsecurity=False)
-    buffers = [bytearray(_CHUNK) for _ in range(_NBUFFERS)]
+    buffers = [mmap.mmap(-1, _CHUNK) for _ in range(_NBUFFERS)]  # page-aligned
     free: queue.SimpleQueue[int] = queue.SimpleQueue()
     full: queue.SimpleQueue[tuple[int, int] | None] = queue.SimpleQueue()
     for i in range(_NBUFFERS):
@@ -260,12 +265,17 @@ def _copy_md5(src: Any, dst: Any) -> tuple[str, int]:
     failed: list[BaseException] = []
 
     def write() -> None:
+        nonlocal direct
         try:
             while (item := full.get()) is not None:
                 i, n = item
-                view = memoryview(buffers[i])[:n]
-                while view:
-                    view = view[dst.write(view) :]
+                if direct and n % _BLOCK:
+                    _set_direct(dst_fd, on=False)
+                    direct = False
+                with memoryview(buffers[i]) as whole:
+                    view = whole[:n]
+                    while view:
+                        view = view[os.write(dst_fd, view) :]
                 free.put(i)
         except BaseException as exc:
             failed.append(exc)
@@ -276,18 +286,48 @@ def _copy_md5(src: Any, dst: Any) -> tuple[str, int]:
     total = 0
     try:
         while (i := free.get()) >= 0:
-            n = src.readinto(buffers[i])
+            n = _read_full(src, buffers[i])
             if not n:
                 break
-            md5.update(memoryview(buffers[i])[:n])
+            with memoryview(buffers[i]) as whole:
+                md5.update(whole[:n])
             total += n
             full.put((i, n))
     finally:
         full.put(None)
         writer.join()
+        for buffer in buffers:
+            buffer.close()
     if failed:
         raise failed[0]
     return md5.hexdigest(), total
+
+
+def _read_full(src: Any, buffer: Any) -> int:
+    """Fill ``buffer`` from ``src`` (short only at end of file); returns the bytes read."""
+    with memoryview(buffer) as view:
+        n = 0
+        while n < len(view):
+            got = src.readinto(view[n:])
+            if not got:
+                break
+            n += got
+        return n
+
+
+def _set_direct(fd: int, *, on: bool) -> bool:
+    """Switch O_DIRECT on/off for ``fd`` (Linux); False where the filesystem refuses it."""
+    direct = getattr(os, "O_DIRECT", 0)
+    if not direct:
+        return False
+    import fcntl
+
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags | direct if on else flags & ~direct)
+    except OSError:
+        return False
+    return True
 
 
 def _md5_file(path: Path) -> str:
@@ -322,14 +362,18 @@ def _prehash(path: Path, tmp_dir: Path) -> _Prehashed | None:
     """Hash ``path`` into a temporary copy under ``tmp_dir``; None if it changed meanwhile.
 
     On a filesystem with reflinks the copy is a clone, hashed after cloning (a clone is an
-    atomic copy, so hash and content agree); elsewhere one read feeds hash and copy.
+    atomic copy, so hash and content agree); elsewhere one read feeds hash and copy. The
+    copy is written with O_DIRECT where the filesystem allows: a cache object is written
+    once and rarely read, so it should not push the user's data out of the page cache, and
+    on VMs whose memory is not yet backed a page-cache write of 1 GiB can cost 2-3 s
+    against ~0.6 s direct (measured here).
     """
     import hashlib
 
     fd, name = tempfile.mkstemp(prefix="mlops-", suffix=".tmp", dir=tmp_dir)
     tmp = Path(name)
     try:
-        with path.open("rb", buffering=0) as src, os.fdopen(fd, "wb", buffering=0) as dst:
+        with os.fdopen(fd, "wb", buffering=0) as dst, path.open("rb", buffering=0) as src:
             before = os.fstat(src.fileno())
             if _reflink(src, dst):
                 with tmp.open("rb") as clone:
@@ -337,7 +381,8 @@ def _prehash(path: Path, tmp_dir: Path) -> _Prehashed | None:
                         clone, lambda: hashlib.md5(usedforsecurity=False)
                     ).hexdigest()
             else:
-                md5, _ = _copy_md5(src, dst)
+                direct = _DIRECT_IO and _set_direct(dst.fileno(), on=True)
+                md5, _ = _copy_md5(src, dst.fileno(), direct=direct)
         if _stat_sig(path.stat()) != _stat_sig(before):
             tmp.unlink()
             return None
@@ -825,7 +870,7 @@ def _restore_plan(snap: DataSnapshot, cache: str, hint: str) -> list[tuple[str, 
 
 def _restore_file(obj: Path, target: Path, md5: str, name: str) -> None:
     with obj.open("rb", buffering=0) as src, target.open("xb", buffering=0) as dst:
-        got, _ = _copy_md5(src, dst)
+        got, _ = _copy_md5(src, dst.fileno())
     if got != md5:
         raise DataError(
             f"The DVC cache object {obj} of {name!r} is corrupted (md5 {got}, expected {md5});"

@@ -174,7 +174,7 @@ class TrackedRun:
         elif example is None:
             self.notes.append(f"model {name!r}: training data unknown, no signature")
         try:
-            with _quiet_mlflow(), _as_active_run(self.run_id):
+            with store.quiet_mlflow(), _as_active_run(self.run_id):
                 info = mlflow.sklearn.log_model(
                     model,
                     name=name,
@@ -208,7 +208,7 @@ class TrackedRun:
         from mlflow.entities import DatasetInput, InputTag
 
         try:
-            with warnings.catch_warnings(), _quiet_mlflow():
+            with warnings.catch_warnings(), store.quiet_mlflow():
                 warnings.simplefilter("ignore")
                 frame = _as_frame(obj)
                 target_name = getattr(targets, "name", None)
@@ -276,26 +276,6 @@ class TrackedRun:
 
 if TYPE_CHECKING:
     from jupyter_mlops.tracking.card import RunCard
-
-
-def _quiet_mlflow() -> contextlib.AbstractContextManager[None]:
-    """Silence MLflow's chatter (pickle-format warnings, dataset hints) for our own calls."""
-
-    @contextlib.contextmanager
-    def quiet() -> Iterator[None]:
-        loggers = [logging.getLogger(n) for n in ("mlflow", "mlflow.sklearn", "mlflow.models")]
-        levels = [lg.level for lg in loggers]
-        for lg in loggers:
-            lg.setLevel(logging.ERROR)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                yield
-        finally:
-            for lg, level in zip(loggers, levels, strict=True):
-                lg.setLevel(level)
-
-    return quiet()
 
 
 @contextlib.contextmanager
@@ -487,7 +467,7 @@ def track(
     run_tags.update({str(k): str(v) for k, v in (tags or {}).items()})
 
     active = mlflow.active_run()
-    with _quiet_mlflow():
+    with store.quiet_mlflow():
         info = store.retry_busy(
             lambda: mlflow.start_run(
                 experiment_id=experiment_id,

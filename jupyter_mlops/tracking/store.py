@@ -13,6 +13,7 @@ import os
 import random
 import sqlite3
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -53,6 +54,23 @@ def retry_busy(fn: Callable[[], T], *, attempts: int = 8, what: str = "MLflow ca
     raise AssertionError("unreachable")
 
 
+@contextlib.contextmanager
+def quiet_mlflow() -> Iterator[None]:
+    """Silence MLflow's chatter (schema creation, pickle warnings, dataset hints, tqdm)
+    during our own calls; the user's own MLflow calls keep MLflow's settings."""
+    loggers = [logging.getLogger(n) for n in ("mlflow", "mlflow.sklearn", "mlflow.models")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
 def _enable_wal(db_path: Path) -> None:
     # WAL lets readers and one writer work at once: two kernels tracking do not block.
     # The journal mode is stored in the database file, so once is enough.
@@ -90,7 +108,7 @@ def _client_for(tracking_uri: str) -> MlflowClient:
     # Two kernels opening a new store at once would both run MLflow's schema migrations
     # (when the tracking and the registry stores are first built); the lock makes the
     # second wait and find the tables made.
-    with _file_lock(db_path.with_name(db_path.name + ".lock")):
+    with _file_lock(db_path.with_name(db_path.name + ".lock")), quiet_mlflow():
         client = MlflowClient(tracking_uri)
         retry_busy(lambda: client.search_experiments(max_results=1), what="open store")
         retry_busy(lambda: client.search_registered_models(max_results=1), what="open registry")
@@ -100,7 +118,8 @@ def _client_for(tracking_uri: str) -> MlflowClient:
 
 def client(config: Config | None = None) -> MlflowClient:
     """The MLflow client of the project's tracking store (created once per process)."""
-    import mlflow
+    with quiet_mlflow():  # tqdm warns at import time in kernels without ipywidgets
+        import mlflow
 
     config = config or load_config()
     if config.is_local_store:

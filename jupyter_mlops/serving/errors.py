@@ -1,0 +1,39 @@
+"""Serving errors: subclasses of the project's ``MlopsError`` hierarchy.
+
+``InputError`` carries an HTTP status and, where one is at fault, the column, so the server
+can answer a bad request with a message that names the problem.
+"""
+
+from __future__ import annotations
+
+from jupyter_mlops.errors import MlopsError, NotFoundError
+
+
+class ServingError(MlopsError):
+    """A deployment cannot be started, changed, stopped or reached."""
+
+
+class PortInUseError(ServingError):
+    """The port asked for is already taken on that host."""
+
+
+class DeploymentNotFoundError(NotFoundError, ServingError):
+    """No deployment of that name exists in the project."""
+
+
+class InputError(ServingError):
+    """A prediction request is malformed or does not match the model's signature."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 422,
+        code: str = "INVALID_INPUT",
+        column: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.column = column

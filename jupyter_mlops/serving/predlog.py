@@ -1,0 +1,454 @@
+"""The prediction log: what each deployment answered, durable before the answer leaves.
+
+Two layers keep the request path cheap and still lose nothing a client saw:
+
+* a **journal** per server process (``<deployment>/journal/<pid>-<n>.jsonl``): after a
+  micro-batch is predicted, its records are appended with one ``os.write`` (and, with
+  ``durability="fsync"``, one ``fdatasync``) *before* the responses are released. Once
+  ``write`` returns the bytes belong to the kernel's page cache, so a ``kill -9`` of the
+  server cannot lose them; ``fsync`` also survives a power cut. One write per batch is group
+  commit: its cost is shared by all the requests of the batch.
+* a **store** (SQLite by default, behind :class:`PredictionStore` so PostgreSQL can follow)
+  that a background thread fills from closed journal segments, off the request path.
+
+The writer holds an ``flock`` on its open segment. A segment nobody holds (closed, or left by
+a killed server) is replayed into the store and deleted by whoever takes the lock first: the
+server itself, its next start, or a reader. Rows are keyed by request id and inserted with
+``INSERT OR IGNORE``, so replaying twice is harmless. Readers also read the complete lines of
+live segments, so :func:`read_predictions` sees every answered request at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from jupyter_mlops.serving.errors import DeploymentNotFoundError, ServingError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from jupyter_mlops.config import Config
+
+_log = logging.getLogger(__name__)
+
+#: The columns every stored prediction has (inputs and outputs are JSON text).
+COLUMNS = (
+    "request_id",
+    "ts",
+    "deployment",
+    "model_name",
+    "model_version",
+    "run_id",
+    "role",
+    "endpoint",
+    "n_rows",
+    "latency_ms",
+    "inputs",
+    "outputs",
+)
+DEFAULT_DB = "predictions.db"
+
+
+# -- storage backends ---------------------------------------------------------------------
+
+
+class PredictionStore(Protocol):
+    """Where predictions end up. Implementations must make ``write`` idempotent per id."""
+
+    def write(self, records: Sequence[Mapping[str, Any]]) -> None:
+        """Store journal records (dicts with the keys of ``COLUMNS``), ignoring known ids."""
+
+    def read(
+        self,
+        deployment: str,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Rows of ``deployment`` with ``since <= ts < until``, oldest first (latest ``limit``)."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+class SQLitePredictionStore:
+    """The default store: one SQLite file (WAL mode) shared by the project's deployments."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        with self._conn() as conn:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS predictions ("
+                " request_id TEXT PRIMARY KEY, ts REAL NOT NULL, deployment TEXT NOT NULL,"
+                " model_name TEXT, model_version TEXT, run_id TEXT, role TEXT, endpoint TEXT,"
+                " n_rows INTEGER, latency_ms REAL, inputs TEXT, outputs TEXT)"
+            )
+            conn.execute(
+                "CREATE INDEX IF NOT EXISTS predictions_deployment_ts"
+                " ON predictions (deployment, ts)"
+            )
+
+    @classmethod
+    def from_url(cls, url: str) -> SQLitePredictionStore:
+        """``sqlite:///relative.db`` or ``sqlite:////absolute/path.db``."""
+        return cls(url.removeprefix("sqlite:///"))
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+        return conn
+
+    def write(self, records: Sequence[Mapping[str, Any]]) -> None:
+        if not records:
+            return
+        rows = [
+            tuple(
+                _json_text(rec.get(col)) if col in ("inputs", "outputs") else rec.get(col)
+                for col in COLUMNS
+            )
+            for rec in records
+        ]
+        conn = self._conn()
+        placeholders = ",".join("?" * len(COLUMNS))
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(
+                f"INSERT OR IGNORE INTO predictions ({','.join(COLUMNS)}) VALUES ({placeholders})",
+                rows,
+            )
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def read(
+        self,
+        deployment: str,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        where, args = ["deployment = ?"], [deployment]
+        if since is not None:
+            where.append("ts >= ?")
+            args.append(since)
+        if until is not None:
+            where.append("ts < ?")
+            args.append(until)
+        sql = f"SELECT {','.join(COLUMNS)} FROM predictions WHERE {' AND '.join(where)}"
+        if limit is not None:
+            sql = f"SELECT * FROM ({sql} ORDER BY ts DESC LIMIT {int(limit)})"
+        cur = self._conn().execute(f"{sql} ORDER BY ts", args)
+        return [dict(zip(COLUMNS, row, strict=True)) for row in cur.fetchall()]
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+def _json_text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, default=str)
+
+
+_STORES: dict[str, Callable[[str], PredictionStore]] = {"sqlite": SQLitePredictionStore.from_url}
+
+
+def register_prediction_store(scheme: str, factory: Callable[[str], PredictionStore]) -> None:
+    """Make ``open_prediction_store`` handle URLs of ``scheme`` (e.g. ``postgresql``)."""
+    _STORES[scheme] = factory
+
+
+def open_prediction_store(url: str) -> PredictionStore:
+    """The store behind ``url`` (``sqlite:///...``; more schemes via the registry)."""
+    scheme = url.split(":", 1)[0].split("+", 1)[0]
+    factory = _STORES.get(scheme)
+    if factory is None:
+        raise ServingError(
+            f"No prediction store for {scheme!r} URLs (known: {', '.join(sorted(_STORES))})."
+        )
+    return factory(url)
+
+
+def default_store_url(mlops_dir: Path) -> str:
+    """``sqlite:///<project>/.mlops/predictions.db``."""
+    return f"sqlite:///{mlops_dir.resolve() / DEFAULT_DB}"
+
+
+# -- the journal --------------------------------------------------------------------------
+
+
+def _dumps(value: Any) -> bytes:
+    try:
+        import orjson
+    except ImportError:  # pragma: no cover - orjson is a dependency; keep working without it
+        return json.dumps(value, default=str, separators=(",", ":")).encode()
+    return orjson.dumps(value, default=str, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+class Journal:
+    """Append-only segment files of one process; thread-safe."""
+
+    def __init__(self, folder: str | os.PathLike[str], *, durability: str = "write") -> None:
+        if durability not in ("write", "fsync"):
+            raise ServingError(f"durability must be 'write' or 'fsync', not {durability!r}")
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.fsync = durability == "fsync"
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._fd: int | None = None
+        self._bytes = 0
+        self._open()
+
+    def _open(self) -> None:
+        self._seq += 1
+        path = self.folder / f"{os.getpid()}-{time.time_ns()}-{self._seq:06d}.jsonl"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        _flock(fd, blocking=True)
+        self._fd, self._bytes = fd, 0
+
+    def append(self, records: Iterable[Mapping[str, Any]]) -> None:
+        """Write ``records`` as JSON lines in one system call; durable when it returns."""
+        data = b"".join(_dumps(rec) + b"\n" for rec in records)
+        if not data:
+            return
+        with self._lock:
+            if self._fd is None:
+                raise ServingError("the prediction journal is closed")
+            view = memoryview(data)
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+            if self.fsync:
+                os.fdatasync(self._fd)
+            self._bytes += len(data)
+
+    def rotate(self) -> bool:
+        """Close the current segment (for ingestion) if it holds anything; start a new one."""
+        with self._lock:
+            if self._fd is None or self._bytes == 0:
+                return False
+            os.close(self._fd)  # releases the flock: the segment is now free to ingest
+            self._open()
+            return True
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+
+def _flock(fd: int, *, blocking: bool) -> bool:
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no concurrent ingestion protection
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _parse_lines(data: bytes, source: Path) -> list[dict[str, Any]]:
+    records = []
+    complete = data[: data.rfind(b"\n") + 1]  # a trailing partial line was never answered
+    for line in complete.splitlines():
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            _log.warning("skipping a corrupt line in %s", source)
+    return records
+
+
+def replay_journal(folder: str | os.PathLike[str], store: PredictionStore) -> int:
+    """Move journal records into ``store``; returns how many records were read.
+
+    Segments no process holds are deleted once stored; live ones are read but kept.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    count = 0
+    for segment in sorted(folder.glob("*.jsonl")):
+        try:
+            fd = os.open(segment, os.O_RDONLY)
+        except FileNotFoundError:
+            continue  # another process ingested it meanwhile
+        try:
+            owned = _flock(fd, blocking=False)
+            with os.fdopen(os.dup(fd), "rb") as fh:
+                records = _parse_lines(fh.read(), segment)
+            store.write(records)
+            count += len(records)
+            if owned:
+                segment.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
+    return count
+
+
+class LogWriter:
+    """The server side of the log: journal on the request path, store filled in background."""
+
+    def __init__(
+        self,
+        journal_dir: str | os.PathLike[str],
+        store_url: str,
+        *,
+        durability: str = "write",
+        interval: float = 1.0,
+    ) -> None:
+        self.journal_dir = Path(journal_dir)
+        self.store_url = store_url
+        self.interval = interval
+        self._store = open_prediction_store(store_url)
+        # Whatever a killed predecessor left behind goes in first.
+        replay_journal(self.journal_dir, self._store)
+        self.journal = Journal(self.journal_dir, durability=durability)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        self._thread.start()
+
+    def append(self, records: Iterable[Mapping[str, Any]]) -> None:
+        """Durably journal ``records`` (called before the responses are released)."""
+        self.journal.append(records)
+
+    def _ingest(self) -> None:
+        self.journal.rotate()
+        try:
+            replay_journal(self.journal_dir, self._store)
+        except Exception:  # the journal keeps the records; the next round retries
+            _log.exception("prediction log ingestion failed")
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._ingest()
+
+    def close(self) -> None:
+        """Stop the background thread and ingest what is left."""
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._ingest()
+        self.journal.close()
+        with contextlib.suppress(Exception):
+            replay_journal(self.journal_dir, self._store)
+        self._store.close()
+
+
+# -- reading ------------------------------------------------------------------------------
+
+
+def _epoch(value: float | str | dt.datetime | None) -> float | None:
+    if value is None or isinstance(value, int | float):
+        return value
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    if hasattr(value, "to_pydatetime"):
+        value = value.to_pydatetime()
+    if value.tzinfo is None:  # naive datetimes are taken as local time, like time.time()
+        return time.mktime(value.timetuple()) + value.microsecond / 1e6
+    return value.timestamp()
+
+
+def read_predictions(
+    deployment: str,
+    *,
+    since: float | str | dt.datetime | None = None,
+    until: float | str | dt.datetime | None = None,
+    limit: int | None = None,
+    config: Config | None = None,
+) -> pd.DataFrame:
+    """The logged predictions of ``deployment``: one row per input row, oldest first.
+
+    Columns: ``request_id``, ``row`` (position in its request), ``timestamp`` (UTC),
+    ``deployment``, ``model_name``, ``model_version``, ``run_id``, ``role`` (primary or
+    canary), ``endpoint``, ``latency_ms``, then the input columns, then ``prediction`` (or
+    ``prediction_<name>`` for models answering several columns). ``since``/``until`` take
+    datetimes, ISO strings or epoch seconds; ``limit`` keeps the latest that many requests.
+    Journal records not yet stored (a running or killed server) are included.
+    """
+    import pandas as pd
+
+    from jupyter_mlops.config import load_config
+    from jupyter_mlops.serving.state import JOURNAL_DIR, deployments_root, read_state
+
+    config = config or load_config()
+    folder = deployments_root(config.mlops_dir) / deployment
+    state = read_state(folder) or {}
+    url = state.get("prediction_log") or default_store_url(config.mlops_dir)
+    store = open_prediction_store(url)
+    try:
+        replay_journal(folder / JOURNAL_DIR, store)
+        rows = store.read(deployment, since=_epoch(since), until=_epoch(until), limit=limit)
+    finally:
+        store.close()
+    if not rows and not folder.is_dir():
+        raise DeploymentNotFoundError(f"No deployment named {deployment!r} in {config.root}.")
+    return _explode(rows, pd)
+
+
+def _explode(rows: list[dict[str, Any]], pd: Any) -> pd.DataFrame:
+    meta_cols = ["request_id", "row", "timestamp", "deployment", "model_name", "model_version"]
+    meta_cols += ["run_id", "role", "endpoint", "latency_ms"]
+    meta: dict[str, list[Any]] = {c: [] for c in meta_cols}
+    inputs: dict[str, list[Any]] = {}
+    outputs: dict[str, list[Any]] = {}
+    total = 0
+    for rec in rows:
+        data = json.loads(rec["inputs"]) if rec["inputs"] else {}
+        preds = json.loads(rec["outputs"]) if rec["outputs"] else []
+        if not isinstance(data, dict):  # tensor input: one cell per request
+            data = {"input": [data]}
+        n = max((len(v) for v in data.values() if isinstance(v, list)), default=1)
+        if not isinstance(preds, list) or len(preds) != n:
+            preds = [preds] * n if n == 1 else [None] * n
+        for key, values in data.items():
+            column = inputs.setdefault(key, [None] * total)
+            column.extend(values if isinstance(values, list) else [values] * n)
+        for i in range(n):
+            pred = preds[i]
+            keys = pred.items() if isinstance(pred, dict) else [(None, pred)]
+            for key, value in keys:
+                name = "prediction" if key is None else f"prediction_{key}"
+                column = outputs.setdefault(name, [None] * total)
+                column.extend([None] * (total + i - len(column)))
+                column.append(value)
+        for key in meta_cols:
+            if key == "row":
+                meta[key].extend(range(n))
+            elif key == "timestamp":
+                meta[key].extend([rec["ts"]] * n)
+            else:
+                meta[key].extend([rec[key]] * n)
+        total += n
+        for column in (*inputs.values(), *outputs.values()):
+            column.extend([None] * (total - len(column)))
+    frame = pd.DataFrame({**meta, **inputs, **outputs})
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"], unit="s", utc=True)
+    return frame

@@ -1,0 +1,132 @@
+"""A deployment's state on disk: ``<project>/.mlops/deployments/<name>/``.
+
+``state.json`` is the single source of truth shared by the notebook (which writes it) and the
+server process (which watches it): models, traffic split, history of primaries, process id,
+port, token hash. Writes are atomic (temporary file + rename) under an exclusive file lock,
+and each change bumps ``generation``. Every server worker acknowledges the generation it
+applied in ``acks/<pid>.json``, so a caller knows when a promote or rollback took effect in
+all workers. Only the standard library is used: the server imports this too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+STATE_FILE = "state.json"
+LOCK_FILE = "state.lock"
+LOG_FILE = "server.log"
+ACKS_DIR = "acks"
+JOURNAL_DIR = "journal"
+SCHEMA_VERSION = 1
+
+
+def deployments_root(mlops_dir: Path) -> Path:
+    """The folder holding one subfolder per deployment."""
+    return mlops_dir / "deployments"
+
+
+@contextlib.contextmanager
+def locked(folder: Path) -> Iterator[None]:
+    """Hold the deployment's exclusive lock (state read-modify-write, start, stop)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # Windows: single-writer use only
+        yield
+        return
+    with (folder / LOCK_FILE).open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def read_state(folder: Path) -> dict[str, Any] | None:
+    """The deployment's state, or None when the folder holds none."""
+    try:
+        return json.loads((folder / STATE_FILE).read_text())
+    except FileNotFoundError:
+        return None
+
+
+def write_state(folder: Path, state: dict[str, Any]) -> None:
+    """Replace the state file atomically (readers see the old or the new, never half)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    state["schema"] = SCHEMA_VERSION
+    state["updated_at"] = time.time()
+    tmp = folder / f".{STATE_FILE}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(state, indent=2, sort_keys=True, default=str))
+    tmp.replace(folder / STATE_FILE)
+
+
+def state_stamp(folder: Path) -> tuple[int, int, int] | None:
+    """A cheap change marker of the state file (inode, size, mtime) for watchers."""
+    try:
+        st = (folder / STATE_FILE).stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def write_ack(folder: Path, generation: int, error: str | None = None) -> None:
+    """Record that this worker process now serves ``generation`` (or why it could not)."""
+    acks = folder / ACKS_DIR
+    acks.mkdir(parents=True, exist_ok=True)
+    pid = os.getpid()
+    payload = {"pid": pid, "generation": generation, "error": error, "at": time.time()}
+    tmp = acks / f".{pid}.tmp"
+    tmp.write_text(json.dumps(payload))
+    tmp.replace(acks / f"{pid}.json")
+
+
+def read_acks(folder: Path) -> list[dict[str, Any]]:
+    """The acknowledgements of the worker processes that are still alive."""
+    out = []
+    for path in sorted((folder / ACKS_DIR).glob("*.json")):
+        try:
+            ack = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if pid_alive(int(ack.get("pid", 0))):
+            out.append(ack)
+        else:
+            path.unlink(missing_ok=True)
+    return out
+
+
+def pid_alive(pid: int) -> bool:
+    """True while ``pid`` is a running (not zombie) process."""
+    if pid <= 0:
+        return False
+    with contextlib.suppress(ChildProcessError, OSError):
+        # Our own child (started by deploy in this process): reap it if it exited.
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    with contextlib.suppress(OSError, IndexError):
+        # The state letter follows the command name in parentheses; Z = zombie, X = dead.
+        return stat.read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    return True
+
+
+def pid_is_server(pid: int) -> bool:
+    """Whether ``pid`` runs this package's server (guards against a reused pid)."""
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    try:
+        text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return pid_alive(pid)  # no /proc: trust the pid
+    return "jupyter_mlops.serving" in text
