@@ -296,8 +296,6 @@ def _copy_md5(src: Any, dst_fd: int, *, direct: bool = False) -> tuple[str, int]
     finally:
         full.put(None)
         writer.join()
-        for buffer in buffers:
-            buffer.close()
     if failed:
         raise failed[0]
     return md5.hexdigest(), total
@@ -399,13 +397,15 @@ def _stat_sig(st: os.stat_result) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
 
 
-def _tree_sig(path: Path) -> tuple[str, int]:
-    """A digest of every file's path, size, mtime, inode and ctime below ``path``, and the
-    newest mtime/ctime seen (for the racy-timestamp check)."""
+def _tree_sig(path: Path, since: int | None = None) -> tuple[str, int, list[str]]:
+    """A digest of every file's path, size, mtime, inode and ctime below ``path``; the
+    newest mtime/ctime seen (for the racy-timestamp check); and the files whose
+    mtime/ctime is not older than ``since`` (every file if ``since`` is None)."""
     import hashlib
 
     digest = hashlib.sha256()
     newest = 0
+    touched: list[str] = []
     stack = [(path, "")]
     while stack:
         folder, prefix = stack.pop()
@@ -421,16 +421,20 @@ def _tree_sig(path: Path) -> tuple[str, int]:
             except OSError:
                 st = entry.stat(follow_symlinks=False)
             digest.update(f"{rel}\0{_stat_sig(st)}\n".encode("utf-8", "surrogateescape"))
-            newest = max(newest, st.st_mtime_ns, st.st_ctime_ns)
-    return digest.hexdigest(), newest
+            stamp = max(st.st_mtime_ns, st.st_ctime_ns)
+            newest = max(newest, stamp)
+            if since is None or stamp >= since:
+                touched.append(entry.path)
+    return digest.hexdigest(), newest, touched
 
 
-def _sig_of(path: Path) -> tuple[Any, int]:
-    """(signature, newest timestamp) of a file or folder, as kept in the state file."""
+def _sig_of(path: Path, since: int | None = None) -> tuple[Any, int, list[str]]:
+    """(signature, newest timestamp, files touched since ``since``) of a file or folder."""
     if path.is_dir():
-        return _tree_sig(path)
+        return _tree_sig(path, since)
     st = path.stat()
-    return _stat_sig(st), max(st.st_mtime_ns, st.st_ctime_ns)
+    stamp = max(st.st_mtime_ns, st.st_ctime_ns)
+    return _stat_sig(st), stamp, [os.fspath(path)] if since is None or stamp >= since else []
 
 
 def _config_sig(root: Path) -> str:
@@ -518,7 +522,7 @@ def _update_state(root: Path, changes: dict[str, dict[str, Any] | None]) -> None
             raise
 
 
-_DVC_LINE = re.compile(r"(- |  )(md5|size|nfiles|hash|path): (\S+)")
+_DVC_LINE = re.compile(r"(- |  )(md5|size|nfiles|hash|path): (.+?)")
 
 
 def _read_dvc_file(path: Path) -> dict[str, str] | None:
@@ -565,7 +569,7 @@ def _fast_snapshot(
     if not entry or entry.get("config") != config_sig:
         return None
     try:
-        sig, _ = _sig_of(path)
+        sig, _, _ = _sig_of(path, since=sys.maxsize)
     except OSError:
         return None
     if sig != entry.get("sig"):
@@ -577,7 +581,7 @@ def _fast_snapshot(
         or out.get("md5") != md5
         or out.get("size") != str(size)
         or out.get("hash") != "md5"
-        or out.get("path") != path.name
+        or out.get("path") not in (path.name, f"'{path.name}'", f'"{path.name}"')
         or not isinstance(md5, str)
         or not isinstance(size, int)
     ):
@@ -628,14 +632,14 @@ def snapshot(
             _stats["fast"] += 1
     todo = [p for p in targets if p not in found]
     if todo:
-        snaps, changes = _snapshot_with_dvc(root, todo, config_sig)
+        snaps, changes = _snapshot_with_dvc(root, todo, config_sig, entries)
         found.update(snaps)
         _update_state(root, changes)
     return [found[p] for p in targets]
 
 
 def _snapshot_with_dvc(
-    root: Path, paths: list[Path], config_sig: str
+    root: Path, paths: list[Path], config_sig: str, entries: dict[str, dict[str, Any]]
 ) -> tuple[dict[Path, DataSnapshot], dict[str, dict[str, Any] | None]]:
     """``Repo.add`` of ``paths`` after reading each file once ourselves.
 
@@ -645,18 +649,23 @@ def _snapshot_with_dvc(
     becomes the cache object (:func:`_copy_md5`) - meanwhile DVC is imported and the repo
     opened - then the hash goes into DVC's own state database (keyed like DVC keys it:
     inode, mtime, size) and ``Repo.add(relink=False)`` finds hash and object in place and
-    only validates and writes the ``.dvc`` file and ``.gitignore`` entry. If anything does
-    not line up (the file changed, a non-default cache type or shared cache is
-    configured, a folder), DVC simply does the work itself, so the result is always what
-    ``dvc add`` would record.
+    only validates and writes the ``.dvc`` file and ``.gitignore`` entry. Where that does
+    not apply (the file changed while read, a non-default cache type or a shared cache is
+    configured, folders), DVC does the work itself, so the result is always what
+    ``dvc add`` records.
+
+    DVC's state trusts (inode, mtime, size), so a same-size edit whose mtime was put back
+    would give DVC a stale hash. Files seen changed (ctime since their last snapshot) have
+    their DVC state entry replaced by the fresh hash, or dropped so that DVC rehashes them.
     """
     import threading
 
     probe = _fs_now(root)
     before = {}
     for path in paths:
+        since = entries.get(_rel(path, root), {}).get("time")
         try:
-            before[path] = _sig_of(path)
+            before[path] = _sig_of(path, since if isinstance(since, int) else None)
         except OSError as exc:
             raise DataError(f"Cannot read {path}: {exc}") from exc
 
@@ -688,17 +697,25 @@ def _snapshot_with_dvc(
             worker.join()
             if failed:
                 raise failed[0]
-            if plain_cache:
-                for path, pre in prehashed.items():
-                    if pre is not None:
-                        _adopt(repo, odb, path, pre, racy=_racy(pre.before, probe))
+            stale: list[str] = []
+            for path in paths:
+                pre = prehashed.get(path)
+                if pre is None:
+                    stale.extend(before[path][2])
+                    continue
+                if plain_cache:
+                    _adopt(odb, pre)
+                if not _seed_state(repo, path, pre):
+                    stale.append(os.fspath(path))
+            _forget_state(repo, stale)
             stages = repo.add([os.fspath(p) for p in paths], relink=not plain_cache)
-    except Exception as exc:
+    except (DataError, MemoryError):
+        raise
+    except Exception as exc:  # DvcException, or e.g. a KeyError from a malformed .dvc file
         from dvc.exceptions import DvcException
 
-        if isinstance(exc, DvcException):
-            raise DataError(f"DVC could not snapshot {_names(paths, root)}: {exc}") from exc
-        raise
+        why = str(exc) if isinstance(exc, DvcException) else f"{type(exc).__name__}: {exc}"
+        raise DataError(f"DVC could not snapshot {_names(paths, root)}: {why}") from exc
     finally:
         worker.join()
         for pre in prehashed.values():
@@ -717,11 +734,13 @@ def _snapshot_with_dvc(
         snaps[path] = DataSnapshot(rel, md5, int(meta.size or 0), nfiles)
         pre = prehashed.get(path)
         _stats["onepass" if pre is not None and pre.md5 == md5 else "dvc"] += 1
-        sig, newest = before[path]
+        sig, newest, _ = before[path]
         try:
-            unchanged = _sig_of(path)[0] == sig
+            unchanged = _sig_of(path, since=sys.maxsize)[0] == sig
         except OSError:
             unchanged = False
+        # Remember only data older than this call's start on the filesystem's clock: a
+        # same-size edit in the same clock tick as what we read would keep its mtime.
         if unchanged and newest < probe:
             changes[rel] = {
                 "sig": sig,
@@ -730,40 +749,56 @@ def _snapshot_with_dvc(
                 "nfiles": nfiles,
                 "cache": odb.path,
                 "config": config_sig,
+                "time": probe,
             }
         else:
             changes[rel] = None
     return snaps, changes
 
 
-def _racy(st: os.stat_result, probe: int) -> bool:
-    return max(st.st_mtime_ns, st.st_ctime_ns) >= probe
-
-
-def _adopt(repo: Repo, odb: Any, path: Path, pre: _Prehashed, *, racy: bool) -> None:
-    """Make ``pre.tmp`` the cache object of its md5 and tell DVC's state the file's hash."""
-    from dvc_data.hashfile.hash_info import HashInfo
-
+def _adopt(odb: Any, pre: _Prehashed) -> None:
+    """Make the temporary copy ``pre.tmp`` the DVC cache object of ``pre.md5``."""
     obj = Path(odb.oid_to_path(pre.md5))
     if obj.exists():
         pre.tmp.unlink()
-    else:
-        odb.makedirs(os.fspath(obj.parent))
-        try:
-            pre.tmp.replace(obj)
-        except OSError:  # e.g. the cache is on another filesystem: let DVC copy it
-            odb.add(os.fspath(pre.tmp), odb.fs, pre.md5)
-            pre.tmp.unlink(missing_ok=True)
-        odb.protect(os.fspath(obj))
-    if racy:
-        return  # DVC will rehash rather than trust a timestamp that may hide an edit
+        return
+    odb.makedirs(os.fspath(obj.parent))
+    try:
+        pre.tmp.replace(obj)
+    except OSError:  # e.g. the cache is on another filesystem: let DVC copy it
+        odb.add(os.fspath(pre.tmp), odb.fs, pre.md5)
+        pre.tmp.unlink(missing_ok=True)
+    odb.protect(os.fspath(obj))
+
+
+def _seed_state(repo: Repo, path: Path, pre: _Prehashed) -> bool:
+    """Record ``pre.md5`` as the hash of ``path`` in DVC's state; False if it changed."""
+    from dvc_data.hashfile.hash_info import HashInfo
+
     fs_path = os.fspath(path)
-    info = repo.fs.info(fs_path)
+    try:
+        info = repo.fs.info(fs_path)
+    except OSError:
+        return False
     st = pre.before
-    if (info.get("size"), info.get("ino")) == (st.st_size, st.st_ino) and info.get(
-        "mtime"
-    ) == st.st_mtime:
-        repo.state.save(fs_path, repo.fs, HashInfo("md5", pre.md5), info)
+    if (info.get("size"), info.get("ino"), info.get("mtime")) != (
+        st.st_size,
+        st.st_ino,
+        st.st_mtime,
+    ):
+        return False
+    repo.state.save(fs_path, repo.fs, HashInfo("md5", pre.md5), info)
+    return True
+
+
+def _forget_state(repo: Repo, paths: list[str]) -> None:
+    """Drop DVC's remembered hashes of ``paths`` so that ``Repo.add`` rehashes them."""
+    hashes = getattr(repo.state, "hashes", None)
+    if not paths or hashes is None:
+        return
+    with hashes.transact():
+        for fs_path in paths:
+            hashes.delete(fs_path)
 
 
 def _names(paths: list[Path], root: Path) -> str:
@@ -874,7 +909,7 @@ def _restore_file(obj: Path, target: Path, md5: str, name: str) -> None:
     if got != md5:
         raise DataError(
             f"The DVC cache object {obj} of {name!r} is corrupted (md5 {got}, expected {md5});"
-            " remove it and fetch it again (`dvc fetch`), or run `dvc cache` checks."
+            " delete that file and fetch it again from a DVC remote (`dvc fetch`)."
         )
 
 
