@@ -117,6 +117,13 @@ def _lineage(args: argparse.Namespace) -> int:
     return 0
 
 
+def _package(args: argparse.Namespace) -> int:
+    from jupyter_mlops.packaging import package
+
+    print(package(args.model, args.out, overwrite=args.overwrite))
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from jupyter_mlops.demo import run_demo
 
@@ -190,6 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--restore", metavar="DEST", help="restore the training data to DEST")
     p.add_argument("--path", help="which data path to restore (if the run read several)")
     p.set_defaults(func=_lineage)
+
+    p = sub.add_parser("package", help="write a Docker build context serving a model version")
+    p.add_argument("model", metavar="MODEL", help="models:/NAME@ALIAS, NAME@ALIAS or NAME/VERSION")
+    p.add_argument("--out", required=True, help="folder to write the build context into")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.set_defaults(func=_package)
 
     p = sub.add_parser("demo", help="run the quickstart notebook in a fresh demo project")
     p.add_argument("--dir", default="build/demo", help="demo project folder")

@@ -164,6 +164,11 @@ class MlopsMagics(Magics):
     @argument("--history", metavar="NAME", help="Alias history of a model")
     @argument("--list", action="store_true", help="Registered models, versions, aliases")
     @argument("--lineage", metavar="NAME@ALIAS", help="Trace a version to code and data")
+    @argument(
+        "--package",
+        metavar="DIR",
+        help="Write a Docker build context serving the version (with --name NAME@ALIAS|/N)",
+    )
     @line_magic
     def register(self, line: str) -> Any:
         """Register a tracked run's model in MLflow's registry, with gates and aliases.
@@ -177,6 +182,7 @@ class MlopsMagics(Magics):
             %register --history iris-rf
             %register --list
             %register --lineage iris-rf@champion
+            %register --name iris-rf@champion --package build/iris-rf
         """
         args = _parse(self.register, line)
         from jupyter_mlops import registry, status
@@ -189,6 +195,12 @@ class MlopsMagics(Magics):
                 return status.history_table(args.history)
             if args.lineage:
                 return registry.lineage(args.lineage)
+            if args.package:
+                from jupyter_mlops.packaging import package
+
+                if not args.name:
+                    raise UsageError("--package needs --name NAME@ALIAS or NAME/VERSION")
+                return package(args.name, args.package)
             if args.promote or args.rollback:
                 if len(args.alias) != 1:
                     raise UsageError("--promote and --rollback need exactly one --alias")

@@ -17,9 +17,10 @@ from pathlib import Path
 
 from jupyter_mlops.config import Config, load_config
 from jupyter_mlops.errors import MlopsError
+from jupyter_mlops.tracking import store
 
 # What the vendored server imports beyond the model's own requirements.
-SERVING_DISTRIBUTIONS = ("fastapi", "uvicorn", "prometheus-client", "pyarrow")
+SERVING_DISTRIBUTIONS = ("fastapi", "uvicorn", "prometheus-client", "pyarrow", "orjson")
 CONTAINER_PORT = 8080
 
 DOCKERFILE = """\
@@ -34,7 +35,7 @@ COPY model /app/model
 COPY lineage.json /app/lineage.json
 ENV PYTHONPATH=/app/src
 EXPOSE {port}
-CMD ["python", "-m", "jupyter_mlops.serving", "--model", "/app/model", \
+CMD ["python", "-m", "jupyter_mlops.serving", "--model", "/app/model", "--name", "{name}", \
 "--deployment-dir", "/app/deployment", "--host", "0.0.0.0", "--port", "{port}"]
 """
 
@@ -121,9 +122,10 @@ def package(
     dest.mkdir(parents=True)
     try:
         uri = f"models:/{version.name}/{version.version}"
-        mlflow.artifacts.download_artifacts(
-            artifact_uri=uri, dst_path=str(dest / "model"), tracking_uri=config.tracking_uri
-        )
+        with store.quiet_mlflow():
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=uri, dst_path=str(dest / "model"), tracking_uri=config.tracking_uri
+            )
         if not (dest / "model" / "MLmodel").is_file():
             raise MlopsError(f"{uri} did not download as an MLflow model (no MLmodel file)")
         requirements = _requirements(dest / "model")
@@ -136,7 +138,7 @@ def package(
         python = ".".join(env_python.split(".")[:2]) or "3.11"
         image = f"{version.name.lower()}:{version.version}"
         (dest / "Dockerfile").write_text(
-            DOCKERFILE.format(python=python, port=CONTAINER_PORT, image=image)
+            DOCKERFILE.format(python=python, port=CONTAINER_PORT, image=image, name=version.name)
         )
         (dest / ".dockerignore").write_text("**/__pycache__\n")
     except BaseException:

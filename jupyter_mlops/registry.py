@@ -833,9 +833,10 @@ def lineage(ref: str, *, config: Config | None = None) -> Lineage:
 
     def artifact_text(path: str) -> str | None:
         try:
-            local = mlflow.artifacts.download_artifacts(
-                run_id=run.info.run_id, artifact_path=path, tracking_uri=config.tracking_uri
-            )
+            with store.quiet_mlflow():
+                local = mlflow.artifacts.download_artifacts(
+                    run_id=run.info.run_id, artifact_path=path, tracking_uri=config.tracking_uri
+                )
         except Exception:  # older runs or runs not made by %%track
             return None
         return Path(local).read_text(encoding="utf-8")

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 _log = logging.getLogger(__name__)
+_PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 _RETRYABLE = ("database is locked", "database table is locked", "TEMPORARILY_UNAVAILABLE")
 
 
@@ -60,8 +61,10 @@ def quiet_mlflow() -> Iterator[None]:
     during our own calls; the user's own MLflow calls keep MLflow's settings."""
     loggers = [logging.getLogger(n) for n in ("mlflow", "mlflow.sklearn", "mlflow.models")]
     levels = [lg.level for lg in loggers]
+    progress = os.environ.get(_PROGRESS_BAR)
     for lg in loggers:
         lg.setLevel(logging.ERROR)
+    os.environ[_PROGRESS_BAR] = "false"  # read per call: artifact download progress bars
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -69,6 +72,10 @@ def quiet_mlflow() -> Iterator[None]:
     finally:
         for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
+        if progress is None:
+            os.environ.pop(_PROGRESS_BAR, None)
+        else:
+            os.environ[_PROGRESS_BAR] = progress
 
 
 def _enable_wal(db_path: Path) -> None:
