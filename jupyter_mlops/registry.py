@@ -7,19 +7,19 @@ passed), is recorded as registered-model tags, one per event, readable by any cl
 
 from __future__ import annotations
 
-import ast
 import getpass
 import json
-import operator
 import re
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from jupyter_mlops.conditions import Condition, ConditionResult
+from jupyter_mlops.conditions import ConditionError as GateError
 from jupyter_mlops.config import Config, load_config
 from jupyter_mlops.errors import MlopsError, NotFoundError
 from jupyter_mlops.tracking import store
@@ -40,8 +40,13 @@ class RegistryError(MlopsError):
     """A registry operation cannot be done as asked."""
 
 
-class GateError(RegistryError):
-    """A gate expression is malformed or names a metric the run lacks."""
+GateResult = ConditionResult
+
+
+class Gate(Condition):
+    """A bar over a run's metrics, e.g. ``accuracy >= 0.9 and f1 > 0.85``."""
+
+    kind = "Gate"
 
 
 class GateFailed(RegistryError):
@@ -102,138 +107,6 @@ class ModelRef:
 
     def __str__(self) -> str:
         return self.uri.removeprefix("models:/")
-
-
-# -- gates ------------------------------------------------------------------------------
-_COMPARE: dict[type[ast.cmpop], tuple[str, Callable[[float, float], bool]]] = {
-    ast.Gt: (">", operator.gt),
-    ast.GtE: (">=", operator.ge),
-    ast.Lt: ("<", operator.lt),
-    ast.LtE: ("<=", operator.le),
-    ast.Eq: ("==", operator.eq),
-    ast.NotEq: ("!=", operator.ne),
-}
-
-
-@dataclass
-class GateResult:
-    """The outcome of a gate: each comparison with the values it saw."""
-
-    expression: str
-    passed: bool
-    checks: list[dict[str, Any]] = field(default_factory=list)
-
-    def explain(self) -> str:
-        parts = []
-        for check in self.checks:
-            mark = "ok" if check["passed"] else "FAILED"
-            parts.append(
-                f"{check['left_text']} = {check['left']:.6g} {check['op']} "
-                f"{check['right']:.6g}: {mark}"
-            )
-        return "; ".join(parts)
-
-
-class Gate:
-    """A bar over a run's metrics, e.g. ``accuracy >= 0.9 and f1 > 0.85``.
-
-    Only comparisons of metric names and numbers joined by and/or/not are allowed:
-    the expression is walked, never ``eval``-ed.
-    """
-
-    def __init__(self, expression: str) -> None:
-        self.expression = expression.strip()
-        try:
-            self._tree = ast.parse(self.expression, mode="eval").body
-        except SyntaxError as exc:
-            raise GateError(
-                f"Gate {expression!r} is not valid: {exc.msg}. "
-                'Write comparisons such as "accuracy >= 0.9 and f1 > 0.8"'
-            ) from None
-        self.metrics = sorted(self._validate(self._tree))
-
-    def _validate(self, node: ast.expr) -> set[str]:
-        if isinstance(node, ast.BoolOp):
-            return set().union(*(self._validate(v) for v in node.values))
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
-            return self._validate(node.operand)
-        if isinstance(node, ast.Compare):
-            names: set[str] = set()
-            for op in node.ops:
-                if type(op) not in _COMPARE:
-                    raise GateError(f"Gate {self.expression!r}: operator not allowed")
-            for operand in [node.left, *node.comparators]:
-                names |= self._operand(operand)
-            return names
-        raise GateError(
-            f"Gate {self.expression!r}: only comparisons of metrics and numbers joined by "
-            "and/or/not are allowed"
-        )
-
-    def _operand(self, node: ast.expr) -> set[str]:
-        if isinstance(node, ast.Name):
-            return {node.id}
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
-            if node.value.id != "metrics":
-                raise GateError(f"Gate {self.expression!r}: use metric names or metrics.<name>")
-            return {node.attr}
-        if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
-            return set()
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
-            return self._operand(node.operand)
-        raise GateError(
-            f"Gate {self.expression!r}: {ast.unparse(node)!r} is neither a metric nor a number"
-        )
-
-    def evaluate(self, metrics: Mapping[str, float]) -> GateResult:
-        missing = [m for m in self.metrics if m not in metrics]
-        if missing:
-            have = ", ".join(sorted(metrics)) or "none"
-            raise GateError(
-                f"Gate {self.expression!r} needs metric(s) {missing} the run does not have "
-                f"(it has: {have})"
-            )
-        result = GateResult(self.expression, passed=False)
-        result.passed = self._eval(self._tree, metrics, result)
-        return result
-
-    def _value(self, node: ast.expr, metrics: Mapping[str, float]) -> float:
-        if isinstance(node, ast.Name):
-            return float(metrics[node.id])
-        if isinstance(node, ast.Attribute):
-            return float(metrics[node.attr])
-        if isinstance(node, ast.UnaryOp):
-            value = self._value(node.operand, metrics)
-            return -value if isinstance(node.op, ast.USub) else value
-        assert isinstance(node, ast.Constant)
-        return float(node.value)
-
-    def _eval(self, node: ast.expr, metrics: Mapping[str, float], out: GateResult) -> bool:
-        if isinstance(node, ast.BoolOp):
-            values = [self._eval(v, metrics, out) for v in node.values]  # record every check
-            return all(values) if isinstance(node.op, ast.And) else any(values)
-        if isinstance(node, ast.UnaryOp):
-            return not self._eval(node.operand, metrics, out)
-        assert isinstance(node, ast.Compare)
-        ok = True
-        left_node = node.left
-        for op, right_node in zip(node.ops, node.comparators, strict=True):
-            symbol, fn = _COMPARE[type(op)]
-            left, right = self._value(left_node, metrics), self._value(right_node, metrics)
-            passed = fn(left, right)
-            out.checks.append(
-                {
-                    "left_text": ast.unparse(left_node),
-                    "left": left,
-                    "op": symbol,
-                    "right": right,
-                    "right_text": ast.unparse(right_node),
-                    "passed": passed,
-                }
-            )
-            ok = ok and passed
-            left_node = right_node
-        return ok
 
 
 # -- events -----------------------------------------------------------------------------

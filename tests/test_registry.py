@@ -69,7 +69,7 @@ def test_gate_passes_and_fails(project: Path) -> None:
     [
         ("accuracy >= ", "not valid"),
         ("__import__('os').system('true')", "only comparisons"),
-        ("accuracy >= 0.9 + 1", "neither a metric nor a number"),
+        ("accuracy >= 0.9 + 1", "neither a name nor a number"),
         ("os.name == 1", "metrics.<name>"),
         ("accuracy is 0.9", "operator not allowed"),
     ],
