@@ -37,3 +37,17 @@ class InputError(ServingError):
         self.status = status
         self.code = code
         self.column = column
+
+
+class PredictionError(ServingError):
+    """The model (or the prediction log) failed on a valid-looking request."""
+
+    def __init__(self, message: str, status: int = 500) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def log_failed(exc: BaseException) -> PredictionError:
+    """The answer when the prediction log cannot take a record: 503, no prediction is sent."""
+    return PredictionError(f"Prediction log unavailable: {exc}", status=503)

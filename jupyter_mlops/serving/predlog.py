@@ -2,12 +2,13 @@
 
 Two layers keep the request path cheap and still lose nothing a client saw:
 
-* a **journal** per server process (``<deployment>/journal/<pid>-<n>.jsonl``): after a
-  micro-batch is predicted, its records are appended with one ``os.write`` (and, with
-  ``durability="fsync"``, one ``fdatasync``) *before* the responses are released. Once
-  ``write`` returns the bytes belong to the kernel's page cache, so a ``kill -9`` of the
-  server cannot lose them; ``fsync`` also survives a power cut. One write per batch is group
-  commit: its cost is shared by all the requests of the batch.
+* a **journal** per server process (``<deployment>/journal/<pid>-<n>.jsonl``, one line
+  per request): after a micro-batch is predicted, its records are appended with one
+  ``os.write`` *before* the responses are released. Once ``write`` returns the bytes belong
+  to the kernel's page cache, so a ``kill -9`` of the server cannot lose them. With
+  ``durability="fsync"`` a committer thread also syncs them (``fdatasync``) first, which survives
+  a power cut; batches that queue during one sync share the next (group commit), so the
+  predicting thread never waits for the disk.
 * a **store** (SQLite by default, behind :class:`PredictionStore` so PostgreSQL can follow)
   that a background thread fills from closed journal segments, off the request path.
 
@@ -25,10 +26,12 @@ import datetime as dt
 import json
 import logging
 import os
+import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -57,6 +60,7 @@ COLUMNS = (
     "outputs",
 )
 DEFAULT_DB = "predictions.db"
+_PAYLOAD = ("inputs", "outputs")
 
 
 # -- storage backends ---------------------------------------------------------------------
@@ -169,7 +173,7 @@ class SQLitePredictionStore:
 def _json_text(value: Any) -> str | None:
     if value is None or isinstance(value, str):
         return value
-    return json.dumps(value, default=str)
+    return _dumps(value).decode()
 
 
 _STORES: dict[str, Callable[[str], PredictionStore]] = {"sqlite": SQLitePredictionStore.from_url}
@@ -199,16 +203,30 @@ def default_store_url(mlops_dir: Path) -> str:
 # -- the journal --------------------------------------------------------------------------
 
 
-def _dumps(value: Any) -> bytes:
-    try:
-        import orjson
-    except ImportError:  # pragma: no cover - orjson is a dependency; keep working without it
+try:  # several times faster than json on the journal's hot paths
+    import orjson
+
+    def _dumps(value: Any) -> bytes:
+        return orjson.dumps(value, default=str, option=orjson.OPT_SERIALIZE_NUMPY)
+
+    _loads: Callable[[bytes], Any] = orjson.loads
+except ImportError:  # pragma: no cover - orjson is a dependency; keep working without it
+
+    def _dumps(value: Any) -> bytes:
         return json.dumps(value, default=str, separators=(",", ":")).encode()
-    return orjson.dumps(value, default=str, option=orjson.OPT_SERIALIZE_NUMPY)
+
+    _loads = json.loads
 
 
 class Journal:
-    """Append-only segment files of one process; thread-safe."""
+    """Append-only segment files of one process; thread-safe.
+
+    ``append`` writes at once (durable against a killed process when it returns). With
+    ``durability="fsync"``, ``append_synced`` hands the records to a committer thread that
+    writes everything queued meanwhile with one ``write`` and one ``fdatasync`` (group commit)
+    and then completes the returned futures: the caller answers when its future is done,
+    and does not wait for the disk itself.
+    """
 
     def __init__(self, folder: str | os.PathLike[str], *, durability: str = "write") -> None:
         if durability not in ("write", "fsync"):
@@ -221,6 +239,13 @@ class Journal:
         self._fd: int | None = None
         self._bytes = 0
         self._open()
+        self._pending: queue.SimpleQueue[tuple[bytes, Future[None]] | None] = queue.SimpleQueue()
+        self._committer: threading.Thread | None = None
+        if self.fsync:
+            self._committer = threading.Thread(
+                target=self._commit_loop, daemon=True, name="journal-commit"
+            )
+            self._committer.start()
 
     def _open(self) -> None:
         self._seq += 1
@@ -229,11 +254,23 @@ class Journal:
         _flock(fd, blocking=True)
         self._fd, self._bytes = fd, 0
 
-    def append(self, records: Iterable[Mapping[str, Any]]) -> None:
-        """Write ``records`` as JSON lines in one system call; durable when it returns."""
-        data = b"".join(_dumps(rec) + b"\n" for rec in records)
-        if not data:
-            return
+    @staticmethod
+    def encode(records: Iterable[Mapping[str, Any]]) -> bytes:
+        """Records as lines ``<meta JSON> TAB <inputs JSON> TAB <outputs JSON>``.
+
+        JSON never holds a raw tab, so ingestion splits a line without parsing the (large)
+        inputs and outputs, and stores their JSON text as it is.
+        """
+        lines = []
+        for rec in records:
+            meta = {k: v for k, v in rec.items() if k not in _PAYLOAD}
+            lines.append(
+                b"\t".join((_dumps(meta), _dumps(rec.get("inputs")), _dumps(rec.get("outputs"))))
+            )
+            lines.append(b"\n")
+        return b"".join(lines)
+
+    def _write(self, data: bytes, *, sync: bool) -> None:
         with self._lock:
             if self._fd is None:
                 raise ServingError("the prediction journal is closed")
@@ -241,9 +278,55 @@ class Journal:
             while view:
                 written = os.write(self._fd, view)
                 view = view[written:]
-            if self.fsync:
+            if sync:
                 os.fdatasync(self._fd)
             self._bytes += len(data)
+
+    def append(self, records: Iterable[Mapping[str, Any]]) -> None:
+        """Write ``records`` in one system call (plus ``fdatasync`` in fsync mode); durable
+        when it returns."""
+        data = self.encode(records)
+        if data:
+            self._write(data, sync=self.fsync)
+
+    def append_synced(self, records: Iterable[Mapping[str, Any]]) -> Future[None]:
+        """Queue ``records`` for the next group commit; the future completes once synced."""
+        done: Future[None] = Future()
+        if not self.fsync:
+            try:
+                self.append(records)
+                done.set_result(None)
+            except Exception as exc:
+                done.set_exception(exc)
+            return done
+        self._pending.put((self.encode(records), done))
+        return done
+
+    def _commit_loop(self) -> None:
+        while True:
+            first = self._pending.get()
+            if first is None:
+                return
+            group, stop = [first], False
+            while True:  # everything that queued up while the last commit ran
+                try:
+                    item = self._pending.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                group.append(item)
+            try:
+                self._write(b"".join(data for data, _ in group), sync=True)
+            except Exception as exc:
+                for _, done in group:
+                    done.set_exception(exc)
+            else:
+                for _, done in group:
+                    done.set_result(None)
+            if stop:
+                return
 
     def rotate(self) -> bool:
         """Close the current segment (for ingestion) if it holds anything; start a new one."""
@@ -255,6 +338,9 @@ class Journal:
             return True
 
     def close(self) -> None:
+        if self._committer is not None:
+            self._pending.put(None)
+            self._committer.join(timeout=10)
         with self._lock:
             if self._fd is not None:
                 os.close(self._fd)
@@ -280,7 +366,13 @@ def _parse_lines(data: bytes, source: Path) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
+            parts = line.split(b"\t")
+            if len(parts) == 3:
+                record = _loads(parts[0])
+                record["inputs"], record["outputs"] = parts[1].decode(), parts[2].decode()
+            else:  # a record written as one JSON object
+                record = _loads(line)
+            records.append(record)
         except ValueError:
             _log.warning("skipping a corrupt line in %s", source)
     return records
@@ -335,9 +427,13 @@ class LogWriter:
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
 
-    def append(self, records: Iterable[Mapping[str, Any]]) -> None:
-        """Durably journal ``records`` (called before the responses are released)."""
+    def append(self, records: Iterable[Mapping[str, Any]]) -> Future[None] | None:
+        """Journal ``records`` before their responses are released: durable on return
+        (``write``), or once the returned future completes (``fsync``, group commit)."""
+        if self.journal.fsync:
+            return self.journal.append_synced(records)
         self.journal.append(records)
+        return None
 
     def _ingest(self) -> None:
         self.journal.rotate()
@@ -388,8 +484,9 @@ def read_predictions(
 
     Columns: ``request_id``, ``row`` (position in its request), ``timestamp`` (UTC),
     ``deployment``, ``model_name``, ``model_version``, ``run_id``, ``role`` (primary or
-    canary), ``endpoint``, ``latency_ms``, then the input columns, then ``prediction`` (or
-    ``prediction_<name>`` for models answering several columns). ``since``/``until`` take
+    canary), ``endpoint``, ``latency_ms``, then the input columns (``input_<name>`` for one
+    named like these), then ``prediction`` (or ``prediction_<name>`` for models answering
+    several columns). ``since``/``until`` take
     datetimes, ISO strings or epoch seconds; ``limit`` keeps the latest that many requests.
     Journal records not yet stored (a running or killed server) are included.
     """
@@ -421,14 +518,16 @@ def _explode(rows: list[dict[str, Any]], pd: Any) -> pd.DataFrame:
     outputs: dict[str, list[Any]] = {}
     total = 0
     for rec in rows:
-        data = json.loads(rec["inputs"]) if rec["inputs"] else {}
-        preds = json.loads(rec["outputs"]) if rec["outputs"] else []
+        data = _loads(rec["inputs"]) if rec["inputs"] else {}
+        preds = _loads(rec["outputs"]) if rec["outputs"] else []
         if not isinstance(data, dict):  # tensor input: one cell per request
             data = {"input": [data]}
         n = max((len(v) for v in data.values() if isinstance(v, list)), default=1)
         if not isinstance(preds, list) or len(preds) != n:
             preds = [preds] * n if n == 1 else [None] * n
         for key, values in data.items():
+            if key in meta or key == "prediction" or key.startswith("prediction_"):
+                key = f"input_{key}"  # an input named like a log column keeps both
             column = inputs.setdefault(key, [None] * total)
             column.extend(values if isinstance(values, list) else [values] * n)
         for i in range(n):

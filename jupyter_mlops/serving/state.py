@@ -62,7 +62,7 @@ def write_state(folder: Path, state: dict[str, Any]) -> None:
     state["schema"] = SCHEMA_VERSION
     state["updated_at"] = time.time()
     tmp = folder / f".{STATE_FILE}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(state, indent=2, sort_keys=True, default=str))
+    tmp.write_text(json.dumps(state, indent=2, default=str))
     tmp.replace(folder / STATE_FILE)
 
 

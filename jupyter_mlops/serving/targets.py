@@ -142,7 +142,10 @@ def resolve_target(target: str, config: Config | None = None) -> ModelRef:
         local = _local_dir(uri)
         if local is not None:
             return ModelRef(
-                uri=local, target=target, name=Path(local).name, source=local,
+                uri=local,
+                target=target,
+                name=Path(local).name,
+                source=local,
                 example=_example_record(local),
             )
     mlflow_client = client(config)
@@ -198,8 +201,12 @@ def _resolve_models_uri(mlflow_client: Any, target: str, uri: str) -> ModelRef:
         logged = call(mlflow_client.get_logged_model, rest)
         source = _local_dir(logged.artifact_location)
         return ModelRef(
-            uri=uri, target=target, name=logged.name, run_id=logged.source_run_id,
-            source=source, example=_example_record(source),
+            uri=uri,
+            target=target,
+            name=logged.name,
+            run_id=logged.source_run_id,
+            source=source,
+            example=_example_record(source),
         )
     name, version = mv.name, str(mv.version)
     try:
@@ -207,6 +214,12 @@ def _resolve_models_uri(mlflow_client: Any, target: str, uri: str) -> ModelRef:
     except MlflowException:
         source = None
     return ModelRef(
-        uri=f"models:/{name}/{version}", target=target, name=name, version=version,
-        run_id=mv.run_id or None, alias=alias, source=source, example=_example_record(source),
+        uri=f"models:/{name}/{version}",
+        target=target,
+        name=name,
+        version=version,
+        run_id=mv.run_id or None,
+        alias=alias,
+        source=source,
+        example=_example_record(source),
     )

@@ -1,0 +1,516 @@
+"""The model server beside ``mlflow models serve``, on the same model in the same run.
+
+Model: an iris ``RandomForestClassifier(n_estimators=100)`` logged with
+``mlflow.sklearn.log_model`` (cloudpickle, signature) and registered as ``iris-rf`` v1 in a
+temporary project. Servers, each measured alone, on loopback:
+
+* reference: ``mlflow models serve -m models:/iris-rf/1 --env-manager local`` (uvicorn,
+  one worker, MLflow's defaults)
+* ours: ``deploy("iris-rf@champion")`` (one worker, micro-batching and prediction log on,
+  ``durability="write"``), and for the log cost the same with the log off and with
+  ``durability="fsync"``, and without micro-batching
+* baselines: in-process ``model.predict`` of one row, and an empty FastAPI endpoint served by
+  uvicorn (the HTTP round trip every server pays)
+
+Both servers get the same MLflow payload on ``/invocations`` (``dataframe_records``). The load
+generator is a small asyncio HTTP/1.1 client (keep-alive connections, one request in flight
+per connection) in this process: concurrency 1, 8, 32 and 64 for single rows, then 1,000-row
+batches; a fixed number of requests per level after a warm-up. Start-up is the time from
+launching the server (``deploy()`` call / ``mlflow models serve`` process) to its first
+successful prediction, median of ``--reps`` alternating starts (``deploy()`` is called from a
+process that has already resolved the model once, as a notebook that trained it has).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from run_all import format_table, machine, median, row, verdict, write_json
+
+TARGET_THROUGHPUT_C32 = 10.0  # ours / MLflow, at least
+TARGET_P99_C32 = 0.2  # ours / MLflow, at most
+TARGET_C1 = 1.5  # our p50 / (in-process predict + empty HTTP round trip), at most
+TARGET_START = 0.5  # our start-up / MLflow's, at most
+CONCURRENCY = (1, 8, 32, 64)
+FEATURES = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
+ONE_ROW = {"dataframe_records": [dict(zip(FEATURES, (5.1, 3.5, 1.4, 0.2), strict=True))]}
+
+EMPTY_APP = """
+import sys, uvicorn
+from fastapi import FastAPI
+from fastapi.responses import Response
+app = FastAPI()
+@app.post("/empty")
+async def empty():
+    return Response(b'{"predictions": [0]}', media_type="application/json")
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
+"""
+
+
+# -- load generation ----------------------------------------------------------------------
+
+
+def _request(path: str, body: bytes) -> bytes:
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+async def _client(
+    port: int, request: bytes, todo: list[int], latencies: list[float], errors: list[str]
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        while todo:
+            todo.pop()
+            start = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            body = await reader.readexactly(length)
+            latencies.append(time.perf_counter() - start)
+            if status != 200:
+                errors.append(f"{status}: {body[:200]!r}")
+    finally:
+        writer.close()
+
+
+async def _load(port: int, path: str, body: bytes, concurrency: int, total: int) -> dict[str, Any]:
+    request = _request(path, body)
+    todo = list(range(total))
+    latencies: list[float] = []
+    errors: list[str] = []
+    start = time.perf_counter()
+    await asyncio.gather(
+        *(_client(port, request, todo, latencies, errors) for _ in range(concurrency))
+    )
+    elapsed = time.perf_counter() - start
+    ordered = sorted(latencies)
+
+    def pct(p: float) -> float:
+        return ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000.0
+
+    return {
+        "concurrency": concurrency,
+        "requests": len(latencies),
+        "errors": len(errors),
+        "first_error": errors[0] if errors else None,
+        "seconds": elapsed,
+        "throughput": len(latencies) / elapsed,
+        "p50_ms": pct(0.50),
+        "p99_ms": pct(0.99),
+    }
+
+
+def load(port: int, path: str, payload: Any, concurrency: int, total: int) -> dict[str, Any]:
+    body = json.dumps(payload).encode()
+    asyncio.run(_load(port, path, body, concurrency, max(concurrency, total // 10)))  # warm-up
+    return asyncio.run(_load(port, path, body, concurrency, total))
+
+
+# -- servers ------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def first_answer(port: int, path: str, deadline_s: float = 120.0) -> None:
+    """Poll until ``path`` answers a prediction with 200 (new connection per try)."""
+    request = _request(path, json.dumps(ONE_ROW).encode())
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(request)
+                if sock.recv(64).startswith(b"HTTP/1.1 200"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.02)
+    raise RuntimeError(f"no answer on port {port} within {deadline_s} s")
+
+
+def kill(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
+def start_mlflow(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], int, float]:
+    port = free_port()
+    cmd = [
+        sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/iris-rf/1",
+        "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port),
+    ]  # fmt: skip
+    start = time.perf_counter()
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        first_answer(port, "/invocations")
+    except Exception:
+        kill(proc)
+        raise
+    return proc, port, time.perf_counter() - start
+
+
+def start_ours(name: str, **options: Any) -> tuple[Any, float]:
+    from jupyter_mlops.serving import deploy
+
+    start = time.perf_counter()
+    deployment = deploy("iris-rf@champion", name=name, wait=False, **options)
+    first_answer(deployment.port, "/invocations")
+    return deployment, time.perf_counter() - start
+
+
+def stop_ours(name: str) -> None:
+    from jupyter_mlops.serving import stop
+
+    stop(name)
+
+
+# -- the run ------------------------------------------------------------------------------
+
+
+def setup_project(root: Path) -> Any:
+    """A project with iris-rf v1 (alias champion) registered; returns the loaded pyfunc."""
+    (root / ".mlops").mkdir(parents=True)
+    os.chdir(root)
+    for key in [k for k in os.environ if k.startswith("MLFLOW_")]:
+        del os.environ[key]
+    import mlflow
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+    from sklearn.datasets import load_iris
+    from sklearn.ensemble import RandomForestClassifier
+
+    from jupyter_mlops.config import load_config
+    from jupyter_mlops.tracking.store import client
+
+    mlflow_client = client(load_config())
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    model = RandomForestClassifier(n_estimators=100, random_state=42).fit(X, y)
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            serialization_format="cloudpickle",
+            signature=infer_signature(X, model.predict(X)),
+            input_example=X.head(2),
+            pip_requirements=["scikit-learn"],
+        )
+    version = mlflow.register_model(info.model_uri, "iris-rf")
+    mlflow_client.set_registered_model_alias("iris-rf", "champion", version.version)
+    return mlflow.pyfunc.load_model("models:/iris-rf/1")
+
+
+def in_process_predict_ms(model: Any, reps: int) -> float:
+    import pandas as pd
+
+    frame = pd.DataFrame(ONE_ROW["dataframe_records"])
+    for _ in range(20):
+        model.predict(frame)
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        model.predict(frame)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000.0
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    quick = args.quick
+    single = {1: 150, 8: 400, 32: 800, 64: 800} if quick else {1: 500, 8: 2000, 32: 4000, 64: 4000}
+    single_mlflow = (
+        {1: 150, 8: 300, 32: 400, 64: 400} if quick else {1: 400, 8: 1000, 32: 1500, 64: 1500}
+    )
+    batch_requests = 30 if quick else 100
+    reps = 1 if quick else args.reps
+    tmp = Path(tempfile.mkdtemp(prefix="bench-serving-"))
+    model = setup_project(tmp / "proj")
+    env = dict(os.environ)
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp / 'proj' / '.mlops' / 'mlflow.db'}"
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    mlflow_log = tmp / "mlflow-serve.log"
+    results: dict[str, Any] = {"tmp": str(tmp), "quick": quick}
+
+    rows_1000 = {"dataframe_records": ONE_ROW["dataframe_records"] * 1000}
+
+    def measure(port: int, path: str, counts: dict[int, int]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for c in CONCURRENCY:
+            out[f"c{c}"] = load(port, path, ONE_ROW, c, counts[c])
+            print(
+                f"  c={c}: {out[f'c{c}']['throughput']:.0f} req/s, "
+                f"p50 {out[f'c{c}']['p50_ms']:.1f} ms, p99 {out[f'c{c}']['p99_ms']:.1f} ms, "
+                f"errors {out[f'c{c}']['errors']}",
+                flush=True,
+            )
+        for c in (1, 8):
+            out[f"batch1000_c{c}"] = load(port, path, rows_1000, c, batch_requests)
+            r = out[f"batch1000_c{c}"]
+            print(
+                f"  1000 rows c={c}: {r['throughput'] * 1000:.0f} rows/s, "
+                f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms",
+                flush=True,
+            )
+        return out
+
+    # A notebook that deploys has used MLflow already: resolve once so that deploy() is timed
+    # as it runs there, not with this process's first MLflow queries and imports.
+    from jupyter_mlops.serving import resolve_target
+
+    resolve_target("iris-rf@champion")
+
+    # Start-up, alternating; the last start of each is kept for the load runs.
+    starts: dict[str, list[float]] = {"mlflow": [], "ours": []}
+    mlflow_proc = ours = None
+    for i in range(reps):
+        keep = i == reps - 1
+        proc, mlflow_port, seconds = start_mlflow(env, mlflow_log)
+        starts["mlflow"].append(seconds)
+        if keep:
+            mlflow_proc = proc
+        else:
+            kill(proc)
+        deployment, seconds = start_ours(f"bench-{i}")
+        starts["ours"].append(seconds)
+        if keep:
+            ours = deployment
+        else:
+            stop_ours(deployment.name)
+        print(f"start {i}: mlflow {starts['mlflow'][-1]:.2f} s, ours {seconds:.2f} s", flush=True)
+    results["start"] = starts
+    assert mlflow_proc is not None and ours is not None
+
+    # Load, one server at a time (the other one idle costs nothing).
+    print("mlflow models serve", flush=True)
+    results["mlflow"] = measure(mlflow_port, "/invocations", single_mlflow)
+    kill(mlflow_proc)
+    print("ours", flush=True)
+    results["ours"] = measure(ours.port, "/invocations", single)
+    results["ours"]["predict_c32"] = load(
+        ours.port, "/predict", ONE_ROW["dataframe_records"][0], 32, single[32]
+    )
+    stop_ours(ours.name)
+
+    # Prediction log cost (same server without the log, and with fsync), and what
+    # micro-batching brings (same server predicting each request alone).
+    variants: tuple[tuple[str, dict[str, Any]], ...] = (
+        ("no_log", {"prediction_log": False}),
+        ("fsync", {"durability": "fsync"}),
+        ("no_batching", {"batching": False}),
+    )
+    for label, options in variants:
+        deployment, _ = start_ours(f"bench-{label}", **options)
+        results[label] = {
+            f"c{c}": load(deployment.port, "/invocations", ONE_ROW, c, single[c]) for c in (1, 32)
+        }
+        print(f"{label}: c=32 {results[label]['c32']['throughput']:.0f} req/s", flush=True)
+        stop_ours(deployment.name)
+
+    # Baselines for concurrency 1.
+    results["predict_ms"] = in_process_predict_ms(model, 300 if quick else 1000)
+    port = free_port()
+    empty = subprocess.Popen(
+        [sys.executable, "-c", EMPTY_APP, str(port)], start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        first_answer(port, "/empty")
+        results["empty_http"] = load(port, "/empty", ONE_ROW, 1, single[1])
+    finally:
+        kill(empty)
+    return results
+
+
+def table_rows(r: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    ours_start, mlflow_start = median(r["start"]["ours"]), median(r["start"]["mlflow"])
+    ratio = ours_start / mlflow_start
+    rows.append(
+        row(
+            "start to first answer",
+            ours_start,
+            mlflow_start,
+            ratio=ratio,
+            target=f"<= {TARGET_START}x",
+            verdict=verdict(ratio <= TARGET_START),
+            note="ours: deploy() call until the first 200 from /invocations; MLflow: "
+            "`mlflow models serve` launch until the same",
+        )
+    )
+    for c in CONCURRENCY:
+        o, m = r["ours"][f"c{c}"], r["mlflow"][f"c{c}"]
+        ratio = o["throughput"] / m["throughput"]
+        target, ok = ("-", None)
+        if c == 32:
+            target, ok = f">= {TARGET_THROUGHPUT_C32:g}x", ratio >= TARGET_THROUGHPUT_C32
+        rows.append(
+            row(
+                f"throughput c={c}",
+                o["throughput"],
+                m["throughput"],
+                unit="req/s",
+                ratio=ratio,
+                target=target,
+                verdict="INFO" if ok is None else verdict(ok),
+            )
+        )
+        rows.append(
+            row(f"p50 c={c}", o["p50_ms"], m["p50_ms"], unit="ms", ratio=o["p50_ms"] / m["p50_ms"])
+        )
+        ratio = o["p99_ms"] / m["p99_ms"]
+        target, ok = ("-", None)
+        if c == 32:
+            target, ok = f"<= {TARGET_P99_C32:g}x", ratio <= TARGET_P99_C32
+        rows.append(
+            row(
+                f"p99 c={c}",
+                o["p99_ms"],
+                m["p99_ms"],
+                unit="ms",
+                ratio=ratio,
+                target=target,
+                verdict="INFO" if ok is None else verdict(ok),
+            )
+        )
+    for c in (1, 8):
+        o, m = r["ours"][f"batch1000_c{c}"], r["mlflow"][f"batch1000_c{c}"]
+        rows.append(
+            row(
+                f"1000-row batch c={c} rows/s",
+                o["throughput"] * 1000,
+                m["throughput"] * 1000,
+                unit="rows/s",
+                ratio=o["throughput"] / m["throughput"],
+            )
+        )
+        rows.append(
+            row(
+                f"1000-row batch c={c} p99",
+                o["p99_ms"],
+                m["p99_ms"],
+                unit="ms",
+                ratio=o["p99_ms"] / m["p99_ms"],
+            )
+        )
+    base = r["predict_ms"] + r["empty_http"]["p50_ms"]
+    ours_c1 = r["ours"]["c1"]["p50_ms"]
+    rows.append(
+        row(
+            "c=1 p50 vs predict + empty HTTP",
+            ours_c1,
+            base,
+            unit="ms",
+            ratio=ours_c1 / base,
+            target=f"<= {TARGET_C1}x",
+            verdict=verdict(ours_c1 / base <= TARGET_C1),
+            note=f"reference: in-process predict of one row ({r['predict_ms']:.2f} ms) + "
+            f"p50 of an empty FastAPI endpoint at c=1 ({r['empty_http']['p50_ms']:.2f} ms)",
+        )
+    )
+    for label, what in (("no_log", "without the prediction log"), ("fsync", "with fsync")):
+        for c in (1, 32):
+            with_log, other = r["ours"][f"c{c}"], r[label][f"c{c}"]
+            rows.append(
+                row(
+                    f"log cost c={c}: req/s vs {what}",
+                    with_log["throughput"],
+                    other["throughput"],
+                    unit="req/s",
+                    ratio=with_log["throughput"] / other["throughput"],
+                )
+            )
+    for c in (1, 32):
+        o, nb = r["ours"][f"c{c}"], r["no_batching"][f"c{c}"]
+        rows.append(
+            row(
+                f"micro-batching c={c}: req/s on vs off",
+                o["throughput"],
+                nb["throughput"],
+                unit="req/s",
+                ratio=o["throughput"] / nb["throughput"],
+                note=""
+                if c == 1
+                else "off: batching=False (one request per model call), "
+                "the rest of the server unchanged",
+            )
+        )
+    p = r["ours"]["predict_c32"]
+    rows.append(
+        row(
+            "/predict c=32 (our JSON records)",
+            p["throughput"],
+            None,
+            unit="req/s",
+            note=f"p50 {p['p50_ms']:.1f} ms, p99 {p['p99_ms']:.1f} ms",
+        )
+    )
+    errors = sum(
+        v["errors"]
+        for side in ("ours", "mlflow", "no_log", "fsync", "no_batching")
+        for v in r[side].values()
+        if isinstance(v, dict) and "errors" in v
+    )
+    rows.append(
+        row(
+            "failed requests (all runs)",
+            float(errors),
+            None,
+            unit="",
+            target="0",
+            verdict=verdict(errors == 0),
+        )
+    )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", metavar="OUT", help="write the results as JSON")
+    parser.add_argument("--quick", action="store_true", help="smaller counts, one start each")
+    parser.add_argument("--reps", type=int, default=3, help="start-ups per server (default 3)")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+    results = run(args)
+    rows = table_rows(results)
+    print()
+    print(format_table(rows))
+    if args.json:
+        write_json(
+            args.json, {"benchmark": "serving", "machine": machine(), "rows": rows, **results}
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

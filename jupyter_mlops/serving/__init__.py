@@ -1,0 +1,87 @@
+"""Model serving: deployments of MLflow models as detached HTTP servers, and batch scoring.
+
+``deploy("iris-rf@champion")`` starts a server on 127.0.0.1 and returns a
+:class:`Deployment` (URL, models, curl example); ``canary``, ``promote`` and ``rollback``
+change its routing without a restart and without failing a request; ``stop``,
+``list_deployments`` and ``get_deployment`` manage it; ``read_predictions`` reads its
+prediction log; ``batch_predict`` scores files with lineage columns.
+
+Importing this package stays light (no FastAPI, uvicorn or MLflow): the server itself lives
+in :mod:`jupyter_mlops.serving.app`, imported only by the server process
+(``python -m jupyter_mlops.serving``), and MLflow loads when a target is resolved.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from jupyter_mlops.serving.batch import LINEAGE_COLUMNS, BatchResult, batch_predict
+from jupyter_mlops.serving.errors import (
+    DeploymentNotFoundError,
+    InputError,
+    PortInUseError,
+    ServingError,
+)
+from jupyter_mlops.serving.manager import (
+    Deployment,
+    DeploymentList,
+    canary,
+    deploy,
+    get_deployment,
+    list_deployments,
+    promote,
+    rollback,
+    stop,
+)
+from jupyter_mlops.serving.predlog import (
+    PredictionStore,
+    SQLitePredictionStore,
+    open_prediction_store,
+    read_predictions,
+    register_prediction_store,
+)
+from jupyter_mlops.serving.targets import ModelRef, model_uri, resolve_target
+
+if TYPE_CHECKING:
+    import os
+
+    from fastapi import FastAPI
+
+__all__ = [
+    "LINEAGE_COLUMNS",
+    "BatchResult",
+    "Deployment",
+    "DeploymentList",
+    "DeploymentNotFoundError",
+    "InputError",
+    "ModelRef",
+    "PortInUseError",
+    "PredictionStore",
+    "SQLitePredictionStore",
+    "ServingError",
+    "batch_predict",
+    "canary",
+    "create_app",
+    "deploy",
+    "get_deployment",
+    "list_deployments",
+    "model_uri",
+    "open_prediction_store",
+    "promote",
+    "read_predictions",
+    "register_prediction_store",
+    "resolve_target",
+    "rollback",
+    "stop",
+]
+
+
+def create_app(deployment_dir: str | os.PathLike[str]) -> FastAPI:
+    """The ASGI app serving ``deployment_dir`` (imports FastAPI: for server processes)."""
+    from jupyter_mlops.serving.app import create_app as _create_app
+
+    return _create_app(deployment_dir)
+
+
+def __getattr__(name: str) -> Any:
+    raise AttributeError(f"module 'jupyter_mlops.serving' has no attribute {name!r}")

@@ -1,0 +1,164 @@
+"""Micro-batching: concurrent requests to one model become one ``predict`` call.
+
+A random forest takes about as long for 256 rows as for one, so under load the server
+answers many requests for the price of one model call. Requests queue per model; one
+coroutine drains the queue, running one batch at a time in a worker thread so the event loop
+keeps reading requests meanwhile (those form the next batch).
+
+The wait is adaptive: a lone request (nothing else in flight recently) is dispatched at once,
+so batching costs nothing at concurrency 1. When recent batches held ``n`` requests, the next
+one lingers at most ``max_wait_s`` for up to ``n`` to arrive, bounded by ``max_rows``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from jupyter_mlops.serving.errors import log_failed
+from jupyter_mlops.serving.validation import RawInput, TableInput
+
+
+@dataclass(eq=False)
+class Pending:
+    """One request waiting for its predictions."""
+
+    input: TableInput | RawInput
+    params: dict[str, Any] | None
+    request_id: str
+    started: float  # time.perf_counter() at arrival, for latency
+    ts: float  # time.time() at arrival, for the log
+    endpoint: str
+    role: str
+    future: asyncio.Future[Any] | None = field(default=None, repr=False)
+
+    @property
+    def joinable(self) -> bool:
+        return isinstance(self.input, TableInput) and not self.params
+
+
+#: ``run_batch(batch) -> (outcomes, durable)``: one outcome (a result or an exception) per
+#: request, and None or a future that completes when the outcomes may be released.
+RunBatch = Callable[[Sequence[Pending]], tuple[list[Any], "Future[None] | None"]]
+
+
+class Batcher:
+    """Queue + drain loop for one model, predicting one batch at a time in ``executor``."""
+
+    def __init__(
+        self,
+        run_batch: RunBatch,
+        executor: Executor,
+        *,
+        enabled: bool = True,
+        max_wait_s: float = 0.002,
+        max_rows: int = 256,
+    ) -> None:
+        self.run_batch = run_batch
+        self.executor = executor
+        self.enabled = enabled
+        self.max_wait_s = max_wait_s
+        self.max_rows = max(1, max_rows)
+        self._queue: deque[Pending] = deque()
+        self._rows = 0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._recent: deque[int] = deque([1], maxlen=8)
+
+    async def submit(self, item: Pending) -> Any:
+        """Queue ``item`` and wait for its outcome (exceptions are raised here)."""
+        loop = asyncio.get_running_loop()
+        item.future = loop.create_future()
+        self._queue.append(item)
+        self._rows += item.input.n_rows
+        self._wake.set()
+        if self._task is None:
+            self._task = loop.create_task(self._drain())
+        return await item.future
+
+    async def _linger(self) -> None:
+        loop = asyncio.get_running_loop()
+        expected = max(self._recent)
+        deadline = loop.time() + self.max_wait_s
+        while len(self._queue) < expected and self._rows < self.max_rows:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), remaining)
+            except TimeoutError:
+                return
+
+    def _take(self) -> list[Pending]:
+        first = self._queue.popleft()
+        batch, rows = [first], first.input.n_rows
+        if self.enabled and first.joinable:
+            key = first.input.key  # type: ignore[union-attr]
+            while self._queue:
+                nxt = self._queue[0]
+                if not nxt.joinable or nxt.input.key != key:  # type: ignore[union-attr]
+                    break
+                if rows + nxt.input.n_rows > self.max_rows:
+                    break
+                batch.append(self._queue.popleft())
+                rows += nxt.input.n_rows
+        self._rows -= rows
+        return batch
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._queue:
+                if self.enabled and self.max_wait_s > 0 and self._queue[0].joinable:
+                    await self._linger()
+                batch = self._take()
+                self._recent.append(len(batch))
+                try:
+                    outcomes, durable = await loop.run_in_executor(
+                        self.executor, self.run_batch, batch
+                    )
+                except Exception as exc:  # run_batch reports per item; this is a safety net
+                    outcomes, durable = [exc] * len(batch), None
+                if durable is None:
+                    _release(batch, outcomes)
+                else:  # answer after the group commit; meanwhile predict the next batch
+                    durable.add_done_callback(
+                        lambda done, b=batch, o=outcomes: loop.call_soon_threadsafe(
+                            _release_when_durable, b, o, done
+                        )
+                    )
+        finally:
+            self._task = None
+
+    async def aclose(self) -> None:
+        """Wait for queued requests to be answered (used at shutdown)."""
+        task = self._task
+        if task is not None:
+            with contextlib.suppress(Exception):
+                await task
+
+
+def _release(batch: Sequence[Pending], outcomes: Sequence[Any]) -> None:
+    for item, outcome in zip(batch, outcomes, strict=True):
+        assert item.future is not None
+        if item.future.done():  # the client went away
+            continue
+        if isinstance(outcome, BaseException):
+            item.future.set_exception(outcome)
+        else:
+            item.future.set_result(outcome)
+
+
+def _release_when_durable(
+    batch: Sequence[Pending], outcomes: Sequence[Any], durable: Future[None]
+) -> None:
+    error = durable.exception()
+    if error is not None:
+        outcomes = [log_failed(error)] * len(batch)
+    _release(batch, outcomes)
