@@ -124,6 +124,95 @@ def _package(args: argparse.Namespace) -> int:
     return 0
 
 
+def _monitor_check(args: argparse.Namespace) -> int:
+    import json
+
+    from jupyter_mlops import monitoring
+
+    result = monitoring.check(
+        args.deployment,
+        args.rule or None,
+        last=args.last,
+        webhook=args.webhook,
+        notify=not args.no_notify,
+    )
+    print(json.dumps(result.to_dict(), indent=2, default=str) if args.json else result)
+    if result.firing:
+        return 1
+    return 3 if args.strict and result.unknown else 0
+
+
+def _monitor_figures(args: argparse.Namespace) -> int:
+    import json
+
+    from jupyter_mlops import monitoring
+
+    figs = monitoring.figures(args.deployment, last=args.last, drift=not args.no_drift)
+    if args.json:
+        print(json.dumps({"figures": dict(figs), "notes": figs.notes}, indent=2))
+    else:
+        print(figs)
+    return 0
+
+
+def _monitor_rules(args: argparse.Namespace) -> int:
+    from jupyter_mlops import monitoring
+
+    if args.remove:
+        monitoring.remove_rules(args.deployment, args.remove)
+    rules = [
+        monitoring.AlertRule(r, action=args.action, cooldown_s=args.cooldown)
+        for r in args.add or []
+    ]
+    stored = (
+        monitoring.set_rules(args.deployment, rules, webhook=args.webhook)
+        if rules or args.webhook is not None
+        else monitoring.get_rules(args.deployment)
+    )
+    for rule in stored.rules:
+        action = f"  -> {rule.action}" if rule.action else ""
+        print(f"{rule.expression}{action}")
+    print(f"webhook: {stored.webhook or 'none'}")
+    return 0
+
+
+def _drift(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from jupyter_mlops import monitoring
+
+    try:  # a malformed or unknown --threshold is a ValueError: report it as a usage error
+        options = {}
+        for item in args.threshold or []:
+            key, _, value = item.partition("=")
+            number = int if key.strip() in ("bins", "min_samples") else float
+            options[key.strip()] = number(value)
+        if args.deployment:
+            report = monitoring.drift_for_deployment(
+                args.deployment, last=args.last, reference=args.reference, model=args.model,
+                **options,
+            )  # fmt: skip
+        else:
+            if not (args.reference and args.current):
+                raise monitoring.MonitoringError("give a DEPLOYMENT, or --reference and --current")
+            report = monitoring.drift(
+                monitoring.read_table(args.reference),
+                monitoring.read_table(args.current),
+                prediction=args.prediction,
+                **options,
+            )
+    except ValueError as exc:
+        raise monitoring.MonitoringError(f"{exc} (--threshold NAME=NUMBER)") from None
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report)
+    if args.html:
+        page = f"<html><meta charset='utf-8'><body>{report.to_html()}</body></html>"
+        Path(args.html).write_text(page)
+    if args.log:
+        print(f"logged to MLflow run {report.log_to_mlflow()}")
+    return 1 if args.fail_on_drift and report.dataset_drift else 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from jupyter_mlops.demo import run_demo
 
@@ -203,6 +292,54 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder to write the build context into")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     p.set_defaults(func=_package)
+
+    p = sub.add_parser("monitor", help="monitored figures and alert rules of a deployment")
+    msub = p.add_subparsers(dest="monitor_command", required=True)
+
+    c = msub.add_parser(
+        "check",
+        help="evaluate the alert rules (exit 1 if one fires): for cron and CI",
+    )
+    c.add_argument("deployment")
+    c.add_argument("--last", default="1h", help="window of the figures (default 1h)")
+    c.add_argument("--rule", action="append", help="rule to check instead of the stored ones")
+    c.add_argument("--webhook", help="POST firing alerts here instead of the stored URL")
+    c.add_argument("--no-notify", action="store_true", help="record only: no webhook, no action")
+    c.add_argument("--strict", action="store_true", help="exit 3 when a rule is unknown")
+    c.add_argument("--json", action="store_true", help="print as JSON")
+    c.set_defaults(func=_monitor_check)
+
+    c = msub.add_parser("figures", help="print the monitored figures")
+    c.add_argument("deployment")
+    c.add_argument("--last", default="1h")
+    c.add_argument("--no-drift", action="store_true", help="skip drift_share/n_drifted")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=_monitor_figures)
+
+    c = msub.add_parser("rules", help="list, add or remove the stored alert rules")
+    c.add_argument("deployment")
+    c.add_argument("--add", action="append", metavar="RULE", help='e.g. "p99_ms > 50"')
+    c.add_argument("--remove", action="append", metavar="RULE")
+    c.add_argument("--action", metavar="KIND:ARG", help="action of the added rules")
+    c.add_argument("--cooldown", type=float, default=0.0, help="seconds between notifications")
+    c.add_argument("--webhook", metavar="URL", help='where firing alerts go ("" removes it)')
+    c.set_defaults(func=_monitor_rules)
+
+    p = sub.add_parser(
+        "drift", help="drift of a deployment's inputs against its training data, or of two files"
+    )
+    p.add_argument("deployment", nargs="?")
+    p.add_argument("--last", default="1h", help="window of the deployment's inputs")
+    p.add_argument("--reference", metavar="PATH", help="CSV/Parquet (default: training data)")
+    p.add_argument("--current", metavar="PATH", help="CSV/Parquet (without a deployment)")
+    p.add_argument("--model", default="primary", help="primary, canary or a version number")
+    p.add_argument("--prediction", metavar="COLUMN", help="prediction column of the files")
+    p.add_argument("--threshold", action="append", metavar="NAME=VALUE")
+    p.add_argument("--json", action="store_true", help="print as JSON")
+    p.add_argument("--html", metavar="OUT", help="also write the report as HTML")
+    p.add_argument("--log", action="store_true", help="log the report to MLflow")
+    p.add_argument("--fail-on-drift", action="store_true", help="exit 1 on dataset drift")
+    p.set_defaults(func=_drift)
 
     p = sub.add_parser("demo", help="run the quickstart notebook in a fresh demo project")
     p.add_argument("--dir", default="build/demo", help="demo project folder")

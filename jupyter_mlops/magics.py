@@ -43,6 +43,15 @@ def _unquote(value: Any) -> Any:
     return value
 
 
+def _names_any(values: list[str]) -> list[str]:
+    """``--features a,b --features c`` -> ["a", "b", "c"] (column names need not be
+    identifiers, unlike magics._names)."""
+    return [v.strip() for value in values for v in value.split(",") if v.strip()]
+
+
+_ = _names  # the existing helper is for variable names only
+
+
 def _parse(magic: Any, line: str) -> Any:
     try:
         args = parse_argstring(magic, line)
@@ -237,6 +246,150 @@ class MlopsMagics(Magics):
         return {"notebook": notebook_path(namespace, load_config().root)}
 
     @magic_arguments()
+    @argument("deployment", help="Deployment to monitor")
+    @argument("--last", default="1h", help="Window of the figures: 30m, 1h, 2d... (default 1h)")
+    @argument("--interval", type=float, default=5.0, help="Seconds between refreshes")
+    @argument(
+        "--alert",
+        action="append",
+        metavar="RULE",
+        help='Alert rule over the figures, e.g. "p99_ms > 50" (repeatable; stored)',
+    )
+    @argument("--action", metavar="KIND:ARG", help="Action of the new --alert rules")
+    @argument("--cooldown", type=float, default=0.0, help="Seconds between notifications")
+    @argument("--webhook", metavar="URL", help='POST firing alerts to URL ("" removes it)')
+    @argument("--remove-alert", action="append", metavar="RULE", help="Remove a stored rule")
+    @argument("--check", action="store_true", help="Evaluate the stored rules now, no widget")
+    @argument("--figures", action="store_true", help="Show the figures once, no widget")
+    @line_magic
+    def monitor(self, line: str) -> Any:
+        """Live monitoring of a deployment, and its alert rules.
+
+        Requests/s, p50/p95/p99 latency and error rate per model version (primary and
+        canary side by side), the prediction distribution and each feature's drift status,
+        refreshing while shown. ``--alert`` rules are stored under .mlops/ and evaluated
+        by ``jupyter-mlops monitor check`` too. Examples::
+
+            %monitor iris-prod
+            %monitor iris-prod --alert "drift_share > 0.3" --alert "p99_ms > 50"
+            %monitor iris-prod --alert "drift_share > 0.3" --action pipeline:retrain.yaml
+            %monitor iris-prod --webhook https://hooks.example.com/mlops --check
+        """
+        args = _parse(self.monitor, line)
+        from jupyter_mlops import monitoring
+
+        try:
+            if args.remove_alert:
+                monitoring.remove_rules(args.deployment, args.remove_alert)
+            if args.alert or args.webhook is not None:
+                rules = [
+                    monitoring.AlertRule(r, action=args.action, cooldown_s=args.cooldown)
+                    for r in args.alert or []
+                ]
+                stored = monitoring.set_rules(args.deployment, rules, webhook=args.webhook)
+                hook = f"; webhook {stored.webhook}" if stored.webhook else ""
+                display(f"{len(stored.rules)} alert rule(s) for {args.deployment}{hook}")
+            if args.check:
+                return monitoring.check(args.deployment, last=args.last)
+            if args.figures:
+                return monitoring.figures(args.deployment, last=args.last)
+            from jupyter_mlops.widgets.monitor import monitor
+
+            return monitor(args.deployment, last=args.last, interval=args.interval)
+        except MlopsError as exc:
+            raise UsageError(str(exc)) from None
+
+    @magic_arguments()
+    @argument("deployment", nargs="?", help="Deployment whose logged inputs to compare")
+    @argument("--last", default="1h", help="Window of the deployment's inputs (default 1h)")
+    @argument(
+        "--reference",
+        metavar="PATH|VARIABLE",
+        help="CSV/Parquet path or DataFrame variable (default: the model's training data)",
+    )
+    @argument("--current", metavar="PATH|VARIABLE", help="DataFrame variable or file")
+    @argument("--model", default="primary", help="primary, canary or a version number")
+    @argument("--features", action="append", metavar="NAMES", help="Only these columns")
+    @argument("--categorical", action="append", metavar="NAMES", help="Treat as categories")
+    @argument("--prediction", metavar="COLUMN", help="Prediction column of the DataFrames")
+    @argument(
+        "--threshold",
+        action="append",
+        metavar="NAME=VALUE",
+        help="e.g. psi_drift=0.2, ks_alpha=0.01, share=0.3 (repeatable)",
+    )
+    @argument("--log", action="store_true", help="Also log the report to MLflow")
+    @argument("--no-widget", action="store_true", help="Return the report itself")
+    @line_magic
+    def drift(self, line: str) -> Any:
+        """Data drift: a deployment's recent inputs against its model's training data, or
+        any two DataFrames. KS, PSI and Wasserstein per numeric feature, chi-squared and
+        PSI per categorical one, the prediction's own shift, and a dataset verdict.
+
+        Examples::
+
+            %drift iris-prod
+            %drift iris-prod --last 1h --reference data/iris.csv
+            %drift --reference ref_df --current cur_df
+            %drift iris-prod --threshold share=0.3 --log
+        """
+        args = _parse(self.drift, line)
+        from jupyter_mlops import monitoring
+
+        namespace = self.shell.user_ns if self.shell else {}
+
+        def table(value: str | None) -> Any:
+            if value is None:
+                return None
+            if value.isidentifier() and value in namespace:
+                return namespace[value]
+            if value.isidentifier() and "." not in value:
+                raise UsageError(f"No variable or file named {value!r}")
+            return value
+
+        options: dict[str, Any] = {}
+        for item in args.threshold or []:
+            key, sep, value = item.partition("=")
+            try:
+                number = int if key.strip() in ("bins", "min_samples") else float
+                options[key.strip()] = number(value)
+            except ValueError:
+                sep = ""
+            if not sep:
+                raise UsageError(f"--threshold expects NAME=NUMBER, got {item!r}")
+        if args.features:
+            options["features"] = _names_any(args.features)
+        if args.categorical:
+            options["categorical"] = _names_any(args.categorical)
+        try:
+            if args.deployment:
+                report = monitoring.drift_for_deployment(
+                    args.deployment,
+                    last=args.last,
+                    reference=table(args.reference),
+                    model=args.model,
+                    **options,
+                )
+            else:
+                if args.reference is None or args.current is None:
+                    raise UsageError("Give a deployment, or both --reference and --current")
+                ref, cur = table(args.reference), table(args.current)
+                ref = monitoring.read_table(ref) if isinstance(ref, str) else ref
+                cur = monitoring.read_table(cur) if isinstance(cur, str) else cur
+                report = monitoring.drift(ref, cur, prediction=args.prediction, **options)
+            if args.log:
+                display(f"Drift report logged to MLflow run {report.log_to_mlflow()}")
+            if args.no_widget:
+                return report
+            from jupyter_mlops.widgets.drift import DriftWidget
+
+            return DriftWidget(report)
+        except (MlopsError, ValueError) as exc:
+            raise UsageError(str(exc)) from None
+
+    # ---- to here ------------------------------------------------------------------------
+
+    @magic_arguments()
     @argument("action", nargs="?", default="info", choices=["info", "runs"], help="What to show")
     @argument("-n", "--limit", type=int, default=10, help="How many runs (for `runs`)")
     @argument("--all", action="store_true", help="Runs of every notebook (for `runs`)")
@@ -253,5 +406,45 @@ class MlopsMagics(Magics):
                     limit=args.limit, all_notebooks=args.all, namespace=namespace
                 )
             return status.describe()
+        except MlopsError as exc:
+            raise UsageError(str(exc)) from None
+
+    @magic_arguments()
+    @argument("runs", nargs="*", help="Runs to compare: ids, id prefixes or run names")
+    @argument("-e", "--experiment", action="append", help="Experiment (repeatable)")
+    @argument("--metric", help="Metric to rank, colour and plot by")
+    @argument("--top", type=int, help="Only the best N runs by --metric")
+    @argument("--where", help='Filter, e.g. "params.n_estimators >= 100 and metrics.acc > 0.9"')
+    @argument("--params", action="append", metavar="NAMES", help="Params for the plot axes")
+    @argument("--ascending", action="store_true", default=None, help="Smaller --metric is better")
+    @argument("--page-size", type=int, default=50, help="Table rows per page")
+    @line_magic
+    def compare(self, line: str) -> Any:
+        """Compare runs side by side: sortable table, plots, differences, register button.
+
+        Examples::
+
+            %compare                                  # the current notebook's experiment
+            %compare -e Iris_Classification --metric accuracy --top 20
+            %compare 3f2a 9c1d 77be                   # given runs
+            %compare -e Iris --where "params.n_estimators >= 100 and metrics.accuracy > 0.9"
+        """
+        args = _parse(self.compare, line)
+        from jupyter_mlops.widgets import compare
+
+        params = [p.strip() for v in args.params or [] for p in v.split(",") if p.strip()]
+        experiment = args.experiment[0] if args.experiment and len(args.experiment) == 1 else None
+        try:
+            return compare(
+                experiment or args.experiment,
+                run_ids=args.runs,
+                where=args.where,
+                metric=args.metric,
+                top=args.top,
+                ascending=args.ascending,
+                params=params or None,
+                notebook=self._context()["notebook"],
+                page_size=args.page_size,
+            )
         except MlopsError as exc:
             raise UsageError(str(exc)) from None

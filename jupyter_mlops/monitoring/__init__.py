@@ -1,0 +1,70 @@
+"""Monitoring of deployments: drift statistics, monitored figures, alert rules.
+
+* :func:`drift` compares two DataFrames; :func:`drift_for_deployment` compares a
+  deployment's logged inputs with its model's training data (found through lineage).
+* :func:`figures` gives a deployment's numbers by name (requests, rps, p50_ms, p95_ms,
+  p99_ms, errors, error_rate, drift_share, n_drifted, and per-version variants), for
+  alert rules and retraining triggers written as :class:`~jupyter_mlops.conditions.Condition`.
+* :func:`check` evaluates the stored alert rules (:func:`set_rules`), records firings,
+  POSTs them to a webhook and runs actions (:func:`register_action`).
+
+Every module here imports numpy, scipy, pandas or MLflow only inside the functions that
+need them, so importing this package is cheap.
+"""
+
+from __future__ import annotations
+
+from jupyter_mlops.monitoring.alerts import (
+    AlertRule,
+    CheckResult,
+    RuleResult,
+    RuleSet,
+    alert_history,
+    check,
+    get_rules,
+    register_action,
+    registered_actions,
+    remove_rules,
+    set_rules,
+)
+from jupyter_mlops.monitoring.drift import (
+    MonitoringError,
+    ReferenceProfile,
+    drift,
+    drift_for_deployment,
+    parse_window,
+    profile,
+    read_table,
+    training_data,
+)
+from jupyter_mlops.monitoring.figures import Figures, figures, scrape, timeseries
+from jupyter_mlops.monitoring.report import DriftReport, DriftThresholds, FeatureDrift
+
+__all__ = [
+    "AlertRule",
+    "CheckResult",
+    "DriftReport",
+    "DriftThresholds",
+    "FeatureDrift",
+    "Figures",
+    "MonitoringError",
+    "ReferenceProfile",
+    "RuleResult",
+    "RuleSet",
+    "alert_history",
+    "check",
+    "drift",
+    "drift_for_deployment",
+    "figures",
+    "get_rules",
+    "parse_window",
+    "profile",
+    "read_table",
+    "register_action",
+    "registered_actions",
+    "remove_rules",
+    "scrape",
+    "set_rules",
+    "timeseries",
+    "training_data",
+]

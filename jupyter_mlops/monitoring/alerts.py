@@ -1,0 +1,514 @@
+"""Alert rules over a deployment's monitored figures: stored, checked, recorded, notified.
+
+A rule is a :class:`~jupyter_mlops.conditions.Condition` over the names of
+:func:`~jupyter_mlops.monitoring.figures` (``drift_share > 0.3``, ``p99_ms > 50 and
+requests > 100``), optionally with an action (``webhook:https://...``,
+``pipeline:pipelines/retrain.yaml`` once the pipelines package registers ``pipeline``).
+Per deployment, under ``.mlops/monitoring/<deployment>/``:
+
+* ``rules.json``: the rules and the webhook URL (written by ``%monitor --alert``), so
+  ``jupyter-mlops monitor check DEPLOYMENT`` from cron evaluates the same rules;
+* ``alerts.jsonl``: one line per firing (time, rule, value, the figures it saw), and per
+  notification attempt its outcome;
+* ``alert-state.json``: when each rule last notified (for ``cooldown_s``).
+
+A rule whose figures are not available (no traffic, server down, no reference) is
+``unknown``, with the reason, never silently quiet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from html import escape
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from jupyter_mlops.conditions import Condition, ConditionError
+from jupyter_mlops.errors import MlopsError
+
+if TYPE_CHECKING:
+    from jupyter_mlops.config import Config
+
+RULES_FILE = "rules.json"
+ALERTS_FILE = "alerts.jsonl"
+STATE_FILE = "alert-state.json"
+WEBHOOK_TIMEOUT_S = 5.0
+FIRING, QUIET, UNKNOWN = "firing", "quiet", "unknown"
+
+#: ``kind -> fn(argument, event)``: what a rule's ``action = "kind:argument"`` runs.
+ActionFn = Callable[[str, dict[str, Any]], Any]
+_ACTIONS: dict[str, ActionFn] = {}
+
+
+class AlertRule(Condition):
+    """A condition over monitored figures, with an optional action and cooldown."""
+
+    kind = "Alert rule"
+
+    def __init__(
+        self,
+        expression: str,
+        *,
+        action: str | None = None,
+        name: str | None = None,
+        cooldown_s: float = 0.0,
+    ) -> None:
+        super().__init__(expression)
+        if action is not None:
+            kind, sep, _ = action.partition(":")
+            if not sep or not kind:
+                raise MlopsError(
+                    f"Action {action!r} must read kind:argument, e.g. webhook:https://... "
+                    "or pipeline:pipelines/retrain.yaml"
+                )
+        if cooldown_s < 0:
+            raise MlopsError("cooldown_s cannot be negative")
+        self.action = action
+        self.name = name or self.expression
+        self.cooldown_s = float(cooldown_s)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "expression": self.expression,
+            "action": self.action,
+            "name": self.name,
+            "cooldown_s": self.cooldown_s,
+        }
+
+    @classmethod
+    def of(cls, rule: str | Mapping[str, Any] | AlertRule) -> AlertRule:
+        """A rule from its expression, its dict, or itself."""
+        if isinstance(rule, AlertRule):
+            return rule
+        if isinstance(rule, str):
+            return cls(rule)
+        try:
+            return cls(
+                str(rule["expression"]),
+                action=rule.get("action"),
+                name=rule.get("name"),
+                cooldown_s=float(rule.get("cooldown_s") or 0.0),
+            )
+        except KeyError:
+            raise MlopsError(f"Not an alert rule: {dict(rule)!r}") from None
+
+    def __repr__(self) -> str:
+        action = f" -> {self.action}" if self.action else ""
+        return f"AlertRule({self.expression!r}{action})"
+
+
+def register_action(kind: str, fn: ActionFn) -> None:
+    """Make rules with ``action="<kind>:<argument>"`` call ``fn(argument, event)``.
+
+    ``event`` holds ``deployment``, ``rule``, ``value``, ``values``, ``time``,
+    ``figures``. What ``fn`` returns is recorded with the firing; what it raises is
+    recorded as the action's error (the check goes on).
+    """
+    if not kind or ":" in kind or not callable(fn):
+        raise MlopsError("register_action(kind, fn): a kind without ':' and a callable")
+    _ACTIONS[kind] = fn
+
+
+def registered_actions() -> dict[str, ActionFn]:
+    return dict(_ACTIONS)
+
+
+def post_json(url: str, payload: Mapping[str, Any], timeout: float = WEBHOOK_TIMEOUT_S) -> int:
+    """POST ``payload`` as JSON; returns the HTTP status, raises MlopsError on failure."""
+    if not url.startswith(("http://", "https://")):
+        raise MlopsError(f"Webhook URL must start with http:// or https://, not {url!r}")
+    body = json.dumps(payload, default=str).encode()
+    request = urllib.request.Request(
+        url,
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", "User-Agent": "jupyter-mlops"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        raise MlopsError(f"webhook {url} answered HTTP {exc.code}") from None
+    except (OSError, urllib.error.URLError) as exc:
+        raise MlopsError(f"webhook {url} unreachable: {exc}") from None
+
+
+register_action("webhook", lambda url, event: post_json(url, event))
+
+
+# -- storage ------------------------------------------------------------------------------
+
+
+def _folder(deployment: str, config: Config | None) -> Path:
+    from jupyter_mlops.config import load_config
+    from jupyter_mlops.monitoring.figures import monitoring_dir
+
+    return monitoring_dir(deployment, config or load_config())
+
+
+def _read_json(path: Path, default: Any) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return default
+    except ValueError as exc:
+        raise MlopsError(f"{path} is not valid JSON ({exc}); fix or delete it") from None
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(path)
+
+
+@dataclass
+class RuleSet:
+    """The stored rules of a deployment and where firings are POSTed."""
+
+    rules: list[AlertRule]
+    webhook: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rules": [r.to_dict() for r in self.rules], "webhook": self.webhook}
+
+
+def get_rules(deployment: str, *, config: Config | None = None) -> RuleSet:
+    """The alert rules stored for ``deployment`` (empty when none)."""
+    data = _read_json(_folder(deployment, config) / RULES_FILE, {})
+    return RuleSet([AlertRule.of(r) for r in data.get("rules", [])], data.get("webhook"))
+
+
+def set_rules(
+    deployment: str,
+    rules: Iterable[str | Mapping[str, Any] | AlertRule] = (),
+    *,
+    webhook: str | None = None,
+    replace: bool = False,
+    config: Config | None = None,
+) -> RuleSet:
+    """Add (or with ``replace``, set) ``deployment``'s alert rules; returns what is stored.
+
+    Each rule is parsed first, so a malformed one stores nothing. A rule with the same
+    expression as a stored one replaces it. ``webhook`` sets the URL (``""`` removes it).
+    """
+    from jupyter_mlops.serving import get_deployment
+
+    parsed = [AlertRule.of(r) for r in rules]
+    if webhook:
+        _check_url(webhook)
+    get_deployment(deployment, config=config)  # an unknown deployment is an error
+    current = RuleSet([], None) if replace else get_rules(deployment, config=config)
+    by_expr = {r.expression: r for r in current.rules}
+    for rule in parsed:
+        by_expr[rule.expression] = rule
+    url = current.webhook if webhook is None else (webhook or None)
+    stored = RuleSet(list(by_expr.values()), url)
+    _write_json(_folder(deployment, config) / RULES_FILE, stored.to_dict())
+    return stored
+
+
+def remove_rules(
+    deployment: str, expressions: Iterable[str] | None = None, *, config: Config | None = None
+) -> RuleSet:
+    """Remove the given rules (all with None); returns what is left."""
+    current = get_rules(deployment, config=config)
+    if expressions is None:
+        kept: list[AlertRule] = []
+    else:
+        drop = {Condition(e).expression for e in expressions}
+        unknown = drop - {r.expression for r in current.rules}
+        if unknown:
+            raise MlopsError(f"No such rule(s) for {deployment}: {sorted(unknown)}")
+        kept = [r for r in current.rules if r.expression not in drop]
+    stored = RuleSet(kept, current.webhook)
+    _write_json(_folder(deployment, config) / RULES_FILE, stored.to_dict())
+    return stored
+
+
+def _check_url(url: str) -> None:
+    if not url.startswith(("http://", "https://")):
+        raise MlopsError(f"Webhook URL must start with http:// or https://, not {url!r}")
+
+
+def alert_history(
+    deployment: str, *, limit: int | None = 100, config: Config | None = None
+) -> list[dict[str, Any]]:
+    """Recorded firings of ``deployment``, newest last (at most ``limit``)."""
+    path = _folder(deployment, config) / ALERTS_FILE
+    out = []
+    with contextlib.suppress(FileNotFoundError):
+        for line in path.read_text().splitlines():
+            with contextlib.suppress(ValueError):
+                out.append(json.loads(line))
+    return out[-limit:] if limit else out
+
+
+# -- checking -----------------------------------------------------------------------------
+
+
+@dataclass
+class RuleResult:
+    """One rule's outcome: firing, quiet or unknown, with the values it saw."""
+
+    rule: AlertRule
+    status: str
+    explanation: str
+    values: dict[str, float] = field(default_factory=dict)
+    value: float | None = None  # the first figure the rule compares
+    time: str = ""
+    action: str | None = None
+    action_result: Any = None
+    action_error: str | None = None
+    notified: bool = False
+    suppressed: bool = False  # within the rule's cooldown: recorded, not notified
+
+    @property
+    def firing(self) -> bool:
+        return self.status == FIRING
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["rule"] = self.rule.expression
+        out["action_result"] = _jsonable(self.action_result)
+        return out
+
+
+class CheckResult(list[RuleResult]):
+    """The results of one check, with the figures and the webhook's outcome."""
+
+    def __init__(
+        self, results: Iterable[RuleResult] = (), *, deployment: str = "", figures: Any = None
+    ) -> None:
+        super().__init__(results)
+        self.deployment = deployment
+        self.figures = figures
+        self.webhook: dict[str, Any] | None = None
+
+    @property
+    def firing(self) -> list[RuleResult]:
+        return [r for r in self if r.firing]
+
+    @property
+    def unknown(self) -> list[RuleResult]:
+        return [r for r in self if r.status == UNKNOWN]
+
+    def __str__(self) -> str:
+        if not self:
+            return f"{self.deployment}: no alert rules (add some with %monitor --alert)"
+        head = (
+            f"{self.deployment}: {len(self.firing)} firing, "
+            f"{len(self) - len(self.firing) - len(self.unknown)} quiet, "
+            f"{len(self.unknown)} unknown"
+        )
+        lines = [head]
+        for r in self:
+            extra = ""
+            if r.action:
+                extra = f" -> {r.action}: " + (
+                    f"error: {r.action_error}" if r.action_error else "done" if r.notified else ""
+                )
+            if r.suppressed:
+                extra += " (cooldown: not notified)"
+            lines.append(f"  [{r.status:>7}] {r.rule.expression}: {r.explanation}{extra}")
+        if self.webhook:
+            outcome = self.webhook.get("error") or f"HTTP {self.webhook.get('status')}"
+            lines.append(f"  webhook {self.webhook['url']}: {outcome}")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        colour = {FIRING: "#cf222e", QUIET: "#1a7f37", UNKNOWN: "#8c959f"}
+        rows = "".join(
+            f"<tr><td style='color:{colour[r.status]};font-weight:600'>{r.status}</td>"
+            f"<td><code>{escape(r.rule.expression)}</code></td>"
+            f"<td>{escape(r.explanation)}</td><td>{escape(r.action or '')}"
+            f"{' error: ' + escape(r.action_error) if r.action_error else ''}</td></tr>"
+            for r in self
+        )
+        return (
+            f"<div><b>Alerts of {escape(self.deployment)}</b><table><tr><th>status</th>"
+            f"<th>rule</th><th>values</th><th>action</th></tr>{rows}</table></div>"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "deployment": self.deployment,
+            "results": [r.to_dict() for r in self],
+            "figures": dict(self.figures or {}),
+            "webhook": self.webhook,
+        }
+
+
+def evaluate(rule: AlertRule, figures: Mapping[str, float], notes: Mapping[str, str]) -> RuleResult:
+    """The outcome of one rule over ``figures`` (unknown when a figure is absent)."""
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    missing = [m for m in rule.metrics if m not in figures]
+    if missing:
+        why = "; ".join(f"{m}: {notes.get(m) or _closest_note(m, notes) or 'not measured'}"
+                        for m in missing)  # fmt: skip
+        return RuleResult(rule, UNKNOWN, f"unknown ({why})", time=now, action=rule.action)
+    try:
+        outcome = rule.evaluate(figures)
+    except ConditionError as exc:  # pragma: no cover - missing names handled above
+        return RuleResult(rule, UNKNOWN, str(exc), time=now, action=rule.action)
+    values = {m: float(figures[m]) for m in rule.metrics}
+    value = outcome.checks[0]["left"] if outcome.checks else None
+    return RuleResult(
+        rule,
+        FIRING if outcome.passed else QUIET,
+        outcome.explain(),
+        values=values,
+        value=value,
+        time=now,
+        action=rule.action,
+    )
+
+
+def _closest_note(name: str, notes: Mapping[str, str]) -> str | None:
+    base = name.split("_v")[0].removesuffix("_primary").removesuffix("_canary")
+    return notes.get(base)
+
+
+def check(
+    deployment: str,
+    rules: Iterable[str | Mapping[str, Any] | AlertRule] | None = None,
+    *,
+    last: str | float | None = "1h",
+    webhook: str | None = None,
+    record: bool = True,
+    notify: bool = True,
+    figures: Mapping[str, float] | None = None,
+    token: str | None = None,
+    config: Config | None = None,
+) -> CheckResult:
+    """Evaluate alert rules over ``deployment``'s figures of the last ``last``.
+
+    ``rules`` default to the stored ones (``%monitor --alert``). Each firing is recorded
+    in ``alerts.jsonl``; with ``notify``, one JSON payload listing the firing rules is
+    POSTed to ``webhook`` (default: the stored URL) and each firing rule's action runs
+    (unless within its ``cooldown_s``). A failing webhook or action is reported in the
+    result, not raised. ``figures`` can be given to skip computing them (tests, pipelines).
+    """
+    from jupyter_mlops.config import load_config
+    from jupyter_mlops.monitoring.figures import Figures, figures_of, monitoring_dir
+
+    config = config or load_config()
+    stored = get_rules(deployment, config=config)
+    chosen = [AlertRule.of(r) for r in rules] if rules is not None else stored.rules
+    url = webhook if webhook is not None else stored.webhook
+    if figures is None:
+        needs_drift = any(
+            m.startswith(("drift", "n_drifted", "prediction", "dataset", "n_features"))
+            for r in chosen
+            for m in r.metrics
+        )
+        figs = figures_of(deployment, last=last, config=config, drift=needs_drift, token=token)
+    else:
+        figs = Figures(figures, deployment=deployment, window=str(last))
+    notes = getattr(figs, "notes", {})
+    result = CheckResult(
+        [evaluate(rule, figs, notes) for rule in chosen], deployment=deployment, figures=figs
+    )
+    folder = monitoring_dir(deployment, config)
+    firing = result.firing
+    if not firing:
+        return result
+    state = _read_json(folder / STATE_FILE, {}) if notify else {}
+    now = time.time()
+    due = []
+    for r in firing:
+        last_sent = float(state.get(r.rule.expression, 0.0))
+        if notify and r.rule.cooldown_s and now - last_sent < r.rule.cooldown_s:
+            r.suppressed = True
+        else:
+            due.append(r)
+    if notify:
+        for r in due:
+            if r.action:
+                _run_action(r, deployment, figs)
+        if url and due:
+            payload = {
+                "deployment": deployment,
+                "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "window": getattr(figs, "window", str(last)),
+                "alerts": [
+                    {
+                        "rule": r.rule.expression,
+                        "name": r.rule.name,
+                        "value": r.value,
+                        "values": r.values,
+                        "explanation": r.explanation,
+                    }
+                    for r in due
+                ],
+                "figures": dict(figs),
+            }
+            result.webhook = {"url": url}
+            try:
+                result.webhook["status"] = post_json(url, payload)
+            except MlopsError as exc:
+                result.webhook["error"] = str(exc)
+        for r in due:
+            r.notified = True
+            state[r.rule.expression] = now
+        _write_json(folder / STATE_FILE, state)
+    if record:
+        folder.mkdir(parents=True, exist_ok=True)
+        with (folder / ALERTS_FILE).open("a") as fh:
+            for r in firing:
+                entry = {
+                    "time": r.time,
+                    "deployment": deployment,
+                    "rule": r.rule.expression,
+                    "value": r.value,
+                    "values": r.values,
+                    "explanation": r.explanation,
+                    "notified": r.notified,
+                    "action": r.action,
+                    "action_error": r.action_error,
+                    "webhook": result.webhook if r.notified else None,
+                }
+                fh.write(json.dumps(entry, default=str) + "\n")
+    return result
+
+
+def _run_action(result: RuleResult, deployment: str, figs: Mapping[str, float]) -> None:
+    assert result.action is not None
+    kind, _, argument = result.action.partition(":")
+    fn = _ACTIONS.get(kind)
+    if fn is None:
+        known = ", ".join(sorted(_ACTIONS)) or "none"
+        result.action_error = (
+            f"no action {kind!r} is registered (known: {known}; "
+            "jupyter_mlops.monitoring.register_action adds one)"
+        )
+        return
+    event = {
+        "deployment": deployment,
+        "rule": result.rule.expression,
+        "name": result.rule.name,
+        "value": result.value,
+        "values": result.values,
+        "time": result.time,
+        "figures": dict(figs),
+    }
+    try:
+        result.action_result = fn(argument, event)
+    except Exception as exc:
+        result.action_error = f"{type(exc).__name__}: {exc}"
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+    return value
