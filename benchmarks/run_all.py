@@ -34,6 +34,7 @@ BENCHMARKS: list[tuple[str, str, list[str]]] = [
     ("track", "bench_track.py", ["--reps", "2"]),
     ("data", "bench_data.py", ["--size-mib", "64"]),
     ("drift", "bench_drift.py", ["--quick"]),
+    ("pipelines", "bench_pipelines.py", ["--quick"]),
 ]
 VERDICTS = ("PASS", "MISS", "INFO", "CRASH", "MISSING")
 PACKAGES = ("jupyter-mlops", "mlflow", "ipython", "scikit-learn", "pandas", "dvc")

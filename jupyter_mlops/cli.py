@@ -213,6 +213,93 @@ def _drift(args: argparse.Namespace) -> int:
     return 1 if args.fail_on_drift and report.dataset_drift else 0
 
 
+def _pipeline_parameterize(args: argparse.Namespace) -> int:
+    from jupyter_mlops.pipelines import parameterize
+
+    print(parameterize(args.notebook, cell=args.cell))
+    return 0
+
+
+def _pipeline_new(args: argparse.Namespace) -> int:
+    from jupyter_mlops.pipelines import new_pipeline
+
+    path = new_pipeline(args.notebook, args.output, name=args.name, overwrite=args.overwrite)
+    print(f"Wrote {path}; edit it, then: jupyter-mlops pipeline run {path}")
+    return 0
+
+
+def _pipeline_run(args: argparse.Namespace) -> int:
+    from jupyter_mlops.pipelines import launch
+
+    result = launch(
+        args.pipeline,
+        args.param or [],
+        grid=args.grid,
+        executor=args.executor,
+        scheduler=args.scheduler,
+        workers=args.workers,
+        steps=args.step,
+    )
+    print(result)
+    return 0 if result.ok else 1
+
+
+def _pipeline_step(args: argparse.Namespace) -> int:
+    from jupyter_mlops.pipelines import run_step
+
+    record = run_step(
+        args.pipeline,
+        args.step,
+        args.param or [],
+        params_file=args.params_file,
+        run_dir=args.run_dir,
+    )
+    print(record)
+    return 0 if record.ok else 1
+
+
+def _pipeline_export(args: argparse.Namespace) -> int:
+    from jupyter_mlops.pipelines import export_dvc
+
+    out = export_dvc(args.pipeline, output=args.output, run_dir=args.run_dir)
+    print(f"Wrote {out} (and params.yaml); run `dvc repro` to execute what changed")
+    return 0
+
+
+def _pipeline_history(args: argparse.Namespace) -> int:
+    from jupyter_mlops.pipelines import history
+
+    print(history(pipeline=args.pipeline, model=args.model, limit=args.limit))
+    return 0
+
+
+def _retrain(args: argparse.Namespace) -> int:
+    from jupyter_mlops.pipelines import PipelineError, parse_overrides, retrain, watch
+
+    params, swept = parse_overrides(args.param or [])
+    if swept:
+        raise PipelineError("retrain runs the pipeline once: one value per parameter")
+    options = {
+        "model": args.model,
+        "pipeline": args.pipeline,
+        "when": args.when,
+        "deployment": args.deployment,
+        "force": args.force,
+        "canary_weight": args.canary,
+        "metric": args.metric,
+        "params": params,
+        "last": args.last,
+        "executor": args.executor,
+        "scheduler": args.scheduler,
+    }
+    if args.watch:
+        watch(args.watch, max_checks=args.max_checks, on_decision=print, **options)
+        return 0
+    decision = retrain(**options)
+    print(decision)
+    return 1 if decision.action in ("pipeline-failed", "no-model") else 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from jupyter_mlops.demo import run_demo
 
@@ -340,6 +427,74 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log", action="store_true", help="log the report to MLflow")
     p.add_argument("--fail-on-drift", action="store_true", help="exit 1 on dataset drift")
     p.set_defaults(func=_drift)
+
+    p = sub.add_parser("pipeline", help="notebooks as papermill pipelines (pipeline.yaml)")
+    psub = p.add_subparsers(dest="pipeline_command", required=True)
+
+    q = psub.add_parser("parameterize", help="tag a notebook's parameters cell for papermill")
+    q.add_argument("notebook")
+    q.add_argument("--cell", type=int, help="index of the cell to tag (default: found)")
+    q.set_defaults(func=_pipeline_parameterize)
+
+    q = psub.add_parser("new", help="write a starter pipeline.yaml from a notebook")
+    q.add_argument("notebook")
+    q.add_argument("-o", "--output", default="pipeline.yaml")
+    q.add_argument("--name", help="pipeline name (default: the notebook's)")
+    q.add_argument("--overwrite", action="store_true")
+    q.set_defaults(func=_pipeline_new)
+
+    q = psub.add_parser("run", help="run a pipeline; comma-separated values sweep")
+    q.add_argument("pipeline", help="pipeline.yaml")
+    q.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        metavar="NAME=VALUE",
+        help="override (NAME or STEP.NAME); a,b,c sweeps over the values",
+    )
+    q.add_argument("--grid", metavar="FILE", help="sweep over a YAML/JSON grid")
+    q.add_argument("--executor", help="local (default), threads or dask")
+    q.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://10.0.0.5:8786")
+    q.add_argument("--workers", type=int, help="steps at once (default: CPUs)")
+    q.add_argument("--step", action="append", help="run only this step (repeatable)")
+    q.set_defaults(func=_pipeline_run)
+
+    q = psub.add_parser("step", help="run one step (the command of an exported DVC stage)")
+    q.add_argument("pipeline")
+    q.add_argument("step")
+    q.add_argument("-p", "--param", action="append", metavar="NAME=VALUE")
+    q.add_argument("--params-file", help="params.yaml written by the export")
+    q.add_argument("--run-dir", help="folder ${run_dir} stands for")
+    q.set_defaults(func=_pipeline_step)
+
+    q = psub.add_parser("export", help="write dvc.yaml + params.yaml for `dvc repro`")
+    q.add_argument("pipeline")
+    q.add_argument("--dvc", action="store_true", required=True, help="export to DVC")
+    q.add_argument("-o", "--output", help="dvc.yaml to write (default: beside the pipeline)")
+    q.add_argument("--run-dir", help="folder for ${run_dir} (default: build/pipelines/NAME)")
+    q.set_defaults(func=_pipeline_export)
+
+    q = psub.add_parser("history", help="pipeline runs and retraining decisions")
+    q.add_argument("--pipeline", help="runs of this pipeline only")
+    q.add_argument("--model", help="retraining decisions of this model only")
+    q.add_argument("-n", "--limit", type=int, default=20)
+    q.set_defaults(func=_pipeline_history)
+
+    p = sub.add_parser("retrain", help="retrain on drift: pipeline, challenger, gate, promote")
+    p.add_argument("--model", required=True, help="registered model name")
+    p.add_argument("--pipeline", required=True, help="pipeline.yaml")
+    p.add_argument("--when", help='trigger over monitoring figures, e.g. "drift_share > 0.3"')
+    p.add_argument("--deployment", help="deployment whose figures to read (default: model)")
+    p.add_argument("--force", action="store_true", help="retrain whatever the figures say")
+    p.add_argument("--canary", type=float, metavar="PERCENT", help="canary the winner first")
+    p.add_argument("--metric", help="holdout metric to compare (default: pipeline's)")
+    p.add_argument("-p", "--param", action="append", metavar="NAME=VALUE")
+    p.add_argument("--last", default="1h", help="monitoring window (default 1h)")
+    p.add_argument("--executor", help="local (default), threads or dask")
+    p.add_argument("--scheduler", help="Dask scheduler address")
+    p.add_argument("--watch", type=float, metavar="SECONDS", help="check every SECONDS")
+    p.add_argument("--max-checks", type=int, help="with --watch: stop after N checks")
+    p.set_defaults(func=_retrain)
 
     p = sub.add_parser("demo", help="run the quickstart notebook in a fresh demo project")
     p.add_argument("--dir", default="build/demo", help="demo project folder")

@@ -390,6 +390,77 @@ class MlopsMagics(Magics):
     # ---- to here ------------------------------------------------------------------------
 
     @magic_arguments()
+    @argument("action", choices=["parameterize", "new", "run", "history"], help="What to do")
+    @argument("target", nargs="?", help="notebook (parameterize, new) or pipeline.yaml (run)")
+    @argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="run: override (NAME or STEP.NAME, repeatable); a,b,c sweeps over the values",
+    )
+    @argument("--grid", metavar="FILE", help="run: sweep over a YAML/JSON grid file")
+    @argument("--executor", help="run: local (default), threads or dask")
+    @argument("--scheduler", help="run: Dask scheduler address, e.g. tcp://10.0.0.5:8786")
+    @argument("--workers", type=int, help="run: steps at once (default: CPUs)")
+    @argument("--step", action="append", help="run: only this step (repeatable)")
+    @argument("--cell", type=int, help="parameterize: index of the cell to tag")
+    @argument("-o", "--output", default="pipeline.yaml", help="new: the file to write")
+    @argument("--overwrite", action="store_true", help="new: replace an existing file")
+    @argument("--model", help="history: retraining decisions of this model only")
+    @argument("-n", "--limit", type=int, default=20, help="history: how many entries")
+    @line_magic
+    def pipeline(self, line: str) -> Any:
+        """Notebooks as papermill pipelines: parameterize, write, run, sweep, look back.
+
+        Examples::
+
+            %pipeline parameterize                      # tag this notebook's parameters cell
+            %pipeline parameterize notebooks/train.ipynb
+            %pipeline new -o pipeline.yaml              # a starter from this notebook
+            %pipeline run pipeline.yaml -p n_estimators=200 -p data=data/new.csv
+            %pipeline run pipeline.yaml -p n_estimators=50,100,200 --executor dask \\
+                --scheduler tcp://10.0.0.5:8786
+            %pipeline history
+        """
+        args = _parse(self.pipeline, line)
+        from jupyter_mlops import pipelines
+
+        try:
+            if args.action in ("parameterize", "new"):
+                notebook = args.target
+                if notebook is None:
+                    from jupyter_mlops.config import load_config
+
+                    current = self._context()["notebook"]
+                    if not current:
+                        raise UsageError(
+                            f"%pipeline {args.action}: which notebook? This kernel does not "
+                            "know its notebook's path; give it."
+                        )
+                    notebook = str(load_config().root / current)
+                if args.action == "parameterize":
+                    return pipelines.parameterize(notebook, cell=args.cell)
+                path = pipelines.new_pipeline(notebook, args.output, overwrite=args.overwrite)
+                return f"Wrote {path}; edit it, then: %pipeline run {path}"
+            if args.action == "run":
+                if not args.target:
+                    raise UsageError("%pipeline run PIPELINE.yaml [-p name=value ...]")
+                return pipelines.launch(
+                    args.target,
+                    args.param,
+                    grid=args.grid,
+                    executor=args.executor,
+                    scheduler=args.scheduler,
+                    workers=args.workers,
+                    steps=args.step,
+                )
+            return pipelines.history(model=args.model, limit=args.limit)
+        except MlopsError as exc:
+            raise UsageError(str(exc)) from None
+
+    @magic_arguments()
     @argument("action", nargs="?", default="info", choices=["info", "runs"], help="What to show")
     @argument("-n", "--limit", type=int, default=10, help="How many runs (for `runs`)")
     @argument("--all", action="store_true", help="Runs of every notebook (for `runs`)")

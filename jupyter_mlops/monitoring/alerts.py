@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import importlib
 import json
 import os
 import time
@@ -46,6 +47,8 @@ FIRING, QUIET, UNKNOWN = "firing", "quiet", "unknown"
 #: ``kind -> fn(argument, event)``: what a rule's ``action = "kind:argument"`` runs.
 ActionFn = Callable[[str, dict[str, Any]], Any]
 _ACTIONS: dict[str, ActionFn] = {}
+# Action kinds provided by other parts of jupyter-mlops: module that registers each.
+_BUILTIN_PROVIDERS = {"pipeline": "jupyter_mlops.pipelines"}
 
 
 class AlertRule(Condition):
@@ -483,6 +486,10 @@ def check(
 def _run_action(result: RuleResult, deployment: str, figs: Mapping[str, float]) -> None:
     assert result.action is not None
     kind, _, argument = result.action.partition(":")
+    if kind in _BUILTIN_PROVIDERS and kind not in _ACTIONS:
+        # Providers register their action kind on import; a cron `monitor check` may not
+        # have imported them yet.
+        importlib.import_module(_BUILTIN_PROVIDERS[kind])
     fn = _ACTIONS.get(kind)
     if fn is None:
         known = ", ".join(sorted(_ACTIONS)) or "none"

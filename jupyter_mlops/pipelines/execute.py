@@ -1,16 +1,28 @@
-"""Execute a notebook with papermill so that its ``%%track`` cells know where they ran."""
+"""Execute a notebook with papermill so that its ``%%track`` cells know where they ran.
+
+The kernel gets its working directory and extra environment through its own launch (a
+kernel manager that passes ``cwd`` and ``env`` to the kernel process), not by changing this
+process's ``os.environ`` or working directory, so several notebooks can execute at once
+from threads of one process (a Dask worker, the ``threads`` executor).
+"""
 
 from __future__ import annotations
 
 import ast
-import contextlib
+import functools
 import os
-from collections.abc import Iterable, Iterator, Mapping
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from jupyter_mlops.errors import MlopsError
 from jupyter_mlops.tracking.environment import NOTEBOOK_ENV
+
+# Run at kernel start (before any cell): re-arms MLFLOW_RUN_ID before every cell, so that
+# each %%track cell of a pipeline step logs into the step's run (see pipelines/context.py).
+_ATTACH_LINE = "__import__('jupyter_mlops.pipelines.context', fromlist=['attach']).attach()"
 
 
 class NotebookExecutionError(MlopsError):
@@ -26,26 +38,53 @@ def parse_parameters(items: Iterable[str]) -> dict[str, Any]:
     params: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
-        if not sep or not key.strip().isidentifier():
+        name = key.strip()
+        if not sep or not all(part.isidentifier() for part in name.split(".")):
             raise MlopsError(f"Parameter must look like name=value, got {item!r}")
         try:
-            params[key.strip()] = ast.literal_eval(raw)
+            params[name] = ast.literal_eval(raw)
         except (ValueError, SyntaxError):
-            params[key.strip()] = raw
+            params[name] = raw
     return params
 
 
-@contextlib.contextmanager
-def _env(name: str, value: str) -> Iterator[None]:
-    old = os.environ.get(name)
-    os.environ[name] = value  # kernels started by papermill inherit the environment
+@functools.cache
+def _kernel_manager_class() -> type[Any]:
+    from jupyter_client.manager import AsyncKernelManager
+
+    class StepKernelManager(AsyncKernelManager):  # type: ignore[misc]
+        """Starts the kernel with the step's own working directory and environment."""
+
+        launch_env: Mapping[str, str] = {}
+        launch_cwd: str | None = None
+
+        async def start_kernel(self, **kw: Any) -> None:
+            kw["env"] = {**os.environ, **self.launch_env}
+            if self.launch_cwd:
+                kw["cwd"] = self.launch_cwd
+            await super().start_kernel(**kw)
+
+    return StepKernelManager
+
+
+@functools.cache
+def _is_ipykernel(kernel_name: str) -> bool:
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
     try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = old
+        argv = KernelSpecManager().get_kernel_spec(kernel_name).argv
+    except NoSuchKernel:
+        return False
+    return any("ipykernel" in part for part in argv)
+
+
+def _kernel_name(path: Path, explicit: str | None) -> str:
+    if explicit:
+        return explicit
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    return str(nb.metadata.get("kernelspec", {}).get("name") or "python3")
 
 
 def execute_notebook(
@@ -56,34 +95,107 @@ def execute_notebook(
     cwd: str | os.PathLike[str] | None = None,
     kernel_name: str | None = None,
     timeout: float | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Path:
     """Run ``notebook`` top to bottom with papermill and return the executed copy's path.
 
-    Runs tracked inside record ``notebook`` as their source. Raises
-    ``NotebookExecutionError`` naming the failing cell when a cell raises.
+    Runs tracked inside record ``notebook`` as their source. ``env`` is added to the
+    kernel's environment; ``cwd`` is its working directory (default: the notebook's
+    folder). Raises ``NotebookExecutionError`` naming the failing cell when a cell raises,
+    or saying the kernel died; the executed copy is kept either way.
     """
     import papermill  # ~0.6 s to import: only when a notebook is executed
 
     src = Path(notebook).resolve()
     if not src.is_file():
         raise MlopsError(f"Notebook {notebook} does not exist")
-    out = Path(output) if output else src.with_name(f"{src.stem}.out.ipynb")
-    workdir = Path(cwd) if cwd else src.parent
-    with _env(NOTEBOOK_ENV, str(src)):
-        try:
-            papermill.execute_notebook(
-                str(src),
-                str(out),
-                parameters=dict(parameters or {}),
-                cwd=str(workdir),
-                kernel_name=kernel_name,
-                progress_bar=False,
-                execution_timeout=timeout,
-            )
-        except papermill.PapermillExecutionError as exc:
-            raise NotebookExecutionError(
-                f"{src.name}: cell {exc.exec_count} raised {exc.ename}: {exc.evalue} "
-                f"(executed copy: {out})",
-                out,
-            ) from None
+    out = Path(output).resolve() if output else src.with_name(f"{src.stem}.out.ipynb")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    workdir = Path(cwd).resolve() if cwd else src.parent
+    name = _kernel_name(src, kernel_name)
+    km = _kernel_manager_class()(kernel_name=name)
+    km.launch_env = {**(env or {}), NOTEBOOK_ENV: str(src)}
+    km.launch_cwd = str(workdir)
+    extra = [f"--IPKernelApp.exec_lines={_ATTACH_LINE}"] if _is_ipykernel(name) else []
+    try:
+        papermill.execute_notebook(
+            str(src),
+            str(out),
+            parameters=dict(parameters or {}),
+            kernel_name=name,
+            progress_bar=False,
+            execution_timeout=timeout,
+            km=km,
+            extra_arguments=extra,
+        )
+    except papermill.PapermillExecutionError as exc:
+        raise NotebookExecutionError(
+            f"{src.name}: cell {exc.exec_count} raised {exc.ename}: {exc.evalue} "
+            f"(executed copy: {out})",
+            out,
+        ) from None
+    except Exception as exc:
+        from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+        if isinstance(exc, DeadKernelError):
+            what = "the kernel died"
+        elif isinstance(exc, CellTimeoutError):
+            what = f"a cell ran longer than the timeout of {timeout} s"
+        elif isinstance(exc, RuntimeError) and "kernel" in str(exc).lower():
+            what = f"the kernel failed: {exc}"
+        else:
+            raise
+        raise NotebookExecutionError(f"{src.name}: {what} (executed copy: {out})", out) from None
     return out
+
+
+@dataclass(frozen=True)
+class StepTask:
+    """One notebook execution, as sent to an executor (plain data: picklable)."""
+
+    key: str  # "<pipeline run id>/<step>"
+    notebook: str
+    output: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+    cwd: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    kernel_name: str | None = None
+    timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """How a :class:`StepTask` went: never raises across the executor boundary."""
+
+    key: str
+    ok: bool
+    output: str
+    seconds: float
+    error: str | None = None
+
+
+def run_step_task(task: StepTask) -> StepOutcome:
+    """Execute one step's notebook; errors become the outcome's message."""
+    started = time.perf_counter()
+    error = None
+    try:
+        execute_notebook(
+            task.notebook,
+            task.output,
+            parameters=task.parameters,
+            cwd=task.cwd,
+            kernel_name=task.kernel_name,
+            timeout=task.timeout,
+            env=task.env,
+        )
+    except MlopsError as exc:
+        error = str(exc)
+    except Exception as exc:  # whatever papermill or the kernel raised: the step failed
+        error = f"{Path(task.notebook).name}: {type(exc).__name__}: {exc}"
+    return StepOutcome(
+        key=task.key,
+        ok=error is None,
+        output=task.output,
+        seconds=time.perf_counter() - started,
+        error=error,
+    )
