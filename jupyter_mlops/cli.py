@@ -300,6 +300,38 @@ def _retrain(args: argparse.Namespace) -> int:
     return 1 if decision.action in ("pipeline-failed", "no-model") else 0
 
 
+def _deploy(args: argparse.Namespace) -> int:
+    from jupyter_mlops import serving
+
+    if args.deploy_command == "list":
+        print(serving.list_deployments())
+    elif args.deploy_command == "start":
+        print(
+            serving.deploy(
+                args.target,
+                name=args.name,
+                port=args.port,
+                host=args.host,
+                workers=args.workers,
+                token=args.token,
+                prediction_log=not args.no_log,
+            )
+        )
+    elif args.deploy_command == "canary":
+        print(serving.canary(args.name, args.target, args.weight))
+    elif args.deploy_command == "batch":
+        print(serving.batch_predict(args.target, args.input, args.output))
+    else:
+        action = {
+            "promote": serving.promote,
+            "rollback": serving.rollback,
+            "stop": serving.stop,
+            "status": serving.get_deployment,
+        }[args.deploy_command]
+        print(action(args.name))
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from jupyter_mlops.demo import run_demo
 
@@ -495,6 +527,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--watch", type=float, metavar="SECONDS", help="check every SECONDS")
     p.add_argument("--max-checks", type=int, help="with --watch: stop after N checks")
     p.set_defaults(func=_retrain)
+
+    p = sub.add_parser("deploy", help="serve registered models as REST APIs")
+    dsub = p.add_subparsers(dest="deploy_command", required=True)
+    q = dsub.add_parser("start", help="serve a model in a detached server on 127.0.0.1")
+    q.add_argument("target", metavar="MODEL", help="NAME@ALIAS, NAME/VERSION or a URI")
+    q.add_argument("--name", help="deployment name (default: from the model)")
+    q.add_argument("--port", type=int, help="port (default: a free one)")
+    q.add_argument("--host", default="127.0.0.1")
+    q.add_argument("--workers", type=int, default=1)
+    q.add_argument("--token", help="bearer token for every endpoint but /health")
+    q.add_argument("--no-log", action="store_true", help="no prediction log")
+    q.set_defaults(func=_deploy)
+    q = dsub.add_parser("canary", help="send WEIGHT percent of a deployment's traffic to MODEL")
+    q.add_argument("name")
+    q.add_argument("target", metavar="MODEL")
+    q.add_argument("--weight", type=float, default=10.0)
+    q.set_defaults(func=_deploy)
+    for verb, text in (
+        ("promote", "blue-green: the canary becomes primary"),
+        ("rollback", "back to the previous primary"),
+        ("stop", "stop a deployment"),
+        ("status", "one deployment's models, traffic and health"),
+    ):
+        q = dsub.add_parser(verb, help=text)
+        q.add_argument("name")
+        q.set_defaults(func=_deploy)
+    q = dsub.add_parser("list", help="deployments, versions, traffic split, health, uptime")
+    q.set_defaults(func=_deploy)
+    q = dsub.add_parser("batch", help="score a CSV/Parquet file with lineage columns")
+    q.add_argument("target", metavar="MODEL")
+    q.add_argument("input")
+    q.add_argument("output")
+    q.set_defaults(func=_deploy)
 
     p = sub.add_parser("demo", help="run the quickstart notebook in a fresh demo project")
     p.add_argument("--dir", default="build/demo", help="demo project folder")

@@ -461,6 +461,76 @@ class MlopsMagics(Magics):
             raise UsageError(str(exc)) from None
 
     @magic_arguments()
+    @argument(
+        "target",
+        nargs="?",
+        help="Model to serve (NAME@ALIAS, NAME/VERSION, a URI) or a deployment's name",
+    )
+    @argument("--name", help="Deployment name (default: from the model)")
+    @argument("--port", type=int, help="Port (default: a free one)")
+    @argument("--host", default="127.0.0.1", help="Address to bind (default 127.0.0.1)")
+    @argument("--workers", type=int, default=1, help="Server worker processes")
+    @argument("--token", help="Bearer token required by every endpoint but /health")
+    @argument("--canary", metavar="MODEL", help="Send --weight percent of traffic to MODEL")
+    @argument("--weight", type=float, default=10.0, help="Canary share in percent (default 10)")
+    @argument("--promote", action="store_true", help="Blue-green: the canary becomes primary")
+    @argument("--rollback", action="store_true", help="Back to the previous primary")
+    @argument("--stop", action="store_true", help="Stop the deployment")
+    @argument("--list", action="store_true", help="Deployments, versions, traffic, health")
+    @argument("--batch", metavar="INPUT", help="Score a CSV/Parquet file instead of serving")
+    @argument("--output", metavar="OUTPUT", help="Where --batch writes predictions")
+    @argument("--no-log", action="store_true", help="Do not keep a prediction log")
+    @line_magic
+    def deploy(self, line: str) -> Any:
+        """Serve registered models as a REST API on 127.0.0.1, with canary and blue-green.
+
+        Examples::
+
+            %deploy iris-rf@champion
+            %deploy iris-rf@champion --port 8100 --name iris-prod --workers 2
+            %deploy iris-prod --canary iris-rf@challenger --weight 10
+            %deploy iris-prod --promote
+            %deploy iris-prod --rollback
+            %deploy --list
+            %deploy iris-prod --stop
+            %deploy iris-rf@champion --batch data/new.csv --output preds.parquet
+        """
+        args = _parse(self.deploy, line)
+        from jupyter_mlops import serving
+
+        actions = [args.canary, args.promote, args.rollback, args.stop, args.list, args.batch]
+        if sum(bool(a) for a in actions) > 1:
+            raise UsageError("Use one of --canary, --promote, --rollback, --stop, --list, --batch")
+        if not args.list and not args.target:
+            raise UsageError("Say which model (NAME@ALIAS) or deployment; or use --list")
+        try:
+            if args.list:
+                return serving.list_deployments()
+            if args.batch:
+                if not args.output:
+                    raise UsageError("--batch needs --output FILE (.csv or .parquet)")
+                return serving.batch_predict(args.target, args.batch, args.output)
+            if args.canary:
+                return serving.canary(args.target, args.canary, args.weight)
+            if args.promote:
+                return serving.promote(args.target)
+            if args.rollback:
+                return serving.rollback(args.target)
+            if args.stop:
+                return serving.stop(args.target)
+            return serving.deploy(
+                args.target,
+                name=args.name,
+                port=args.port,
+                host=args.host,
+                workers=args.workers,
+                token=args.token,
+                prediction_log=not args.no_log,
+            )
+        except MlopsError as exc:
+            raise UsageError(str(exc)) from None
+
+    @magic_arguments()
     @argument("action", nargs="?", default="info", choices=["info", "runs"], help="What to show")
     @argument("-n", "--limit", type=int, default=10, help="How many runs (for `runs`)")
     @argument("--all", action="store_true", help="Runs of every notebook (for `runs`)")
