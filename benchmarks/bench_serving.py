@@ -2,20 +2,22 @@
 
 Model: an iris ``RandomForestClassifier(n_estimators=100)`` logged with
 ``mlflow.sklearn.log_model`` (cloudpickle, signature) and registered as ``iris-rf`` v1 in a
-temporary project. Servers, each measured alone, on loopback:
+temporary project. Servers, all on loopback:
 
 * reference: ``mlflow models serve -m models:/iris-rf/1 --env-manager local`` (uvicorn,
   one worker, MLflow's defaults)
 * ours: ``deploy("iris-rf@champion")`` (one worker, micro-batching and prediction log on,
-  ``durability="write"``), and for the log cost the same with the log off and with
-  ``durability="fsync"``, and without micro-batching
+  ``durability="write"``); for the log's cost the same without the log and with
+  ``durability="fsync"``; for micro-batching's share the same with ``batching=False``
 * baselines: in-process ``model.predict`` of one row, and an empty FastAPI endpoint served by
   uvicorn (the HTTP round trip every server pays)
 
 Both servers get the same MLflow payload on ``/invocations`` (``dataframe_records``). The load
 generator is a small asyncio HTTP/1.1 client (keep-alive connections, one request in flight
 per connection) in this process: concurrency 1, 8, 32 and 64 for single rows, then 1,000-row
-batches; a fixed number of requests per level after a warm-up. Start-up is the time from
+batches; a fixed number of requests per level after a warm-up. The servers run side by side
+and take turns, one at a time, for ``--rounds`` rounds (medians reported), so that changes in
+a shared machine's background load weigh on all of them alike. Start-up is the time from
 launching the server (``deploy()`` call / ``mlflow models serve`` process) to its first
 successful prediction, median of ``--reps`` alternating starts (``deploy()`` is called from a
 process that has already resolved the model once, as a notebook that trained it has).
@@ -232,27 +234,56 @@ def setup_project(root: Path) -> Any:
     return mlflow.pyfunc.load_model("models:/iris-rf/1")
 
 
-def in_process_predict_ms(model: Any, reps: int) -> float:
+def in_process(model: Any, reps: int) -> dict[str, Any]:
+    """``model.predict`` of one row in this process, reported like a load run."""
     import pandas as pd
 
     frame = pd.DataFrame(ONE_ROW["dataframe_records"])
     for _ in range(20):
         model.predict(frame)
     times = []
+    start = time.perf_counter()
     for _ in range(reps):
-        start = time.perf_counter()
+        begin = time.perf_counter()
         model.predict(frame)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000.0
+        times.append(time.perf_counter() - begin)
+    elapsed = time.perf_counter() - start
+    times.sort()
+    return {
+        "concurrency": 1,
+        "requests": reps,
+        "errors": 0,
+        "first_error": None,
+        "seconds": elapsed,
+        "throughput": reps / elapsed,
+        "p50_ms": statistics.median(times) * 1000.0,
+        "p99_ms": times[min(reps - 1, int(0.99 * reps))] * 1000.0,
+    }
+
+
+def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rounds of one measurement: medians of throughput and percentiles, all errors."""
+    return {
+        "concurrency": runs[0]["concurrency"],
+        "requests": sum(r["requests"] for r in runs),
+        "errors": sum(r["errors"] for r in runs),
+        "first_error": next((r["first_error"] for r in runs if r["first_error"]), None),
+        "throughput": median(r["throughput"] for r in runs),
+        "p50_ms": median(r["p50_ms"] for r in runs),
+        "p99_ms": median(r["p99_ms"] for r in runs),
+        "rounds": runs,
+    }
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     quick = args.quick
-    single = {1: 150, 8: 400, 32: 800, 64: 800} if quick else {1: 500, 8: 2000, 32: 4000, 64: 4000}
+    rounds = 1 if quick else args.rounds
+    # Requests per round: MLflow answers about 100 req/s, ours over 1,000 under load.
+    single = {1: 150, 8: 400, 32: 800, 64: 800} if quick else {1: 300, 8: 1500, 32: 3000, 64: 3000}
     single_mlflow = (
-        {1: 150, 8: 300, 32: 400, 64: 400} if quick else {1: 400, 8: 1000, 32: 1500, 64: 1500}
+        {1: 150, 8: 200, 32: 300, 64: 300} if quick else {1: 300, 8: 500, 32: 600, 64: 600}
     )
-    batch_requests = 30 if quick else 100
+    batch_requests = 20 if quick else 50
     reps = 1 if quick else args.reps
     tmp = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     model = setup_project(tmp / "proj")
@@ -260,29 +291,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp / 'proj' / '.mlops' / 'mlflow.db'}"
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     mlflow_log = tmp / "mlflow-serve.log"
-    results: dict[str, Any] = {"tmp": str(tmp), "quick": quick}
-
+    results: dict[str, Any] = {"tmp": str(tmp), "quick": quick, "rounds": rounds}
     rows_1000 = {"dataframe_records": ONE_ROW["dataframe_records"] * 1000}
-
-    def measure(port: int, path: str, counts: dict[int, int]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for c in CONCURRENCY:
-            out[f"c{c}"] = load(port, path, ONE_ROW, c, counts[c])
-            print(
-                f"  c={c}: {out[f'c{c}']['throughput']:.0f} req/s, "
-                f"p50 {out[f'c{c}']['p50_ms']:.1f} ms, p99 {out[f'c{c}']['p99_ms']:.1f} ms, "
-                f"errors {out[f'c{c}']['errors']}",
-                flush=True,
-            )
-        for c in (1, 8):
-            out[f"batch1000_c{c}"] = load(port, path, rows_1000, c, batch_requests)
-            r = out[f"batch1000_c{c}"]
-            print(
-                f"  1000 rows c={c}: {r['throughput'] * 1000:.0f} rows/s, "
-                f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms",
-                flush=True,
-            )
-        return out
 
     # A notebook that deploys has used MLflow already: resolve once so that deploy() is timed
     # as it runs there, not with this process's first MLflow queries and imports.
@@ -292,63 +302,93 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     # Start-up, alternating; the last start of each is kept for the load runs.
     starts: dict[str, list[float]] = {"mlflow": [], "ours": []}
-    mlflow_proc = ours = None
-    for i in range(reps):
-        keep = i == reps - 1
-        proc, mlflow_port, seconds = start_mlflow(env, mlflow_log)
-        starts["mlflow"].append(seconds)
-        if keep:
-            mlflow_proc = proc
-        else:
-            kill(proc)
-        deployment, seconds = start_ours(f"bench-{i}")
-        starts["ours"].append(seconds)
-        if keep:
-            ours = deployment
-        else:
-            stop_ours(deployment.name)
-        print(f"start {i}: mlflow {starts['mlflow'][-1]:.2f} s, ours {seconds:.2f} s", flush=True)
-    results["start"] = starts
-    assert mlflow_proc is not None and ours is not None
-
-    # Load, one server at a time (the other one idle costs nothing).
-    print("mlflow models serve", flush=True)
-    results["mlflow"] = measure(mlflow_port, "/invocations", single_mlflow)
-    kill(mlflow_proc)
-    print("ours", flush=True)
-    results["ours"] = measure(ours.port, "/invocations", single)
-    results["ours"]["predict_c32"] = load(
-        ours.port, "/predict", ONE_ROW["dataframe_records"][0], 32, single[32]
-    )
-    stop_ours(ours.name)
-
-    # Prediction log cost (same server without the log, and with fsync), and what
-    # micro-batching brings (same server predicting each request alone).
-    variants: tuple[tuple[str, dict[str, Any]], ...] = (
-        ("no_log", {"prediction_log": False}),
-        ("fsync", {"durability": "fsync"}),
-        ("no_batching", {"batching": False}),
-    )
-    for label, options in variants:
-        deployment, _ = start_ours(f"bench-{label}", **options)
-        results[label] = {
-            f"c{c}": load(deployment.port, "/invocations", ONE_ROW, c, single[c]) for c in (1, 32)
-        }
-        print(f"{label}: c=32 {results[label]['c32']['throughput']:.0f} req/s", flush=True)
-        stop_ours(deployment.name)
-
-    # Baselines for concurrency 1.
-    results["predict_ms"] = in_process_predict_ms(model, 300 if quick else 1000)
-    port = free_port()
-    empty = subprocess.Popen(
-        [sys.executable, "-c", EMPTY_APP, str(port)], start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    procs: list[subprocess.Popen[bytes]] = []
+    names: list[str] = []
+    ports: dict[str, int] = {}
     try:
-        first_answer(port, "/empty")
-        results["empty_http"] = load(port, "/empty", ONE_ROW, 1, single[1])
+        for i in range(reps):
+            keep = i == reps - 1
+            proc, port, seconds = start_mlflow(env, mlflow_log)
+            starts["mlflow"].append(seconds)
+            if keep:
+                procs.append(proc)
+                ports["mlflow"] = port
+            else:
+                kill(proc)
+            deployment, seconds = start_ours(f"bench-{i}")
+            starts["ours"].append(seconds)
+            if keep:
+                names.append(deployment.name)
+                ports["ours"] = deployment.port
+            else:
+                stop_ours(deployment.name)
+            print(
+                f"start {i}: mlflow {starts['mlflow'][-1]:.2f} s, ours {seconds:.2f} s", flush=True
+            )
+        results["start"] = starts
+
+        # The variants and the empty endpoint run beside them (idle servers cost nothing).
+        variants: dict[str, dict[str, Any]] = {
+            "no_log": {"prediction_log": False},  # the prediction log's cost
+            "fsync": {"durability": "fsync"},
+            "no_batching": {"batching": False},  # what micro-batching brings
+        }
+        for label, options in variants.items():
+            deployment, _ = start_ours(f"bench-{label}", **options)
+            names.append(deployment.name)
+            ports[label] = deployment.port
+        ports["empty"] = free_port()
+        procs.append(subprocess.Popen(
+            [sys.executable, "-c", EMPTY_APP, str(ports["empty"])], start_new_session=True,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ))  # fmt: skip
+        first_answer(ports["empty"], "/empty")
+
+        # Load: the servers take turns, round after round, so that a change in the
+        # machine's background load hits all of them alike; medians over rounds.
+        def turns(key: str, sides: dict[str, tuple[str, Any, int, int]]) -> None:
+            runs: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
+            for _ in range(rounds):
+                for side, (path, payload, c, n) in sides.items():
+                    if side == "in_process":
+                        runs[side].append(in_process(model, n))
+                    else:
+                        runs[side].append(load(ports[side], path, payload, c, n))
+            for side, side_runs in runs.items():
+                results.setdefault(side, {})[key] = combined = combine(side_runs)
+                print(
+                    f"  {key:>14} {side:>12}: {combined['throughput']:8.1f} req/s, "
+                    f"p50 {combined['p50_ms']:7.1f} ms, p99 {combined['p99_ms']:7.1f} ms, "
+                    f"errors {combined['errors']}",
+                    flush=True,
+                )
+
+        inv = "/invocations"
+        for c in CONCURRENCY:
+            sides = {
+                "mlflow": (inv, ONE_ROW, c, single_mlflow[c]),
+                "ours": (inv, ONE_ROW, c, single[c]),
+            }
+            if c in (1, 32):
+                sides.update({v: (inv, ONE_ROW, c, single[c]) for v in variants})
+            if c == 1:  # the baselines of concurrency 1, in the same turns
+                sides["empty"] = ("/empty", ONE_ROW, 1, single[1])
+                sides["in_process"] = ("", None, 1, single[1])
+            turns(f"c{c}", sides)
+        for c in (1, 8):
+            turns(
+                f"batch1000_c{c}",
+                {side: (inv, rows_1000, c, batch_requests) for side in ("mlflow", "ours")},
+            )
+        record = ONE_ROW["dataframe_records"][0]
+        turns("predict_c32", {"ours": ("/predict", record, 32, single[32])})
+        results["empty_http"] = results.pop("empty")["c1"]
+        results["predict_ms"] = results.pop("in_process")["c1"]["p50_ms"]
     finally:
-        kill(empty)
+        for proc in procs:
+            kill(proc)
+        for name in names:
+            stop_ours(name)
     return results
 
 
@@ -499,6 +539,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="OUT", help="write the results as JSON")
     parser.add_argument("--quick", action="store_true", help="smaller counts, one start each")
     parser.add_argument("--reps", type=int, default=3, help="start-ups per server (default 3)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="load rounds per server and level, taken in turns (default 3)",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
     results = run(args)

@@ -35,6 +35,7 @@ BENCHMARKS: list[tuple[str, str, list[str]]] = [
     ("data", "bench_data.py", ["--size-mib", "64"]),
     ("drift", "bench_drift.py", ["--quick"]),
     ("pipelines", "bench_pipelines.py", ["--quick"]),
+    ("compare", "bench_compare.py", ["--quick"]),
 ]
 VERDICTS = ("PASS", "MISS", "INFO", "CRASH", "MISSING")
 PACKAGES = ("jupyter-mlops", "mlflow", "ipython", "scikit-learn", "pandas", "dvc")

@@ -36,6 +36,8 @@ _LAZY = {
     "history": "jupyter_mlops.registry",
     "lineage": "jupyter_mlops.registry",
     "list_models": "jupyter_mlops.registry",
+    "compare": "jupyter_mlops.widgets",
+    "runs": "jupyter_mlops.tracking.query",
 }
 
 __all__ = [
@@ -47,6 +49,7 @@ __all__ = [
     "TrackedRun",
     "TrackingError",
     "__version__",
+    "compare",
     "get_run",
     "history",
     "latest_runs",
@@ -59,6 +62,7 @@ __all__ = [
     "restore_data",
     "rollback",
     "run_data",
+    "runs",
     "track",
     "track_code",
 ]
@@ -72,6 +76,23 @@ def load_ipython_extension(ipython: InteractiveShell) -> None:
     from jupyter_mlops.magics import MlopsMagics  # IPython is only needed here
 
     ipython.register_magics(MlopsMagics)
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Where the built JupyterLab sidebar is (``jupyter_mlops/labextension``)."""
+    return [{"src": "labextension", "dest": "jupyter-mlops"}]
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    """The Jupyter server extension feeding the sidebar."""
+    return [{"module": "jupyter_mlops"}]
+
+
+def _load_jupyter_server_extension(server_app: Any) -> None:
+    """Register the sidebar's REST handlers (tornado is imported only here)."""
+    from jupyter_mlops.server import load
+
+    load(server_app)
 
 
 def __getattr__(name: str) -> Any:

@@ -37,18 +37,18 @@ from jupyter_mlops.errors import NotFoundError
 from jupyter_mlops.serving import (
     LINEAGE_COLUMNS,
     Deployment,
-    DeploymentNotFoundError,
     InputError,
     PortInUseError,
     ServingError,
+    SQLitePredictionStore,
     batch_predict,
     canary,
     deploy,
     get_deployment,
     list_deployments,
-    model_uri,
     promote,
     read_predictions,
+    resolve_target,
     rollback,
     stop,
 )
@@ -216,46 +216,6 @@ def binomial_bounds(n: int, p: float, tail: float = 1e-6) -> tuple[int, int]:
         acc += pmf(hi)
         hi -= 1
     return lo, hi
-
-
-# -- pure functions (no server) -----------------------------------------------------------
-
-
-def test_target_shorthands() -> None:
-    assert model_uri("iris-rf@champion") == "models:/iris-rf@champion"
-    assert model_uri("iris-rf/3") == "models:/iris-rf/3"
-    assert model_uri("runs:/abc/model") == "runs:/abc/model"
-    assert model_uri("models:/x@y") == "models:/x@y"
-
-
-def test_import_is_light_and_server_needs_no_ipython() -> None:
-    probe = (
-        "import sys, json\n"
-        "import jupyter_mlops.serving\n"
-        "light = sorted({m.split('.')[0] for m in sys.modules} & "
-        "{'fastapi', 'uvicorn', 'mlflow', 'pandas', 'IPython', 'starlette', 'sklearn'})\n"
-        "import jupyter_mlops.serving.app, jupyter_mlops.serving.__main__\n"
-        "print(json.dumps([light, 'IPython' in sys.modules, 'ipykernel' in sys.modules]))\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
-    ).stdout
-    light, ipython, ipykernel = json.loads(out.strip().splitlines()[-1])
-    assert light == []
-    assert not ipython and not ipykernel
-
-
-def test_unknown_deployment_is_not_found(project: Path) -> None:
-    config = load_config(project)
-    assert list(list_deployments(config)) == []
-    with pytest.raises(DeploymentNotFoundError):
-        get_deployment("nope", config=config)
-    with pytest.raises(DeploymentNotFoundError):
-        promote("nope", config=config)
-    with pytest.raises(DeploymentNotFoundError):
-        read_predictions("nope", config=config)
-    with pytest.raises(ServingError, match="Invalid deployment name"):
-        stop("../etc", config=config)
 
 
 # -- resolving targets --------------------------------------------------------------------
@@ -691,6 +651,56 @@ def test_token_two_workers_and_fsync_log(config: Config) -> None:
         with pytest.raises(ProcessLookupError):
             os.killpg(dep.pid, 0)
         assert get_deployment("secure", config=config).status == "stopped"
+
+
+def test_container_entry_point_without_ipython(config: Config, tmp_path: Path) -> None:
+    """``python -m jupyter_mlops.serving --model FOLDER``, as a container runs it, in a
+    process where importing IPython or ipykernel fails."""
+    source = resolve_target("iris-rf@champion", config).source
+    assert source is not None
+    blocked = tmp_path / "blocked"
+    for package in ("IPython", "ipykernel"):
+        (blocked / package).mkdir(parents=True)
+        (blocked / package / "__init__.py").write_text(
+            f"raise ImportError('the server must not import {package}')\n"
+        )
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env.update(PYTHONPATH=str(blocked), SERVE_TOKEN="container-token")
+    workdir = tmp_path / "container"
+    workdir.mkdir()
+    cmd = [
+        sys.executable, "-m", "jupyter_mlops.serving", "--model", source,
+        "--deployment-dir", str(workdir / "deployment"), "--port", str(port),
+        "--token-env", "SERVE_TOKEN", "--name", "iris-container",
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(600):
+            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            time.sleep(0.1)
+        auth = {"Authorization": "Bearer container-token"}
+        response = httpx.post(f"{url}/invocations", json={"inputs": [_GOOD_ROW]}, headers=auth)
+        assert response.status_code == 200
+        assert httpx.post(f"{url}/invocations", json={"inputs": [_GOOD_ROW]}).status_code == 401
+        request_id = response.headers["x-request-id"]
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert proc.returncode in (0, -signal.SIGTERM)  # uvicorn re-raises the signal it handled
+    # A graceful stop moved the journal into the store (a crash would have left it).
+    assert not list((workdir / "deployment" / "journal").glob("*.jsonl"))
+    store = SQLitePredictionStore(workdir / ".mlops" / "predictions.db")
+    assert request_id in {r["request_id"] for r in store.read("iris-container")}
 
 
 # -- batch scoring ------------------------------------------------------------------------

@@ -47,7 +47,7 @@ from jupyter_mlops.serving.state import (
     state_stamp,
     write_ack,
 )
-from jupyter_mlops.serving.targets import ModelRef
+from jupyter_mlops.serving.targets import ModelRef, load_pyfunc, requirement_mismatches
 from jupyter_mlops.serving.validation import (
     InputSpec,
     RawInput,
@@ -233,11 +233,12 @@ def _prediction_failed(exc: Exception) -> PredictionError:
 
 
 def load_model(ref: ModelRef) -> Any:
-    """``mlflow.pyfunc.load_model`` from the local source folder when there is one."""
-    import mlflow.pyfunc
-
-    model = mlflow.pyfunc.load_model(ref.source or ref.uri)
-    if ref.example:  # warm up (first sklearn call is slower) so the first request is not
+    """Load ``ref`` (logging how the environment differs from its requirements) and warm it
+    up: the first call of a freshly unpickled sklearn model is slower."""
+    model = load_pyfunc(ref)
+    for problem in requirement_mismatches(ref.source):
+        _log.warning("%s: %s", ref.label, problem)
+    if ref.example:
         with contextlib.suppress(Exception):
             spec = InputSpec.from_model(model)
             table = records_input(dict(ref.example), spec)

@@ -12,13 +12,19 @@ import datetime as dt
 import hashlib
 import os
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jupyter_mlops.serving.errors import InputError, ServingError
-from jupyter_mlops.serving.targets import ModelRef, resolve_target
+from jupyter_mlops.serving.targets import (
+    ModelRef,
+    load_pyfunc,
+    requirement_mismatches,
+    resolve_target,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -117,7 +123,6 @@ def batch_predict(
     Columns the model does not take (ids, labels) are passed through untouched; a column the
     model needs but the file lacks is an error naming it.
     """
-    import mlflow.pyfunc
     import pandas as pd
 
     started = time.perf_counter()
@@ -126,7 +131,9 @@ def batch_predict(
     if not source.is_file():
         raise ServingError(f"Input file {source} does not exist.")
     ref = resolve_target(target, config)
-    model = mlflow.pyfunc.load_model(ref.source or ref.uri)
+    model = load_pyfunc(ref)
+    for problem in requirement_mismatches(ref.source):
+        warnings.warn(f"{ref.label}: {problem}", stacklevel=2)
     schema = model.metadata.get_input_schema()
     wanted = schema.input_names() if schema is not None and schema.has_input_names() else None
     required = set(schema.required_input_names()) if wanted else set()

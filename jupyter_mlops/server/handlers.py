@@ -1,0 +1,293 @@
+"""The REST handlers of the sidebar and their route table (described in ``openapi.yaml``).
+
+Every verb is ``@tornado.web.authenticated``: a request without a valid Jupyter token gets
+403. Handlers parse the request, run one blocking backend call in a worker thread (so the
+server keeps answering while MLflow reads), and answer JSON. Errors go through one helper:
+``NotFoundError`` -> 404, any other ``MlopsError`` -> 400, anything else -> 500, always as
+``{"message": ...}``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import tornado.web
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.utils import url_path_join
+from tornado.ioloop import IOLoop
+
+from jupyter_mlops.errors import MlopsError, NotFoundError
+from jupyter_mlops.server.backend import DEFAULT_PAGE, RequestError, SidebarBackend
+
+NAMESPACE = "jupyter-mlops"
+BACKEND_KEY = "jupyter_mlops.backend"
+EXECUTOR_KEY = "jupyter_mlops.executor"
+_log = logging.getLogger(__name__)
+
+# MLflow's own error codes that mean "you asked for something that is not there / not valid".
+_MLFLOW_NOT_FOUND = {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"}
+_MLFLOW_BAD_REQUEST = {"INVALID_PARAMETER_VALUE", "BAD_REQUEST", "INVALID_STATE"}
+
+
+def error_reply(exc: BaseException) -> tuple[int, dict[str, Any]]:
+    """The HTTP status and JSON body for an exception raised by the backend."""
+    body: dict[str, Any] = {"message": str(exc) or type(exc).__name__}
+    if isinstance(exc, NotFoundError):
+        return 404, body
+    if isinstance(exc, MlopsError):
+        result = getattr(exc, "result", None)  # GateFailed carries the gate's evaluation
+        if result is not None:
+            body["reason"] = "gate"
+            body["gate"] = {
+                "expression": getattr(result, "expression", None),
+                "passed": getattr(result, "passed", False),
+                "explanation": result.explain() if hasattr(result, "explain") else None,
+            }
+        return 400, body
+    code = str(getattr(exc, "error_code", "") or "")
+    if code in _MLFLOW_NOT_FOUND:
+        return 404, body
+    if code in _MLFLOW_BAD_REQUEST:
+        return 400, body
+    body["message"] = f"Internal error: {type(exc).__name__}: {exc}"
+    return 500, body
+
+
+class MlopsHandler(APIHandler):
+    """Base of the sidebar's handlers: the backend, a worker thread and JSON replies."""
+
+    @property
+    def backend(self) -> SidebarBackend:
+        return self.settings[BACKEND_KEY]  # type: ignore[no-any-return]
+
+    async def reply(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Run ``fn`` off the event loop and answer its result (or its error) as JSON."""
+        executor = self.settings.get(EXECUTOR_KEY)
+        try:
+            result = await IOLoop.current().run_in_executor(
+                executor, functools.partial(self.backend.call, fn, *args, **kwargs)
+            )
+        except Exception as exc:
+            status, body = error_reply(exc)
+            if status == 500:
+                self.log.exception("jupyter-mlops: %s failed", self.request.path)
+            self.set_status(status)
+            self.finish(json.dumps(body))
+            return
+        self.finish(json.dumps({"data": result} if isinstance(result, list) else result))
+
+    def fail(self, status: int, message: str) -> None:
+        self.set_status(status)
+        self.finish(json.dumps({"message": message}))
+
+    def body(self) -> dict[str, Any]:
+        """The request's JSON object body (400 if it is not one)."""
+        try:
+            data = json.loads(self.request.body or b"{}")
+        except ValueError as exc:
+            raise RequestError(f"The request body is not JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise RequestError("The request body must be a JSON object")
+        return data
+
+    def text_field(self, data: dict[str, Any], key: str, *, required: bool = True) -> str | None:
+        value = data.get(key)
+        if value is None or value == "":
+            if required:
+                raise RequestError(f"Missing {key!r} in the request body")
+            return None
+        if not isinstance(value, str | int) or isinstance(value, bool):
+            raise RequestError(f"{key!r} must be a string")
+        return str(value).strip()
+
+    def int_argument(self, name: str, default: int) -> int:
+        raw = self.get_argument(name, None)
+        if raw is None or raw == "":
+            return default
+        try:
+            return int(raw)
+        except ValueError:
+            raise RequestError(f"{name} must be a whole number, got {raw!r}") from None
+
+    async def guarded(self, fn: Callable[[], Any]) -> None:
+        """Parse with ``fn`` (which may raise RequestError), then reply."""
+        try:
+            call = fn()
+        except MlopsError as exc:
+            status, body = error_reply(exc)
+            self.set_status(status)
+            self.finish(json.dumps(body))
+            return
+        await self.reply(call)
+
+
+class StatusHandler(MlopsHandler):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        """``{version, project_root, served_root, tracking_uri, stamp, features}``;
+        ``stamp`` changes whenever the tracking store is written (the panel polls it)."""
+        await self.reply(self.backend.status)
+
+
+class ExperimentsHandler(MlopsHandler):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        """``{data: [{experiment_id, name, runs, last_run_time}]}``, latest activity first."""
+        await self.reply(self.backend.experiments)
+
+
+class RunsHandler(MlopsHandler):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        """``{runs: [...], next_page_token, total, stamp}``: one page, newest first.
+
+        Query: ``experiment`` (id or name), ``text`` (words to find), ``where`` (e.g.
+        ``metrics.accuracy >= 0.9``), ``limit`` (1-500, default 50), ``page_token``.
+        """
+
+        def parse() -> Callable[[], Any]:
+            return functools.partial(
+                self.backend.runs,
+                experiment=self.get_argument("experiment", None) or None,
+                text=self.get_argument("text", None),
+                where=self.get_argument("where", None),
+                limit=self.int_argument("limit", DEFAULT_PAGE),
+                page_token=self.get_argument("page_token", None) or None,
+            )
+
+        await self.guarded(parse)
+
+
+class RunHandler(MlopsHandler):
+    @tornado.web.authenticated
+    async def get(self, run_id: str) -> None:
+        """One run: params, metrics, tags, models, data snapshots, cell source, notebook
+        (``notebook_path`` is the path to open in JupyterLab, null if not served)."""
+        await self.reply(self.backend.run, run_id)
+
+
+class ModelsHandler(MlopsHandler):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        """``{data: [{name, aliases, versions, history}]}``."""
+        await self.reply(self.backend.models)
+
+
+class ModelHandler(MlopsHandler):
+    @tornado.web.authenticated
+    async def get(self, name: str) -> None:
+        """``{name, aliases, versions, history}`` of one registered model."""
+        await self.reply(self.backend.model, name)
+
+
+class ModelPromoteHandler(MlopsHandler):
+    @tornado.web.authenticated
+    async def post(self, name: str) -> None:
+        """Body ``{version, alias, gate?}``: point the alias at the version, if the version's
+        run passes ``gate`` (as ``%register --promote``). Answers the alias event."""
+
+        def parse() -> Callable[[], Any]:
+            data = self.body()
+            return functools.partial(
+                self.backend.promote,
+                name,
+                str(self.text_field(data, "version")),
+                str(self.text_field(data, "alias")),
+                self.text_field(data, "gate", required=False),
+            )
+
+        await self.guarded(parse)
+
+
+class ModelRollbackHandler(MlopsHandler):
+    @tornado.web.authenticated
+    async def post(self, name: str) -> None:
+        """Body ``{alias}``: move the alias back to its previous holder. Answers the event."""
+
+        def parse() -> Callable[[], Any]:
+            data = self.body()
+            return functools.partial(
+                self.backend.rollback, name, str(self.text_field(data, "alias"))
+            )
+
+        await self.guarded(parse)
+
+
+class DeploymentsHandler(MlopsHandler):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        """``{available, monitoring, message, deployments: [...]}`` with health, traffic
+        split and, while running, ``figures`` (rps, p99_ms, error_rate, drift_share)."""
+        await self.reply(self.backend.deployments)
+
+
+class DeploymentStopHandler(MlopsHandler):
+    @tornado.web.authenticated
+    async def post(self, name: str) -> None:
+        """Stop deployment ``name`` (no body). Answers the stopped deployment."""
+        await self.reply(self.backend.stop_deployment, name)
+
+
+class PipelinesHandler(MlopsHandler):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        """``{data: [{run_id, pipeline, status, started, ended, steps: [...]}]}``; query
+        ``limit`` (default 20)."""
+        await self.guarded(
+            lambda: functools.partial(self.backend.pipelines, self.int_argument("limit", 20))
+        )
+
+
+class PipelineHandler(MlopsHandler):
+    @tornado.web.authenticated
+    async def get(self, run_id: str) -> None:
+        """One pipeline run with its steps and links to the executed notebooks."""
+        await self.reply(self.backend.pipeline, run_id)
+
+
+class UnknownHandler(MlopsHandler):
+    """Any other path under the API: a JSON 404 rather than an HTML page."""
+
+    @tornado.web.authenticated
+    async def get(self, path: str) -> None:
+        self.fail(404, f"No endpoint {path!r} in the jupyter-mlops API")
+
+    @tornado.web.authenticated
+    async def post(self, path: str) -> None:
+        self.fail(404, f"No endpoint {path!r} in the jupyter-mlops API")
+
+
+_SEGMENT = r"([^/]+)"
+ROUTES: list[tuple[str, type[MlopsHandler]]] = [
+    ("status", StatusHandler),
+    ("experiments", ExperimentsHandler),
+    ("runs", RunsHandler),
+    (f"runs/{_SEGMENT}", RunHandler),
+    ("models", ModelsHandler),
+    (f"models/{_SEGMENT}", ModelHandler),
+    (f"models/{_SEGMENT}/promote", ModelPromoteHandler),
+    (f"models/{_SEGMENT}/rollback", ModelRollbackHandler),
+    ("deployments", DeploymentsHandler),
+    (f"deployments/{_SEGMENT}/stop", DeploymentStopHandler),
+    ("pipelines", PipelinesHandler),
+    (f"pipelines/{_SEGMENT}", PipelineHandler),
+]
+
+
+def setup_handlers(web_app: Any, backend: SidebarBackend) -> None:
+    """Register the routes under ``<base_url>/jupyter-mlops/api/`` with ``backend``."""
+    web_app.settings[BACKEND_KEY] = backend
+    web_app.settings.setdefault(
+        EXECUTOR_KEY, ThreadPoolExecutor(max_workers=4, thread_name_prefix="jupyter-mlops")
+    )
+    base = url_path_join(web_app.settings["base_url"], NAMESPACE, "api")
+    handlers: list[tuple[str, type[MlopsHandler]]] = [
+        (url_path_join(base, path) + "/?$", handler) for path, handler in ROUTES
+    ]
+    handlers.append((url_path_join(base, "(.*)"), UnknownHandler))
+    web_app.add_handlers(".*$", handlers)
