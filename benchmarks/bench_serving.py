@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -40,7 +41,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from run_all import format_table, machine, median, row, verdict, write_json
+from run_all import HERE, format_table, machine, median, row, verdict, write_json
 
 TARGET_THROUGHPUT_C32 = 10.0  # ours / MLflow, at least
 TARGET_P99_C32 = 0.2  # ours / MLflow, at most
@@ -545,9 +546,15 @@ def main(argv: list[str] | None = None) -> int:
         default=3,
         help="load rounds per server and level, taken in turns (default 3)",
     )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the temporary project (stores, server logs)"
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
     results = run(args)
+    if not args.keep:
+        os.chdir(HERE)
+        shutil.rmtree(results["tmp"], ignore_errors=True)
     rows = table_rows(results)
     print()
     print(format_table(rows))

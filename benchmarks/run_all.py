@@ -36,6 +36,7 @@ BENCHMARKS: list[tuple[str, str, list[str]]] = [
     ("drift", "bench_drift.py", ["--quick"]),
     ("pipelines", "bench_pipelines.py", ["--quick"]),
     ("compare", "bench_compare.py", ["--quick"]),
+    ("serving", "bench_serving.py", []),
 ]
 VERDICTS = ("PASS", "MISS", "INFO", "CRASH", "MISSING")
 PACKAGES = ("jupyter-mlops", "mlflow", "ipython", "scikit-learn", "pandas", "dvc")

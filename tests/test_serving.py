@@ -631,7 +631,10 @@ def test_token_two_workers_and_fsync_log(config: Config) -> None:
             assert wrong.status_code == 403
             assert client.post("/invocations", json={"inputs": [_GOOD_ROW]}).status_code == 401
             assert client.post("/predict", json=_GOOD_ROW, headers=good).status_code == 200
-            assert client.get("/metrics", headers=good).status_code == 200
+            metrics = client.get("/metrics", headers=good)
+            assert metrics.status_code == 200
+            refusals = 'jupyter_mlops_unauthorized_requests_total{deployment="secure",status="401"}'
+            assert refusals in metrics.text  # summed over both workers
 
             # Both workers switch before promote() returns.
             canary("secure", "iris-rf@challenger", 0, config=config)

@@ -297,6 +297,7 @@ class ServingRuntime:
         self.table: RoutingTable | None = None
         self.log: LogWriter | None = None
         self._stamp: Any = None
+        self._refused = 0  # a generation whose models could not be loaded
         self._watcher: asyncio.Task[None] | None = None
         self.started_at = time.time()
 
@@ -359,7 +360,7 @@ class ServingRuntime:
             if initial:
                 raise ServingError(message) from exc
             _log.error("generation %s not applied: %s", generation, message)
-            self.state = state
+            self._refused = generation  # the caller reverts with a newer generation
             write_ack(self.folder, generation, error=message)
             return
         weight = float(state.get("canary_weight") or 0.0) if canary is not None else 0.0
@@ -378,6 +379,8 @@ class ServingRuntime:
         for uri in [u for u in self.models if u not in keep]:
             del self.models[uri]  # requests already routed to it hold their own reference
         self.metrics.set_traffic([(m.labels, role, w) for m, role, w in self.table.split()])
+        if not initial:
+            gc.freeze()  # the new model lives long: keep it out of full collections too
         write_ack(self.folder, generation)
         _log.info(
             "generation %s: %s",
@@ -394,7 +397,8 @@ class ServingRuntime:
                     continue
                 self._stamp = stamp
                 state = read_state(self.folder)
-                if state and int(state.get("generation", 0)) > self.generation:
+                generation = int(state.get("generation", 0)) if state else 0
+                if state and generation > self.generation and generation != self._refused:
                     await self.apply(state)
             except asyncio.CancelledError:
                 raise
@@ -565,9 +569,7 @@ class Gate:
             refusal = self._refusal(scope)
             if refusal is not None:
                 status, message = refusal
-                self.metrics._child(
-                    self.metrics.unauthorized, (self.metrics.deployment, str(status))
-                ).inc()
+                self.metrics.refused(status)
                 response = _error(
                     status, "UNAUTHORIZED" if status == 401 else "FORBIDDEN", message, request_id
                 )

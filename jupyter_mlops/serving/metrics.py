@@ -102,6 +102,10 @@ class Metrics:
         elif rows:
             self._child(self.rows, labels).inc(rows)
 
+    def refused(self, status: int) -> None:
+        """Count a request refused for its token (401 or 403)."""
+        self._child(self.unauthorized, (self.deployment, str(status))).inc()
+
     def observe_batch(self, model: tuple[str, str], rows: int) -> None:
         self._child(self.batch_rows, (self.deployment, *model)).observe(rows)
 
