@@ -6,7 +6,11 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
 .PHONY: demo test lint bench install clean
 
-$(STAMP): pyproject.toml
+# TypeScript changes of the sidebar trigger a reinstall (which rebuilds it).
+LABEXT_SOURCES := labextension/package.json labextension/yarn.lock \
+	$(shell find labextension/src labextension/style -type f 2>/dev/null)
+
+$(STAMP): pyproject.toml $(LABEXT_SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
@@ -29,4 +33,5 @@ bench: $(STAMP)
 	DVC_NO_ANALYTICS=1 $(BIN)/python benchmarks/run_all.py
 
 clean:
-	rm -rf build .pytest_cache .ruff_cache
+	rm -rf build .pytest_cache .ruff_cache labextension/lib labextension/tsconfig.tsbuildinfo \
+		jupyter_mlops/labextension

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -113,7 +112,9 @@ class RetrainDecision:
 
 
 def _new_id() -> str:
-    return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+    from jupyter_mlops.pipelines.runner import new_run_id
+
+    return new_run_id()
 
 
 def _monitoring_figures(deployment: str, last: str) -> Mapping[str, float]:

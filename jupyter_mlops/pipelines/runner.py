@@ -209,8 +209,11 @@ def runs_root(config: Config) -> Path:
 
 
 def new_run_id() -> str:
-    """Sortable and unique without coordination: time plus randomness."""
-    return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+    """Sortable and unique without coordination: time (to the microsecond, so records made
+    within one second keep their order) plus randomness."""
+    now = time.time()
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    return f"{stamp}{int(now % 1 * 1e6):06d}-{secrets.token_hex(3)}"
 
 
 def get_pipeline_run(run_id: str, *, config: Config | None = None) -> PipelineRun:
