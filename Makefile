@@ -27,7 +27,10 @@ lint: $(STAMP)
 
 test: $(STAMP)
 	$(MAKE) lint
-	DVC_NO_ANALYTICS=1 $(BIN)/python -m pytest
+	DVC_NO_ANALYTICS=1 $(BIN)/python -m pytest -m "not browser"
+	# The browser suite (one JupyterLab + Chromium) runs in a process of its own: a fresh
+	# environment and event loop after hundreds of tests that start servers and kernels.
+	DVC_NO_ANALYTICS=1 $(BIN)/python -m pytest -m browser tests/browser
 
 bench: $(STAMP)
 	DVC_NO_ANALYTICS=1 $(BIN)/python benchmarks/run_all.py
