@@ -332,6 +332,32 @@ def _deploy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _server(args: argparse.Namespace) -> int:
+    from jupyter_mlops.tracking import server
+
+    if args.server_command == "start":
+        info = server.start_server(
+            backend_store_uri=args.backend_store_uri,
+            artifacts_destination=args.artifacts_destination,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+        )
+        print(info)
+    elif args.server_command == "stop":
+        info = server.stop_server(args.port)
+        print(f"Stopped the tracking server {info.url} (pid {info.pid})")
+    else:
+        known = server.servers()
+        if not known:
+            print("No tracking server started from this project (`jupyter-mlops server start`).")
+        for info, alive in known:
+            state = server.probe(info.url) if alive else "process gone"
+            backend = server.redact(info.backend_store_uri)
+            print(f"{info.url}  pid {info.pid}  {state}  backend {backend}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from jupyter_mlops.demo import run_demo
 
@@ -560,6 +586,31 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("input")
     q.add_argument("output")
     q.set_defaults(func=_deploy)
+
+    p = sub.add_parser("server", help="a shared MLflow tracking server for a team")
+    ssub = p.add_subparsers(dest="server_command", required=True)
+    q = ssub.add_parser(
+        "start",
+        help="start `mlflow server` detached (default: this project's store, on 127.0.0.1:5000)",
+    )
+    q.add_argument(
+        "--backend-store-uri",
+        help="where runs and models live, e.g. postgresql://user:pw@db/mlflow "
+        "(default: this project's .mlops/mlflow.db)",
+    )
+    q.add_argument(
+        "--artifacts-destination",
+        help="where the server keeps artifacts: a folder or s3://... (default: .mlops/artifacts)",
+    )
+    q.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    q.add_argument("--port", type=int, default=5000)
+    q.add_argument("--workers", type=int, default=2, help="server worker processes")
+    q.set_defaults(func=_server)
+    q = ssub.add_parser("stop", help="stop a server started from this project")
+    q.add_argument("--port", type=int, default=5000)
+    q.set_defaults(func=_server)
+    q = ssub.add_parser("status", help="servers started from this project and their health")
+    q.set_defaults(func=_server)
 
     p = sub.add_parser("demo", help="run the quickstart notebook in a fresh demo project")
     p.add_argument("--dir", default="build/demo", help="demo project folder")

@@ -19,7 +19,7 @@ from jupyter_mlops.errors import ConfigError
 
 MLOPS_DIR = ".mlops"
 _ROOT_MARKERS = (MLOPS_DIR, ".git", "pyproject.toml")
-_KNOWN_KEYS = {"tracking_uri", "artifact_root", "experiment", "dvc_remote"}
+_KNOWN_KEYS = {"tracking_uri", "artifact_root", "experiment", "dvc_remote", "prediction_log"}
 
 
 def find_project_root(start: str | os.PathLike[str] | None = None) -> Path:
@@ -61,6 +61,7 @@ class Config:
     artifact_root: Path | None
     experiment: str | None = None
     dvc_remote: str | None = None
+    prediction_log: str | None = None  # a store URL; default: SQLite under .mlops/
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property
@@ -111,5 +112,7 @@ def load_config(start: str | os.PathLike[str] | None = None) -> Config:
         artifact_root=artifact_root,
         experiment=section.get("experiment"),
         dvc_remote=section.get("dvc_remote"),
+        prediction_log=section.get("prediction_log")
+        or os.environ.get("JUPYTER_MLOPS_PREDICTION_LOG"),
         sources=sources,
     )
