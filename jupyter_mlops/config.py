@@ -112,7 +112,7 @@ def load_config(start: str | os.PathLike[str] | None = None) -> Config:
         artifact_root=artifact_root,
         experiment=section.get("experiment"),
         dvc_remote=section.get("dvc_remote"),
-        prediction_log=section.get("prediction_log")
-        or os.environ.get("JUPYTER_MLOPS_PREDICTION_LOG"),
+        prediction_log=os.environ.get("JUPYTER_MLOPS_PREDICTION_LOG")
+        or section.get("prediction_log"),
         sources=sources,
     )
