@@ -403,13 +403,15 @@ def new_state(
     """The initial ``state.json`` of a deployment (also used by the container entry point)."""
     if durability not in ("write", "fsync"):
         raise ServingError(f"durability must be 'write' or 'fsync', not {durability!r}")
-    if prediction_log is True:
-        log_url: str | None = default_store_url(config.mlops_dir)
+    if prediction_log is True:  # the project's store: prediction_log in config, else SQLite
+        log_url: str | None = config.prediction_log or default_store_url(config.mlops_dir)
     elif prediction_log:
         log_url = str(prediction_log)
-        open_prediction_store(log_url).close()  # fail now on an unknown scheme or bad path
     else:
         log_url = None
+    if log_url and log_url != default_store_url(config.mlops_dir):
+        # Fail now on an unknown scheme, a bad path or an unreachable database.
+        open_prediction_store(log_url).close()
     state: dict[str, Any] = {
         "name": name,
         "generation": 1,
@@ -595,7 +597,8 @@ def deploy(
     The port is reserved here (a taken port raises :class:`PortInUseError` at once) and
     handed to the server process; with ``wait`` this returns once ``/health`` answers.
     ``token`` protects every endpoint but ``/health`` (only its hash is stored).
-    ``prediction_log`` is True (project SQLite), False, or a store URL; ``durability``
+    ``prediction_log`` is True (the project's ``prediction_log`` setting, else its SQLite
+    file), False, or a store URL (``sqlite:///...``, ``postgresql://...``); ``durability``
     ``"write"`` survives a killed server, ``"fsync"`` also a machine crash.
     """
     config = config or load_config()

@@ -9,8 +9,10 @@ Two layers keep the request path cheap and still lose nothing a client saw:
   ``durability="fsync"`` a committer thread also syncs them (``fdatasync``) first, which survives
   a power cut; batches that queue during one sync share the next (group commit), so the
   predicting thread never waits for the disk.
-* a **store** (SQLite by default, behind :class:`PredictionStore` so PostgreSQL can follow)
-  that a background thread fills from closed journal segments, off the request path.
+* a **store** (SQLite by default, or PostgreSQL: :mod:`jupyter_mlops.serving.predlog_pg`,
+  behind :class:`PredictionStore`) that a background thread fills from closed journal
+  segments, off the request path. While the store cannot be written (a database restarting)
+  the records stay in the journal and the thread retries every round.
 
 The writer holds an ``flock`` on its open segment. A segment nobody holds (closed, or left by
 a killed server) is replayed into the store and deleted by whoever takes the lock first: the
@@ -27,9 +29,11 @@ import json
 import logging
 import os
 import queue
+import re
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
@@ -176,7 +180,19 @@ def _json_text(value: Any) -> str | None:
     return _dumps(value).decode()
 
 
-_STORES: dict[str, Callable[[str], PredictionStore]] = {"sqlite": SQLitePredictionStore.from_url}
+def _postgres_store(url: str) -> PredictionStore:
+    from jupyter_mlops.serving.predlog_pg import PostgresPredictionStore
+
+    return PostgresPredictionStore.from_url(url)
+
+
+_STORES: dict[str, Callable[[str], PredictionStore]] = {
+    "sqlite": SQLitePredictionStore.from_url,
+    # postgresql+psycopg:// (SQLAlchemy's spelling, as MLflow takes it) and postgres:// too.
+    "postgresql": _postgres_store,
+    "postgresql+psycopg": _postgres_store,
+    "postgres": _postgres_store,
+}
 
 
 def register_prediction_store(scheme: str, factory: Callable[[str], PredictionStore]) -> None:
@@ -185,14 +201,32 @@ def register_prediction_store(scheme: str, factory: Callable[[str], PredictionSt
 
 
 def open_prediction_store(url: str) -> PredictionStore:
-    """The store behind ``url`` (``sqlite:///...``; more schemes via the registry)."""
-    scheme = url.split(":", 1)[0].split("+", 1)[0]
-    factory = _STORES.get(scheme)
+    """The store behind ``url`` (``sqlite:///...``, ``postgresql://...``; more schemes via
+    the registry)."""
+    scheme = url.split(":", 1)[0]
+    factory = _STORES.get(scheme) or _STORES.get(scheme.split("+", 1)[0])
     if factory is None:
         raise ServingError(
             f"No prediction store for {scheme!r} URLs (known: {', '.join(sorted(_STORES))})."
         )
     return factory(url)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password shown as ``***`` (for messages, logs and listings)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return re.sub(r"//[^/@]*@", "//***@", url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        if ":" in userinfo:
+            netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
+    query = re.sub(r"(?i)(^|&)(password=)[^&]*", r"\1\2***", parts.query)
+    if (netloc, query) == (parts.netloc, parts.query):
+        return url  # nothing secret (urlunsplit would also rewrite sqlite:////abs paths)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def default_store_url(mlops_dir: Path) -> str:
@@ -406,7 +440,13 @@ def replay_journal(folder: str | os.PathLike[str], store: PredictionStore) -> in
 
 
 class LogWriter:
-    """The server side of the log: journal on the request path, store filled in background."""
+    """The server side of the log: journal on the request path, store filled in background.
+
+    The store may be unreachable (a database restarting, even when the server starts): the
+    server answers all the same, its records wait in the journal, and each round of the
+    background thread tries again; one warning when writing starts failing, one line when
+    it works again.
+    """
 
     def __init__(
         self,
@@ -419,9 +459,11 @@ class LogWriter:
         self.journal_dir = Path(journal_dir)
         self.store_url = store_url
         self.interval = interval
-        self._store = open_prediction_store(store_url)
-        # Whatever a killed predecessor left behind goes in first.
-        replay_journal(self.journal_dir, self._store)
+        self._store: PredictionStore | None = None
+        self._failing_since: float | None = None
+        self._warned_at = 0.0
+        # Whatever a killed predecessor left behind goes in first (or in a later round).
+        self._replay()
         self.journal = Journal(self.journal_dir, durability=durability)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
@@ -435,12 +477,36 @@ class LogWriter:
         self.journal.append(records)
         return None
 
+    def _replay(self) -> bool:
+        """Move unheld journal segments into the store; False (and the records stay in the
+        journal for the next round) when the store cannot be opened or written."""
+        try:
+            if self._store is None:
+                self._store = open_prediction_store(self.store_url)
+            replay_journal(self.journal_dir, self._store)
+        except Exception as exc:  # any store failure: the records stay, retry later
+            now = time.time()
+            if self._failing_since is None or now - self._warned_at >= 300:
+                _log.warning(
+                    "prediction log store %s cannot be written (records stay in %s; retrying "
+                    "every %g s): %s",
+                    redact_url(self.store_url), self.journal_dir, self.interval, exc,
+                )  # fmt: skip
+                self._warned_at = now
+            if self._failing_since is None:
+                self._failing_since = now
+            return False
+        if self._failing_since is not None:
+            _log.warning(
+                "prediction log store %s written again after %.0f s",
+                redact_url(self.store_url), time.time() - self._failing_since,
+            )  # fmt: skip
+            self._failing_since = None
+        return True
+
     def _ingest(self) -> None:
         self.journal.rotate()
-        try:
-            replay_journal(self.journal_dir, self._store)
-        except Exception:  # the journal keeps the records; the next round retries
-            _log.exception("prediction log ingestion failed")
+        self._replay()
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -452,9 +518,10 @@ class LogWriter:
         self._thread.join(timeout=10)
         self._ingest()
         self.journal.close()
-        with contextlib.suppress(Exception):
-            replay_journal(self.journal_dir, self._store)
-        self._store.close()
+        self._replay()  # the last segment; if the store is down, the next start stores it
+        if self._store is not None:
+            with contextlib.suppress(Exception):
+                self._store.close()
 
 
 # -- reading ------------------------------------------------------------------------------
@@ -498,7 +565,9 @@ def read_predictions(
     config = config or load_config()
     folder = deployments_root(config.mlops_dir) / deployment
     state = read_state(folder) or {}
-    url = state.get("prediction_log") or default_store_url(config.mlops_dir)
+    url = (
+        state.get("prediction_log") or config.prediction_log or default_store_url(config.mlops_dir)
+    )
     store = open_prediction_store(url)
     try:
         replay_journal(folder / JOURNAL_DIR, store)

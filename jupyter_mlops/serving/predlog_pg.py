@@ -1,0 +1,242 @@
+"""The prediction log in PostgreSQL: one table shared by deployments on several hosts.
+
+``deploy(..., prediction_log="postgresql://user@db-host/mlops")`` (or ``prediction_log =``
+in ``[tool.jupyter-mlops]``, or ``JUPYTER_MLOPS_PREDICTION_LOG``) sends the log here instead of
+the project's SQLite file. The table has the columns and the reading semantics of
+:class:`~jupyter_mlops.serving.predlog.SQLitePredictionStore`; every process that opens the
+store creates it when missing, under an advisory lock, so servers starting together on
+several hosts do not race. Writes are one ``INSERT ... SELECT FROM unnest(...)`` per few
+thousand records (``ON CONFLICT DO NOTHING``: replaying a journal twice is harmless).
+
+A lost connection (the database restarted, a network cut) is dropped and opened again on
+the next call; a call that still fails raises :class:`ServingError`, and the server's
+ingester leaves the records in its journal and retries a second later. Messages and
+``repr`` never show the password. psycopg 3 is imported only when a store is opened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from jupyter_mlops.serving.errors import ServingError
+from jupyter_mlops.serving.predlog import COLUMNS, _json_text, redact_url
+
+if TYPE_CHECKING:
+    import psycopg
+
+SCHEMES = ("postgresql", "postgresql+psycopg", "postgres")
+TABLE = "predictions"
+#: Key of the advisory lock held while creating the table (any constant shared by all).
+_DDL_LOCK = 0x6A6D6C6F7073  # "jmlops"
+#: Records per INSERT statement.
+CHUNK = 5000
+#: libpq settings used unless the URL gives its own: fail fast, notice dead peers.
+_DEFAULTS = {
+    "connect_timeout": "5",
+    "application_name": "jupyter-mlops prediction log",
+    "keepalives_idle": "30",
+    "keepalives_interval": "10",
+    "keepalives_count": "3",
+}
+_TYPES = {
+    "request_id": "text",
+    "ts": "float8",
+    "deployment": "text",
+    "model_name": "text",
+    "model_version": "text",
+    "run_id": "text",
+    "role": "text",
+    "endpoint": "text",
+    "n_rows": "int4",
+    "latency_ms": "float8",
+    "inputs": "text",
+    "outputs": "text",
+}
+_CREATE = (
+    f"CREATE TABLE IF NOT EXISTS {TABLE} ("
+    " request_id TEXT PRIMARY KEY, ts DOUBLE PRECISION NOT NULL, deployment TEXT NOT NULL,"
+    " model_name TEXT, model_version TEXT, run_id TEXT, role TEXT, endpoint TEXT,"
+    " n_rows INTEGER, latency_ms DOUBLE PRECISION, inputs TEXT, outputs TEXT)",
+    f"CREATE INDEX IF NOT EXISTS {TABLE}_deployment_ts ON {TABLE} (deployment, ts)",
+)
+_INSERT = (
+    f"INSERT INTO {TABLE} ({','.join(COLUMNS)}) SELECT * FROM unnest("
+    + ",".join(f"%s::{_TYPES[c]}[]" for c in COLUMNS)
+    + ") ON CONFLICT (request_id) DO NOTHING"
+)
+
+T = TypeVar("T")
+
+
+def _psycopg() -> Any:
+    try:
+        import psycopg
+    except ImportError as exc:
+        raise ServingError(
+            "A PostgreSQL prediction log needs psycopg 3: pip install 'jupyter-mlops[team]'"
+        ) from exc
+    return psycopg
+
+
+def libpq_url(url: str) -> str:
+    """``url`` as libpq reads it: ``postgresql+psycopg://`` and ``postgres://`` become
+    ``postgresql://``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.split("+", 1)[0] not in ("postgresql", "postgres"):
+        raise ServingError(f"Not a PostgreSQL URL: {redact_url(url)}")
+    return f"postgresql://{rest}"
+
+
+def _column(name: str, values: list[Any]) -> list[Any]:
+    """One column of records in the Python type its array parameter takes."""
+    if name in ("inputs", "outputs"):
+        return [_json_text(v) for v in values]
+    kind = _TYPES[name]
+    cast: Callable[[Any], Any] = {"text": str, "float8": float, "int4": int}[kind]
+    return [None if v is None else cast(v) for v in values]
+
+
+class PostgresPredictionStore:
+    """Predictions in the ``predictions`` table of a PostgreSQL database.
+
+    Thread-safe: calls share one connection, one at a time (the server's ingester writes a
+    few statements a second; readers are notebooks). The search path decides the schema
+    (``?options=-csearch_path%3Dmlops`` in the URL).
+    """
+
+    def __init__(self, url: str, *, connect: bool = True) -> None:
+        """Open the store at ``url``; with ``connect``, connect (and create the table) now,
+        so a wrong URL fails here rather than in the background."""
+        psycopg = _psycopg()
+        self.url = url
+        self.safe_url = redact_url(url)
+        try:
+            params = psycopg.conninfo.conninfo_to_dict(libpq_url(url))
+        except psycopg.Error:  # its message may quote the URL: leave it out
+            raise ServingError(f"Not a valid PostgreSQL URL: {self.safe_url}") from None
+        self._password = str(params.get("password") or "")
+        self._params = {**_DEFAULTS, **params}
+        self._lock = threading.Lock()
+        self._conn: psycopg.Connection[Any] | None = None
+        if connect:
+            self._call(lambda conn: None)
+
+    @classmethod
+    def from_url(cls, url: str) -> PostgresPredictionStore:
+        """The factory registered for the PostgreSQL schemes."""
+        return cls(url)
+
+    def __repr__(self) -> str:
+        return f"PostgresPredictionStore({self.safe_url!r})"
+
+    # -- connection -------------------------------------------------------------------------
+
+    def _scrub(self, text: str) -> str:
+        text = text.replace(self.url, self.safe_url)
+        if self._password:
+            for secret in (self._password, urllib.parse.quote(self._password, safe="")):
+                text = text.replace(secret, "***")
+        return text
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        psycopg = _psycopg()
+        conn = psycopg.connect(**self._params, autocommit=True)
+        try:
+            if conn.execute("SELECT to_regclass(%s)", (TABLE,)).fetchone()[0] is None:
+                with conn.transaction():
+                    # Servers starting together each find the table missing: the lock lets
+                    # one create it; the others then see it and change nothing.
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
+                    for statement in _CREATE:
+                        conn.execute(statement)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):  # a broken connection may fail to close
+                self._conn.close()
+            self._conn = None
+
+    def _call(self, op: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """Run ``op`` on the connection; after a connection error, once more on a new one."""
+        psycopg = _psycopg()
+        with self._lock:
+            for attempt in (1, 2):
+                try:
+                    if self._conn is None or self._conn.closed:
+                        self._conn = self._connect()
+                    return op(self._conn)
+                except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                    self._drop()  # the server restarted or the network failed: reconnect
+                    if attempt == 2:
+                        raise ServingError(
+                            f"Cannot reach the PostgreSQL prediction log {self.safe_url}: "
+                            f"{self._scrub(str(exc).strip())}"
+                        ) from None
+                except psycopg.Error as exc:
+                    raise ServingError(
+                        f"PostgreSQL prediction log {self.safe_url}: "
+                        f"{type(exc).__name__}: {self._scrub(str(exc).strip())}"
+                    ) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- the PredictionStore protocol -------------------------------------------------------
+
+    def write(self, records: Sequence[Mapping[str, Any]]) -> None:
+        """Insert ``records``, ignoring request ids already stored; one statement per
+        :data:`CHUNK` records, all in one transaction."""
+        if not records:
+            return
+        chunks = []
+        for start in range(0, len(records), CHUNK):
+            part = records[start : start + CHUNK]
+            chunks.append([_column(c, [rec.get(c) for rec in part]) for c in COLUMNS])
+
+        def insert(conn: psycopg.Connection[Any]) -> None:
+            with conn.transaction(), conn.cursor() as cur:
+                for arrays in chunks:
+                    cur.execute(_INSERT, arrays)
+
+        self._call(insert)
+
+    def read(
+        self,
+        deployment: str,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Rows of ``deployment`` with ``since <= ts < until``, oldest first (latest
+        ``limit``)."""
+        where, args = ["deployment = %s"], [deployment]
+        if since is not None:
+            where.append("ts >= %s")
+            args.append(since)
+        if until is not None:
+            where.append("ts < %s")
+            args.append(until)
+        sql = f"SELECT {','.join(COLUMNS)} FROM {TABLE} WHERE {' AND '.join(where)}"
+        if limit is not None:
+            sql = (
+                f"SELECT * FROM ({sql} ORDER BY ts DESC, request_id DESC LIMIT {int(limit)})"
+                " AS latest"
+            )
+        sql += " ORDER BY ts, request_id"
+
+        def select(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
+            return conn.execute(sql, args).fetchall()
+
+        return [dict(zip(COLUMNS, row, strict=True)) for row in self._call(select)]
+
+    def close(self) -> None:
+        """Close the connection (a later call opens a new one)."""
+        with self._lock:
+            self._drop()
