@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from jupyter_mlops.config import MLOPS_DIR, find_project_root, load_config
-from jupyter_mlops.errors import DataError, MlopsError, NotFoundError
+from jupyter_mlops.config import MLOPS_DIR, find_project_root
+from jupyter_mlops.errors import ConfigError, DataError, NotFoundError
 
 if TYPE_CHECKING:
     from dvc.repo import Repo
@@ -49,8 +49,9 @@ _INTERNAL_DIRS = (".dvc", ".git", MLOPS_DIR)
 
 _MD5 = re.compile(r"[0-9a-f]{32}(\.dir)?")
 
-# Which way each snapshotted path went (read by the tests and the benchmark).
-_stats: dict[str, int] = {"fast": 0, "onepass": 0, "dvc": 0}
+# Which way each snapshotted path went, and how many were pushed to a remote (read by
+# the tests and the benchmark).
+_stats: dict[str, int] = {"fast": 0, "onepass": 0, "dvc": 0, "pushed": 0}
 
 
 @dataclass(frozen=True)
@@ -220,22 +221,250 @@ def _open_repo(root: Path) -> Repo:
     return repo
 
 
-def _remote_hint(root: Path, repo: Repo | None) -> str:
-    remote = None
-    with contextlib.suppress(MlopsError):
-        remote = load_config(root).dvc_remote
-    if not remote and repo is not None:
-        with contextlib.suppress(Exception):
-            remote = repo.config["core"].get("remote")
-    if remote:
-        return (
-            f"Fetch it from the DVC remote {remote!r} first: check out the git commit the run "
-            f"recorded (or its .dvc file) and run `dvc fetch` / `dvc pull`, then restore again."
+# -- the DVC remote -----------------------------------------------------------------------
+
+_REMOTE_NAME = "mlops"  # the DVC remote a dvc_remote URL/path is configured as
+_URL = re.compile(r"\w+://")
+
+
+class PushError(DataError):
+    """The data is snapshotted in the local DVC cache but could not be pushed to the remote.
+
+    ``snapshots`` are the complete, valid snapshots (callers can still record them);
+    ``remote`` is the DVC remote's name.
+    """
+
+    def __init__(self, message: str, snapshots: list[DataSnapshot], remote: str) -> None:
+        super().__init__(message)
+        self.snapshots = snapshots
+        self.remote = remote
+
+
+@dataclass(frozen=True)
+class _Remote:
+    """A DVC remote of the repo: its name and URL (for messages and the state file)."""
+
+    name: str
+    url: str
+
+    @property
+    def key(self) -> str:
+        """What the state file records as "pushed to": a changed URL means push again."""
+        return f"{self.name}={self.url}"
+
+    def __str__(self) -> str:
+        return f"{self.name!r} ({self.url})"
+
+
+def _remote_setting(root: Path) -> str | None:
+    """``dvc_remote`` from ``[tool.jupyter-mlops]`` in ``root/pyproject.toml`` (no DVC import)."""
+    from jupyter_mlops.config import _read_pyproject
+
+    value = _read_pyproject(root).get("dvc_remote")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(
+            f"dvc_remote in [tool.jupyter-mlops] of {root / 'pyproject.toml'} must be a DVC "
+            f"remote name, a folder path or a URL, not {value!r}"
         )
+    return value.strip()
+
+
+def _resolve_remote(repo: Repo, root: Path, setting: str | None) -> _Remote | None:
+    """The DVC remote snapshots go to and come from; None if there is none.
+
+    ``setting`` (``dvc_remote``) names a remote of the repo's DVC config, or is a URL or a
+    folder path (relative to ``root``, or absolute, or ``~/...``): then it is configured as
+    the remote ``mlops`` in ``.dvc/config`` (a relative path is stored relative to ``.dvc``,
+    so the committed config works in every clone) and made DVC's default remote if there
+    is none, so that a plain ``dvc push``/``dvc pull`` uses it too. Idempotent: the config
+    is only written when it differs. Without ``setting``, DVC's own ``core.remote``.
+    """
+    from dvc.config_schema import RelPath
+
+    remotes = repo.config["remote"]
+    if setting is None:
+        name = repo.config["core"].get("remote")
+        if not name:
+            return None
+        if name not in remotes:
+            raise DataError(
+                f"DVC's default remote {name!r} (core.remote) is not defined in the DVC config "
+                f"of {root}; add it with `dvc remote add {name} <url>` or unset the default."
+            )
+        return _Remote(name, str(remotes[name].get("url", "")))
+    if setting in remotes:
+        return _Remote(setting, str(remotes[setting].get("url", "")))
+
+    url: str = setting
+    stored: str = setting
+    if not _URL.match(setting):
+        path = Path(setting).expanduser()
+        if path.is_absolute():
+            url = os.path.normpath(path)
+            stored = setting if os.fspath(path) != setting else url  # keep "~/..." as written
+        else:
+            url = os.path.normpath(root / path)
+            stored = RelPath(url)  # saved relative to .dvc/
+    current = remotes.get(_REMOTE_NAME, {}).get("url")
+    has_default = bool(repo.config["core"].get("remote"))
+    if current is None or not _same_url(str(current), url) or not has_default:
+        try:
+            with repo.config.edit() as conf:
+                conf["remote"].setdefault(_REMOTE_NAME, {})["url"] = stored
+                if not has_default:
+                    conf["core"]["remote"] = _REMOTE_NAME
+        except Exception as exc:  # ConfigError, OSError
+            raise DataError(
+                f"Cannot configure dvc_remote {setting!r} as the DVC remote "
+                f"{_REMOTE_NAME!r} in {root / '.dvc' / 'config'}: {exc}"
+            ) from exc
+    return _Remote(_REMOTE_NAME, url)
+
+
+def _same_url(a: str, b: str) -> bool:
+    if _URL.match(a) or _URL.match(b):
+        return a.rstrip("/") == b.rstrip("/")
+    return os.path.normpath(Path(a).expanduser()) == os.path.normpath(Path(b).expanduser())
+
+
+def _no_remote_hint() -> str:
     return (
-        "No DVC remote is configured, so it cannot be fetched; it may have been removed by "
-        "`dvc gc`, or snapshotted in another clone (configure a remote there and `dvc push`)."
+        "No DVC remote is configured (set dvc_remote in [tool.jupyter-mlops] of "
+        "pyproject.toml, or `dvc remote add -d NAME URL`), so it cannot be fetched; it may "
+        "have been removed by `dvc gc`, or snapshotted in another clone without a remote."
     )
+
+
+@contextlib.contextmanager
+def _dvc_errors() -> Iterator[list[str]]:
+    """Keep DVC's transfer chatter (progress, "missing cache files" warnings, per-object
+    error tracebacks) out of the notebook; yields the error messages it logged, which say
+    why a transfer failed (they become part of our own error)."""
+    import logging
+
+    found: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            exc = record.exc_info[1] if record.exc_info else None
+            found.append(f"{exc}" if exc is not None else record.getMessage())
+
+    handler = Collect(logging.ERROR)
+    saved = []
+    for name in ("dvc", "dvc_data", "dvc_objects"):
+        logger = logging.getLogger(name)
+        saved.append((logger, logger.level, logger.propagate))
+        logger.setLevel(logging.ERROR)
+        logger.propagate = False
+        logger.addHandler(handler)
+    try:
+        yield found
+    finally:
+        for logger, level, propagate in saved:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+            logger.propagate = propagate
+
+
+def _objects(snaps: Iterable[DataSnapshot], cache: str) -> list[str]:
+    """The md5s of every cache object of ``snaps``: a file's object; a folder's files and
+    then its ``.dir`` manifest (DVC uploads a manifest only after all its files)."""
+    oids: list[str] = []
+    for snap in snaps:
+        if snap.is_dir:
+            files = _read_manifest(_object_path(cache, snap.md5)) or []
+            oids.extend(md5 for _, md5 in files)
+        oids.append(snap.md5)
+    return list(dict.fromkeys(oids))
+
+
+def _push(root: Path, remote: _Remote, snaps: list[DataSnapshot]) -> str | None:
+    """Upload the objects of ``snaps`` that the remote lacks; None, or why it failed."""
+    from dvc_data.hashfile.hash_info import HashInfo
+
+    with _quiet_dvc(), _dvc_errors() as logged:
+        repo = _open_repo(root)
+        try:
+            oids = _objects(snaps, str(repo.cache.local.path))
+            result = repo.cloud.push([HashInfo("md5", oid) for oid in oids], remote=remote.name)
+        except Exception as exc:  # DvcException, OSError from the remote's filesystem
+            return str(exc) or type(exc).__name__
+        finally:
+            repo.close()
+    if result.failed:
+        why = "; ".join(dict.fromkeys(logged)) or "see DVC's log"
+        return f"{len(result.failed)} of {len(oids)} object(s) failed to upload ({why})"
+    return None
+
+
+def _fetch(repo: Repo, remote: _Remote, snap: DataSnapshot, cache: str) -> set[str]:
+    """Download the cache objects of ``snap`` that ``cache`` lacks from ``remote``.
+
+    A folder's ``.dir`` manifest comes first (it names the files), checked against its
+    md5. Returns the md5s fetched (their bytes are checked when restored). NotFoundError
+    naming the remote and the md5s it lacks; DataError if it cannot be read.
+    """
+    from dvc_data.hashfile.hash_info import HashInfo
+
+    fetched: set[str] = set()
+    where = f"the DVC remote {remote}"
+    pushed_hint = (
+        f"Was it pushed? In the clone that snapshotted it, run `dvc push -r {remote.name}` "
+        "(or snapshot it again with the remote configured)."
+    )
+    with _dvc_errors() as logged:
+        try:
+            odb = repo.cloud.get_remote_odb(remote.name, "pull")
+        except Exception as exc:
+            raise DataError(f"Cannot use {where} to fetch {snap.path!r}: {exc}") from exc
+        manifest = _object_path(cache, snap.md5)
+        if snap.is_dir and not manifest.is_file():
+            try:
+                repo.cache.local.add(odb.oid_to_path(snap.md5), odb.fs, snap.md5)
+            except FileNotFoundError as exc:
+                raise NotFoundError(
+                    f"The folder snapshot of {snap.path!r} (md5 {snap.md5}) is neither in "
+                    f"this project's DVC cache ({cache}) nor on {where}. {pushed_hint}"
+                ) from exc
+            except Exception as exc:
+                raise DataError(
+                    f"Cannot fetch the folder snapshot of {snap.path!r} (md5 {snap.md5}) "
+                    f"from {where}: {exc}"
+                ) from exc
+            if _md5_file(manifest) != snap.md5.removesuffix(".dir"):
+                _discard(manifest)
+                raise DataError(
+                    f"The folder manifest of {snap.path!r} on {where} is corrupted (its "
+                    f"bytes do not hash to {snap.md5}). Delete it there and push it again "
+                    f"from a clone that has it (`dvc push -r {remote.name}`)."
+                )
+            fetched.add(snap.md5)
+        files, absent = _cache_plan(snap, cache)
+        if absent:
+            try:
+                repo.cloud.pull([HashInfo("md5", md5) for md5 in absent], remote=remote.name)
+            except Exception as exc:
+                raise DataError(f"Cannot fetch {snap.path!r} from {where}: {exc}") from exc
+            fetched.update(absent)
+    still = [md5 for md5 in absent if not _object_path(cache, md5).is_file()]
+    if still:
+        errors = "; ".join(dict.fromkeys(logged))
+        shown = ", ".join(still[:5]) + (f" and {len(still) - 5} more" if len(still) > 5 else "")
+        what = f"{len(still)} of its {len(files)} file(s) are" if snap.is_dir else "it is"
+        raise NotFoundError(
+            f"Cannot restore {snap.path!r}: {what} not on {where}, md5 {shown}"
+            + (f" ({errors})" if errors else "")
+            + f". {pushed_hint}"
+        )
+    return fetched
+
+
+def _discard(obj: Path) -> None:
+    """Remove a bad cache object (DVC makes them read-only; the folder is writable)."""
+    with contextlib.suppress(OSError):
+        obj.unlink()
 
 
 # -- reading once, hashing and copying ----------------------------------------------------
@@ -438,7 +667,8 @@ def _sig_of(path: Path, since: int | None = None) -> tuple[Any, int, list[str]]:
 
 
 def _config_sig(root: Path) -> str:
-    """Changes when the repo's DVC config (which may move the cache) or ``.dvcignore`` do."""
+    """Changes when the repo's DVC config (which may move the cache or name the default
+    remote) or ``.dvcignore`` do."""
     parts = []
     for name in (".dvc/config", ".dvc/config.local", ".dvcignore"):
         try:
@@ -609,12 +839,19 @@ def _fast_snapshot(
 def snapshot(
     paths: Iterable[str | os.PathLike[str]], root: Path | None = None
 ) -> list[DataSnapshot]:
-    """Record files/folders with DVC (cache + ``<path>.dvc``), one snapshot per path.
+    """Record files/folders with DVC (cache + ``<path>.dvc``), one snapshot per path, and
+    push them to the project's DVC remote if it has one.
 
     All paths are checked first (:func:`resolve_paths`), so a bad one fails before anything
     is written. DVC is initialised in ``root`` if needed (:func:`ensure_dvc`). Data that is
     unchanged since its last snapshot costs a few stat calls; other data is hashed once.
-    Nothing is pushed to a DVC remote here.
+
+    The remote is ``dvc_remote`` of ``[tool.jupyter-mlops]`` or DVC's default remote (see
+    :func:`_resolve_remote`). The state file remembers which remote each snapshot was
+    pushed to, so unchanged data already there costs no remote round trip. A failed push
+    raises :class:`PushError` after the snapshots are complete in the local cache and
+    remembered as not pushed: its ``snapshots`` can still be recorded, and the next
+    snapshot of the same data pushes it without hashing it again.
     """
     root = _project_root(root)
     targets = resolve_paths(paths, root)
@@ -622,20 +859,72 @@ def snapshot(
         return []
     ensure_dvc(root)
     entries = _load_state(root)
+    setting = _remote_setting(root)
     config_sig = _config_sig(root)
     found: dict[Path, DataSnapshot] = {}
+    unpushed: list[Path] = []  # unchanged, but not known to be on the remote
     for path in targets:
         rel = _rel(path, root)
-        snap = _fast_snapshot(path, rel, entries.get(rel), config_sig)
-        if snap is not None:
+        entry = entries.get(rel)
+        snap = _fast_snapshot(path, rel, entry, config_sig)
+        if snap is not None and entry is not None:
             found[path] = snap
             _stats["fast"] += 1
+            if _needs_push(entry, setting):
+                unpushed.append(path)
     todo = [p for p in targets if p not in found]
+    if not todo and not unpushed:
+        return [found[p] for p in targets]
+
+    with _quiet_dvc():
+        repo = _open_repo(root)
+        try:
+            remote = _resolve_remote(repo, root, setting)
+        finally:
+            repo.close()
+    # Resolving may have written the remote into .dvc/config: data found unchanged above is
+    # still unchanged under the new config (only the remote differs), so no rehash follows.
+    config_sig = _config_sig(root)
+    changes: dict[str, dict[str, Any] | None] = {}
     if todo:
         snaps, changes = _snapshot_with_dvc(root, todo, config_sig, entries)
         found.update(snaps)
-        _update_state(root, changes)
-    return [found[p] for p in targets]
+    for path in unpushed:  # still unchanged: only the push is missing
+        rel = _rel(path, root)
+        changes[rel] = {**entries[rel], "config": config_sig}
+    key = remote.key if remote is not None else None
+    for entry in changes.values():
+        if entry is not None:
+            entry.update(setting=setting, remote=key, pushed=None)
+    why = None
+    pushed = [found[p] for p in (*todo, *unpushed)]
+    if remote is not None:
+        why = _push(root, remote, pushed)
+        if why is None:
+            for entry in changes.values():
+                if entry is not None:
+                    entry["pushed"] = key
+            _stats["pushed"] += len(pushed)
+    _update_state(root, changes)
+    result = [found[p] for p in targets]
+    if remote is not None and why is not None:
+        raise PushError(
+            f"Snapshotted {_names([*todo, *unpushed], root)} with DVC, but could not push "
+            f"to the DVC remote {remote}: {why}. The data is safe in the local DVC cache of "
+            f"{root}; push it later with `dvc push -r {remote.name}` there, or snapshot it "
+            "again (that pushes what is missing).",
+            result,
+            remote.name,
+        )
+    return result
+
+
+def _needs_push(entry: dict[str, Any], setting: str | None) -> bool:
+    """Whether unchanged data must still go to the remote: the entry predates remotes, the
+    ``dvc_remote`` setting changed since, or the last push to its remote failed."""
+    if "remote" not in entry or entry.get("setting") != setting:
+        return True
+    return bool(entry["remote"]) and entry["remote"] != entry.get("pushed")
 
 
 def _snapshot_with_dvc(
@@ -817,31 +1106,50 @@ def restore(
 ) -> Path:
     """Put the snapshot's exact bytes at ``dest`` (a file, or a folder tree) from the DVC cache.
 
-    Every byte is checked against its md5 on the way. NotFoundError if the cache lacks the
-    data (then ``dvc fetch``/``dvc pull`` from a remote is needed). An existing ``dest``
-    with other content is only replaced with ``overwrite=True`` (DataError otherwise); an
-    identical one is left alone. ``dest`` is swapped in whole, never half-written; relative
-    ``dest`` is taken from the current directory. Returns the absolute ``dest``.
+    What the local cache lacks is fetched from the project's DVC remote first (``dvc_remote``
+    or DVC's default remote; see :func:`_fetch`), so a fresh clone - even one where DVC was
+    never initialised, if ``dvc_remote`` is set - can restore what another machine pushed.
+    Every byte is checked against its md5 on the way. NotFoundError if neither the cache nor
+    the remote has the data. An existing ``dest`` with other content is only replaced with
+    ``overwrite=True`` (DataError otherwise); an identical one is left alone. ``dest`` is
+    swapped in whole, never half-written; relative ``dest`` is taken from the current
+    directory. Returns the absolute ``dest``.
     """
     root = _project_root(root)
     dest = Path.cwd() / Path(os.fspath(dest)).expanduser()
     dest = Path(os.path.normpath(dest))
     if not _MD5.fullmatch(snap.md5):
         raise DataError(f"Not a DVC md5 in the snapshot of {snap.path!r}: {snap.md5!r}")
+    setting = _remote_setting(root)
     if not (root / ".dvc").is_dir():
-        raise NotFoundError(
-            f"Cannot restore {snap.path!r}: {root} is not a DVC repository (no .dvc folder), "
-            "so it has no cache to restore from."
-        )
+        if setting is None:
+            raise NotFoundError(
+                f"Cannot restore {snap.path!r}: {root} is not a DVC repository (no .dvc "
+                "folder), so it has no cache to restore from, and no dvc_remote is set in "
+                "[tool.jupyter-mlops] of its pyproject.toml to fetch from."
+            )
+        ensure_dvc(root)  # a fresh clone: the remote to fetch from is configured below
+
+    remote: _Remote | None = None
+    fetched: set[str] = set()
     with _quiet_dvc():
         repo = _open_repo(root)
         try:
             cache = str(repo.cache.local.path)
-            hint = _remote_hint(root, repo)
+            files, absent = _cache_plan(snap, cache)
+            if absent:
+                remote = _resolve_remote(repo, root, setting)
+                if remote is None:
+                    raise NotFoundError(
+                        f"{_absent(snap, cache, files, absent)} {_no_remote_hint()}"
+                    )
+                fetched = _fetch(repo, remote, snap, cache)
+                files, absent = _cache_plan(snap, cache)
         finally:
             repo.close()
+    if absent:  # the remote said it sent them, but they are not there
+        raise NotFoundError(f"{_absent(snap, cache, files, absent)} (fetched from {remote})")
 
-    files = _restore_plan(snap, cache, hint)
     if os.path.lexists(dest):
         if _matches(dest, snap, files):
             return dest
@@ -858,9 +1166,11 @@ def restore(
             for rel, md5 in files:
                 target = tmp.joinpath(*PurePosixPath(rel).parts)
                 target.parent.mkdir(parents=True, exist_ok=True)
-                _restore_file(_object_path(cache, md5), target, md5, snap.path)
+                source = remote if md5 in fetched else None
+                _restore_file(_object_path(cache, md5), target, md5, snap.path, source)
         else:
-            _restore_file(_object_path(cache, snap.md5), tmp, snap.md5, snap.path)
+            source = remote if snap.md5 in fetched else None
+            _restore_file(_object_path(cache, snap.md5), tmp, snap.md5, snap.path, source)
         _swap_in(tmp, dest)
     except BaseException:
         if tmp.is_dir() and not tmp.is_symlink():
@@ -871,46 +1181,59 @@ def restore(
     return dest
 
 
-def _restore_plan(snap: DataSnapshot, cache: str, hint: str) -> list[tuple[str, str]]:
-    """(relpath, md5) of each file to restore (one ``("", md5)`` for a file snapshot);
-    NotFoundError naming what the cache lacks."""
+def _cache_plan(snap: DataSnapshot, cache: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """(relpath, md5) of each file to restore (one ``("", md5)`` for a file snapshot), and
+    the md5s of the objects the cache lacks (the manifest's alone if that is missing)."""
     if not snap.is_dir:
         files = [("", snap.md5)]
     else:
         manifest = _object_path(cache, snap.md5)
         listed = _read_manifest(manifest) if manifest.is_file() else None
         if listed is None:
-            raise NotFoundError(
-                f"The folder snapshot of {snap.path!r} (md5 {snap.md5}) is not in this "
-                f"project's DVC cache ({cache}). {hint}"
-            )
+            return [], [snap.md5]
         for rel, md5 in listed:
             parts = PurePosixPath(rel).parts
             if not parts or rel.startswith("/") or ".." in parts or not _MD5.fullmatch(md5):
                 raise DataError(f"Bad entry {rel!r} in the DVC manifest of {snap.path!r}")
         files = listed
     absent = [md5 for _, md5 in files if not _object_path(cache, md5).is_file()]
-    if absent:
-        what = (
-            f"{len(absent)} of its {len(files)} file(s) are"
-            if snap.is_dir
-            else f"(md5 {snap.md5}) is"
-        )
-        raise NotFoundError(
-            f"The snapshot of {snap.path!r} {what} not in this project's DVC cache "
-            f"({cache}). {hint}"
-        )
-    return files
+    return files, list(dict.fromkeys(absent))
 
 
-def _restore_file(obj: Path, target: Path, md5: str, name: str) -> None:
+def _absent(snap: DataSnapshot, cache: str, files: list[tuple[str, str]], absent: list[str]) -> str:
+    """What the cache lacks of ``snap``, as the start of an error message."""
+    where = f"not in this project's DVC cache ({cache})."
+    if snap.is_dir and not files:
+        return f"The folder snapshot of {snap.path!r} (md5 {snap.md5}) is {where}"
+    if snap.is_dir:
+        missing = sum(1 for _, md5 in files if md5 in set(absent))
+        return f"The snapshot of {snap.path!r} {missing} of its {len(files)} file(s) are {where}"
+    return f"The snapshot of {snap.path!r} (md5 {snap.md5}) is {where}"
+
+
+def _restore_file(
+    obj: Path, target: Path, md5: str, name: str, remote: _Remote | None = None
+) -> None:
+    """Copy the cache object ``obj`` to ``target`` (a new file), checking its md5.
+
+    ``remote``: the object was just fetched from there; a corrupted one is dropped from
+    the local cache (so a later fetch can bring a repaired copy) and the error names it.
+    """
     with obj.open("rb", buffering=0) as src, target.open("xb", buffering=0) as dst:
         got, _ = _copy_md5(src, dst.fileno())
-    if got != md5:
+    if got == md5:
+        return
+    if remote is not None:
+        _discard(obj)
         raise DataError(
-            f"The DVC cache object {obj} of {name!r} is corrupted (md5 {got}, expected {md5});"
-            " delete that file and fetch it again from a DVC remote (`dvc fetch`)."
+            f"The copy of {name!r} on the DVC remote {remote} is corrupted: object {md5} "
+            f"has md5 {got}. Delete that object on the remote and push it again from a "
+            f"clone that has the data (`dvc push -r {remote.name}`), then restore again."
         )
+    raise DataError(
+        f"The DVC cache object {obj} of {name!r} is corrupted (md5 {got}, expected {md5});"
+        " delete that file and fetch it again from a DVC remote (`dvc fetch`)."
+    )
 
 
 def _matches(dest: Path, snap: DataSnapshot, files: list[tuple[str, str]]) -> bool:
