@@ -2,7 +2,10 @@
 
 A snapshot is what ``dvc add`` records: the content goes into the project's DVC cache
 (``.dvc/cache/files/md5/<2 hex>/<30 hex>``) and a ``<path>.dvc`` file names its md5, so the
-exact bytes a run read can be put back later, locally or after ``dvc pull`` from a remote.
+exact bytes a run read can be put back later. With a DVC remote (``dvc_remote`` in
+``[tool.jupyter-mlops]``, or DVC's own default remote) each snapshot is also pushed there,
+and :func:`restore` fetches what the local cache lacks by hash, so another machine or a
+fresh clone can restore it. See :func:`_resolve_remote`.
 
 Two things make it cheaper than a plain ``Repo.add`` (``dvc add`` of 1 GiB costs about 3x
 ``md5sum`` because DVC reads the file to hash it, copies it into the cache, then copies the

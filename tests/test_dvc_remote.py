@@ -214,9 +214,18 @@ def test_missing_or_corrupted_remote_objects_are_clear_errors(
     cache = other / ".dvc" / "cache" / "files" / "md5"
     assert not (cache / fsnap.md5[:2] / fsnap.md5[2:]).exists()
 
-    # A snapshot that never reached the remote (no manifest there, nor in the cache).
-    remote_object(remote, dsnap.md5).unlink()
+    # A corrupted folder manifest: checked against its md5 before its list is trusted.
     shutil.rmtree(other / ".dvc" / "cache")
+    manifest = remote_object(remote, dsnap.md5)
+    manifest.chmod(0o644)
+    manifest.write_text('[{"md5": "' + md5(b"evil") + '", "relpath": "../../evil"}]')
+    manifest.chmod(0o444)
+    with pytest.raises(DataError, match="manifest of 'data/images' on the DVC remote 'mlops'"):
+        restore(dsnap, other / "images", other)
+    assert not (other / "images").exists()
+
+    # A snapshot that never reached the remote (no manifest there, nor in the cache).
+    manifest.unlink()
     with pytest.raises(NotFoundError, match=r"neither in .* nor on the DVC remote 'mlops'"):
         restore(dsnap, other / "images", other)
     ghost = data.DataSnapshot("ghost.csv", "0" * 32, 1, 1)

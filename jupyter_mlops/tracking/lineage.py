@@ -58,7 +58,12 @@ def restore_data(
     overwrite: bool = False,
     config: Config | None = None,
 ) -> Path:
-    """Put back, at ``dest``, the exact content ``path`` had when run ``run_id`` read it."""
+    """Put back, at ``dest``, the exact content ``path`` had when run ``run_id`` read it.
+
+    The bytes come from the project's DVC cache; what it lacks (e.g. in a fresh clone, or on
+    another machine than the one that ran) is fetched by hash from the project's DVC remote
+    (``dvc_remote``, or DVC's default remote) first. See :func:`jupyter_mlops.data.restore`.
+    """
     from jupyter_mlops import data
 
     config = config or load_config()
