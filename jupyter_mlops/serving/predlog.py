@@ -491,13 +491,14 @@ class LogWriter:
                     "prediction log store %s cannot be written (records stay in %s; retrying "
                     "every %g s): %s",
                     redact_url(self.store_url), self.journal_dir, self.interval, exc,
+                    exc_info=not isinstance(exc, ServingError),  # stores' own: clear enough
                 )  # fmt: skip
                 self._warned_at = now
             if self._failing_since is None:
                 self._failing_since = now
             return False
         if self._failing_since is not None:
-            _log.warning(
+            _log.info(
                 "prediction log store %s written again after %.0f s",
                 redact_url(self.store_url), time.time() - self._failing_since,
             )  # fmt: skip

@@ -366,6 +366,10 @@ def test_postgres_outage_loses_nothing(
         own_cluster.start()
         assert _wait_for_ids(url, ids | down_ids) == set()
         assert len(_table_ids(url)) == 350
+        deadline = time.monotonic() + 10
+        while "written again" not in dep.log_file.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "written again" in dep.log_file.read_text()
         frame = read_predictions("iris-outage", config=config_a)
         assert set(frame.request_id) == ids | down_ids
         assert len(frame) == 50 + 600
