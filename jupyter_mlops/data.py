@@ -879,19 +879,20 @@ def snapshot(
     if not todo and not unpushed:
         return [found[p] for p in targets]
 
-    with _quiet_dvc():
-        repo = _open_repo(root)
-        try:
-            remote = _resolve_remote(repo, root, setting)
-        finally:
-            repo.close()
+    changes: dict[str, dict[str, Any] | None] = {}
+    if todo:
+        snaps, changes, remote = _snapshot_with_dvc(root, todo, setting, entries)
+        found.update(snaps)
+    else:
+        with _quiet_dvc():
+            repo = _open_repo(root)
+            try:
+                remote = _resolve_remote(repo, root, setting)
+            finally:
+                repo.close()
     # Resolving may have written the remote into .dvc/config: data found unchanged above is
     # still unchanged under the new config (only the remote differs), so no rehash follows.
     config_sig = _config_sig(root)
-    changes: dict[str, dict[str, Any] | None] = {}
-    if todo:
-        snaps, changes = _snapshot_with_dvc(root, todo, config_sig, entries)
-        found.update(snaps)
     for path in unpushed:  # still unchanged: only the push is missing
         rel = _rel(path, root)
         changes[rel] = {**entries[rel], "config": config_sig}
@@ -931,9 +932,10 @@ def _needs_push(entry: dict[str, Any], setting: str | None) -> bool:
 
 
 def _snapshot_with_dvc(
-    root: Path, paths: list[Path], config_sig: str, entries: dict[str, dict[str, Any]]
-) -> tuple[dict[Path, DataSnapshot], dict[str, dict[str, Any] | None]]:
-    """``Repo.add`` of ``paths`` after reading each file once ourselves.
+    root: Path, paths: list[Path], remote_setting: str | None, entries: dict[str, dict[str, Any]]
+) -> tuple[dict[Path, DataSnapshot], dict[str, dict[str, Any] | None], _Remote | None]:
+    """``Repo.add`` of ``paths`` after reading each file once ourselves; also resolves the
+    DVC remote (:func:`_resolve_remote`) while the files are read.
 
     Why not plain ``Repo.add``: it reads a file to hash it, copies it into the cache, and
     copies the cache back over the workspace file ("relink"): ~3x ``md5sum`` for 1 GiB.
@@ -983,6 +985,8 @@ def _snapshot_with_dvc(
     try:
         with _quiet_dvc():
             repo = _open_repo(root)  # overlaps with the hashing
+            remote = _resolve_remote(repo, root, remote_setting)
+            config_sig = _config_sig(root)  # after the remote may have been configured
             odb = repo.cache.local
             cache_conf = repo.config.get("cache", {})
             plain_cache = not cache_conf.get("type") and not cache_conf.get("shared")
@@ -1045,7 +1049,7 @@ def _snapshot_with_dvc(
             }
         else:
             changes[rel] = None
-    return snaps, changes
+    return snaps, changes, remote
 
 
 def _adopt(odb: Any, pre: _Prehashed) -> None:
