@@ -24,6 +24,13 @@ def _runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _retry(args: argparse.Namespace) -> int:
+    from jupyter_mlops.status import pending_table, retry_table
+
+    print(pending_table() if args.list else retry_table())
+    return 0
+
+
 def _restore(args: argparse.Namespace) -> int:
     from jupyter_mlops.tracking import restore_data
 
@@ -86,7 +93,11 @@ def _promote(args: argparse.Namespace) -> int:
     from jupyter_mlops import registry
     from jupyter_mlops.status import event_text
 
-    print(event_text(registry.promote(args.version, args.alias, gate=args.gate)))
+    extra = {}
+    if args.expect is not None:
+        extra["expected"] = None if args.expect.lower() == "none" else args.expect
+    event = registry.promote(args.version, args.alias, gate=args.gate, force=args.force, **extra)
+    print(event_text(event))
     return 0
 
 
@@ -378,6 +389,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--limit", type=int, default=10)
     p.set_defaults(func=_runs)
 
+    p = sub.add_parser(
+        "retry", help="log the runs buffered while the tracking store was unreachable"
+    )
+    p.add_argument("--list", action="store_true", help="only list them")
+    p.set_defaults(func=_retry)
+
     p = sub.add_parser("restore", help="restore a run's data snapshot byte for byte")
     p.add_argument("run_id")
     p.add_argument("path", help="the data path as the run recorded it")
@@ -414,6 +431,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("version", metavar="NAME/VERSION")
     p.add_argument("alias")
     p.add_argument("--gate")
+    p.add_argument(
+        "--expect",
+        metavar="VERSION",
+        help="refuse unless ALIAS still points at VERSION ('none': unset); default: its "
+        "holder when the command starts",
+    )
+    p.add_argument("--force", action="store_true", help="overwrite whatever holds ALIAS")
     p.set_defaults(func=_promote)
 
     p = sub.add_parser("rollback", help="move an alias back to its previous holder")

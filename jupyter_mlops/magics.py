@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import sys
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -64,6 +65,14 @@ def _parse(magic: Any, line: str) -> Any:
     return args
 
 
+def _expectation(expect: str | None) -> dict[str, Any]:
+    """``--expect`` as ``registry.promote``'s keyword (absent: the holder at the start)."""
+    if expect is None:
+        return {}
+    expect = _unquote(expect)
+    return {"expected": None if expect.lower() == "none" else expect}
+
+
 @magics_class
 class MlopsMagics(Magics):
     """%%track, %mlops."""
@@ -114,6 +123,13 @@ class MlopsMagics(Magics):
             return self._execute(source)
 
         def show(run: Any) -> None:
+            if run.status == "BUFFERED":  # said even with --quiet: the run is not in MLflow
+                print(
+                    f"jupyter-mlops: the tracking store {run.config.tracking_uri} is "
+                    f"unreachable ({run.offline}). The cell ran; its run is buffered as "
+                    f"{run.pending_id}. Run `%mlops retry` when the store is back.",
+                    file=sys.stderr,
+                )
             if not args.quiet:
                 display(run.card())
 
@@ -170,6 +186,12 @@ class MlopsMagics(Magics):
     @argument("--model", help="Which model of the run, if it logged several")
     @argument("--promote", metavar="NAME/VERSION", help="Point --alias at this version")
     @argument("--rollback", metavar="NAME", help="Move --alias back to its previous holder")
+    @argument(
+        "--expect",
+        metavar="VERSION",
+        help="With --promote: refuse unless --alias still points at VERSION ('none': unset)",
+    )
+    @argument("--force", action="store_true", help="With --promote: overwrite a newer holder")
     @argument("--history", metavar="NAME", help="Alias history of a model")
     @argument("--list", action="store_true", help="Registered models, versions, aliases")
     @argument("--lineage", metavar="NAME@ALIAS", help="Trace a version to code and data")
@@ -215,7 +237,12 @@ class MlopsMagics(Magics):
                     raise UsageError("--promote and --rollback need exactly one --alias")
                 if args.promote:
                     event = registry.promote(
-                        args.promote, args.alias[0], gate=args.gate, context=context
+                        args.promote,
+                        args.alias[0],
+                        gate=args.gate,
+                        context=context,
+                        force=args.force,
+                        **_expectation(args.expect),
                     )
                 else:
                     event = registry.rollback(args.rollback, args.alias[0], context=context)
@@ -531,16 +558,28 @@ class MlopsMagics(Magics):
             raise UsageError(str(exc)) from None
 
     @magic_arguments()
-    @argument("action", nargs="?", default="info", choices=["info", "runs"], help="What to show")
+    @argument(
+        "action",
+        nargs="?",
+        default="info",
+        choices=["info", "runs", "pending", "retry"],
+        help="info (store, reachability), runs, pending (buffered runs), retry (log them)",
+    )
     @argument("-n", "--limit", type=int, default=10, help="How many runs (for `runs`)")
     @argument("--all", action="store_true", help="Runs of every notebook (for `runs`)")
     @line_magic
     def mlops(self, line: str) -> Any:
-        """Show the active configuration (``%mlops``) or this notebook's latest runs."""
+        """Show the active configuration and whether its store is reachable (``%mlops``),
+        this notebook's latest runs, or the runs buffered while the store was unreachable
+        (``%mlops pending``; ``%mlops retry`` logs them)."""
         args = _parse(self.mlops, line)
         from jupyter_mlops import status
 
         try:
+            if args.action == "pending":
+                return status.pending_table()
+            if args.action == "retry":
+                return status.retry_table()
             if args.action == "runs":
                 namespace = self.shell.user_ns if self.shell else {}
                 return status.runs_table(

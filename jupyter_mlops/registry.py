@@ -7,11 +7,16 @@ passed), is recorded as registered-model tags, one per event, readable by any cl
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
+import os
+import random
 import re
 import secrets
-from collections.abc import Mapping, Sequence
+import socket
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from html import escape
@@ -30,6 +35,13 @@ if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
 
 HISTORY_PREFIX = "mlops.history."
+# Alias moves of one model are serialised by a lock: a registered model of this name that
+# exists while a move is under way. Creating a registered model is atomic in every MLflow
+# store (a unique name), so it works the same on SQLite, PostgreSQL and behind a server.
+LOCK_INFIX = ".mlops-lock."
+LOCK_TIMEOUT = 30.0  # seconds to wait for another promotion of the same alias
+LOCK_STALE = 120.0  # a lock older than this was left by a process that died mid-move
+_CURRENT: Any = object()  # "the holder when the operation started"
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
 ALIAS_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,254}$")
 # Metrics where smaller is better, for --against comparisons.
@@ -49,6 +61,19 @@ class Gate(Condition):
     kind = "Gate"
 
 
+class PromotionConflict(RegistryError):
+    """Another promotion moved the alias first; this one changed nothing.
+
+    ``current`` is the version that holds the alias now, ``expected`` the one this
+    promotion was decided against. Re-check the new holder, then promote again.
+    """
+
+    def __init__(self, message: str, *, expected: str | None, current: str | None) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.current = current
+
+
 class GateFailed(RegistryError):
     """The candidate did not meet its bar; nothing was registered or promoted."""
 
@@ -59,7 +84,7 @@ class GateFailed(RegistryError):
 
 # -- names ------------------------------------------------------------------------------
 def check_model_name(name: str) -> str:
-    if not name or not MODEL_NAME.match(name):
+    if not name or not MODEL_NAME.match(name) or LOCK_INFIX in name:
         raise RegistryError(
             f"Invalid model name {name!r}: use letters, digits, '_', '.' or '-' "
             "(it must not contain '/' or '@', which separate versions and aliases)"
@@ -297,7 +322,9 @@ def get_version(ref: str | ModelRef, config: Config | None = None) -> ModelVersi
     client = _client(config)
     version = _version(client, ref)
     if version is None:
-        known = [m.name for m in store.call(client.search_registered_models)]
+        known = [
+            m.name for m in store.call(client.search_registered_models) if not is_lock_model(m.name)
+        ]
         hint = f"registered models: {', '.join(known)}" if known else "no model is registered yet"
         raise NotFoundError(f"No model version {ref} ({hint})")
     return version
@@ -368,6 +395,8 @@ def register(
             raise RegistryError("--against needs --metric: which metric must be better?")
     ctx = _context(context, config)
     client = _client(config)
+    # What the decision is made against: an alias that moves meanwhile is not overwritten.
+    expected = {alias: _holder(client, name, alias) for alias in aliases}
     found = find_run(run, notebook=ctx.get("notebook"), config=config)
     model_name, model_uri = _run_model_uri(found, model)
 
@@ -391,6 +420,8 @@ def register(
         if not comparison.passed:
             result = GateResult(f"{metric} vs {name}@{against}", False, [comparison.to_dict()])
             raise GateFailed(f"Not registered: {comparison.summary}", result)
+        if against in expected:
+            expected[against] = comparison.incumbent_version
 
     from mlflow.exceptions import MlflowException
 
@@ -434,6 +465,7 @@ def register(
                 str(version.version),
                 "register",
                 ctx,
+                expected=expected[alias],
                 gate=asdict(gate_result) if gate_result else None,
                 comparison=comparison.to_dict() if comparison else None,
             )
@@ -455,6 +487,79 @@ def register(
     )
 
 
+def is_lock_model(name: str) -> bool:
+    """True for the transient registered models that serialise alias moves."""
+    return LOCK_INFIX in name
+
+
+def _lock_name(name: str, alias: str) -> str:
+    return f"{name}{LOCK_INFIX}{alias}"
+
+
+@contextlib.contextmanager
+def _alias_lock(client: Any, name: str, alias: str) -> Iterator[None]:
+    """Hold the lock on ``name@alias`` for one move (waits for another mover's release)."""
+    from mlflow.exceptions import MlflowException
+
+    lock = _lock_name(name, alias)
+    owner = f"{_user()}@{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+    deadline = time.monotonic() + LOCK_TIMEOUT
+    delay = 0.02
+    while True:
+        try:
+            store.call(
+                client.create_registered_model,
+                lock,
+                tags={"mlops.lock.owner": owner, "mlops.lock.time": f"{time.time():.3f}"},
+                description=f"Transient: a jupyter-mlops move of {name}@{alias} is under way.",
+            )
+            break
+        except MlflowException as exc:
+            if "ALREADY_EXISTS" not in str(exc.error_code):
+                raise
+        held = _lock_holder(client, lock)
+        if held is not None and time.time() - held[1] > LOCK_STALE:
+            # Its owner died between taking and releasing it; delete only that lock.
+            if _lock_holder(client, lock) == held:
+                with contextlib.suppress(MlflowException):
+                    store.call(client.delete_registered_model, lock)
+            continue
+        if time.monotonic() > deadline:
+            who = held[0] if held else "another process"
+            raise PromotionConflict(
+                f"{name}@{alias} is being moved by {who} and was not released within "
+                f"{LOCK_TIMEOUT:.0f} s; try again (a lock older than {LOCK_STALE:.0f} s is "
+                f"cleared automatically, or delete the registered model {lock!r}).",
+                expected=None,
+                current=None,
+            )
+        time.sleep(delay * (1 + random.random()))
+        delay = min(delay * 2, 0.5)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(MlflowException):
+            store.call(client.delete_registered_model, lock)
+
+
+def _lock_holder(client: Any, lock: str) -> tuple[str, float] | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        tags = store.call(client.get_registered_model, lock).tags
+    except MlflowException:
+        return None
+    try:
+        return tags.get("mlops.lock.owner", "?"), float(tags.get("mlops.lock.time", "0"))
+    except ValueError:
+        return tags.get("mlops.lock.owner", "?"), 0.0
+
+
+def _holder(client: Any, name: str, alias: str) -> str | None:
+    current = _version(client, ModelRef(name, alias=alias))
+    return str(current.version) if current else None
+
+
 def _move_alias(
     client: Any,
     name: str,
@@ -462,29 +567,50 @@ def _move_alias(
     version: str | None,
     action: str,
     ctx: Mapping[str, Any],
+    *,
+    expected: Any = _CURRENT,
     **extra: Any,
 ) -> AliasEvent:
-    current = _version(client, ModelRef(name, alias=alias))
-    event = AliasEvent(
-        model=name,
-        alias=alias,
-        version=version,
-        previous=str(current.version) if current else None,
-        action=action,
-        time=_now(),
-        user=_user(),
-        notebook=ctx.get("notebook"),
-        git_commit=ctx.get("git_commit"),
-        **extra,
-    )
-    if version is None:
-        store.call(client.delete_registered_model_alias, name, alias)
-    else:
-        store.call(client.set_registered_model_alias, name, alias, version)
-        store.call(
-            client.set_model_version_tag, name, version, f"mlops.{action}.{alias}", event.time
+    """Move ``alias`` to ``version`` (None: remove it) if it still points at ``expected``.
+
+    Moves of one alias are serialised across processes and machines, and the holder is
+    checked under the lock: a promotion decided against version 3 never overwrites a
+    version 4 that another user promoted meanwhile (``PromotionConflict`` instead).
+    """
+    with _alias_lock(client, name, alias):
+        previous = _holder(client, name, alias)
+        if expected is not _CURRENT and previous != expected:
+            last = next(
+                (e for e in reversed(history(name, client=client)) if e.alias == alias), None
+            )
+            by = f" by {last.user} at {last.time[:19].replace('T', ' ')} UTC" if last else ""
+            raise PromotionConflict(
+                f"{name}@{alias} moved from version {expected or '(none)'} to "
+                f"{previous or '(none)'}{by} while this {action} was decided; nothing was "
+                f"changed. Check version {previous} and {action} again if it is still right.",
+                expected=expected,
+                current=previous,
+            )
+        event = AliasEvent(
+            model=name,
+            alias=alias,
+            version=version,
+            previous=previous,
+            action=action,
+            time=_now(),
+            user=_user(),
+            notebook=ctx.get("notebook"),
+            git_commit=ctx.get("git_commit"),
+            **extra,
         )
-    store.call(client.set_registered_model_tag, name, event.key, json.dumps(asdict(event)))
+        if version is None:
+            store.call(client.delete_registered_model_alias, name, alias)
+        else:
+            store.call(client.set_registered_model_alias, name, alias, version)
+            store.call(
+                client.set_model_version_tag, name, version, f"mlops.{action}.{alias}", event.time
+            )
+        store.call(client.set_registered_model_tag, name, event.key, json.dumps(asdict(event)))
     return event
 
 
@@ -540,16 +666,25 @@ def promote(
     alias: str,
     *,
     gate: str | None = None,
+    expected: str | Any | None = _CURRENT,
+    force: bool = False,
     context: Mapping[str, Any] | None = None,
     config: Config | None = None,
 ) -> AliasEvent:
-    """Point ``alias`` at the version ``ref`` names (``name/4`` or ``name@challenger``)."""
+    """Point ``alias`` at the version ``ref`` names (``name/4`` or ``name@challenger``).
+
+    ``expected`` is the version the decision was made against (None: no holder); by
+    default the holder when the call starts. If another promotion moved the alias first,
+    ``PromotionConflict`` is raised and nothing changes; ``force=True`` overwrites.
+    """
     config = config or load_config()
     check_alias(alias)
     parsed = ModelRef.parse(ref)
     if not parsed.version and not parsed.alias:
         raise RegistryError(f"Say which version to promote: {parsed.name}/<version>")
     client = _client(config)
+    if expected is _CURRENT and not force:
+        expected = _holder(client, parsed.name, alias)
     version = get_version(parsed, config)
     gate_info = None
     if gate:
@@ -568,6 +703,7 @@ def promote(
         str(version.version),
         "promote",
         _context(context, config),
+        expected=_CURRENT if force else expected,
         gate=gate_info,
     )
 
@@ -584,13 +720,16 @@ def rollback(
     check_model_name(name)
     check_alias(alias)
     client = _client(config)
+    current = _holder(client, name, alias)
     stack = _holders(history(name, client=client), alias)
     if len(stack) < 2:
         raise RegistryError(
             f"Nothing to roll back to: {name}@{alias} has no earlier holder in its history"
         )
     target = stack[-2]
-    return _move_alias(client, name, alias, target, "rollback", _context(context, config))
+    return _move_alias(
+        client, name, alias, target, "rollback", _context(context, config), expected=current
+    )
 
 
 @dataclass
@@ -605,6 +744,8 @@ def list_models(*, config: Config | None = None, metrics: int = 3) -> list[Model
     client = _client(config)
     out = []
     for model in store.call(client.search_registered_models, max_results=1000):
+        if is_lock_model(model.name):
+            continue
         versions = store.call(client.search_model_versions, f"name = '{model.name}'")
         # Version search results carry no aliases; the registered model maps them.
         aliases = {str(k): str(v) for k, v in (getattr(model, "aliases", {}) or {}).items()}

@@ -47,15 +47,31 @@ def describe(config: Config | None = None) -> Table:
     config = config or load_config()
     git = git_state(config.root)
     dvc = "initialised" if (config.root / ".dvc").is_dir() else "not initialised (first --data)"
+    from jupyter_mlops.tracking.buffer import pending
+    from jupyter_mlops.tracking.server import probe, redact
+
     rows = [
         ["project root", str(config.root)],
-        ["tracking URI", f"{config.tracking_uri} ({config.sources.get('tracking_uri')})"],
+        [
+            "tracking URI",
+            f"{redact(config.tracking_uri)} ({config.sources.get('tracking_uri')})",
+        ],
+        ["store", str(probe(config.tracking_uri))],
         ["artifact root", str(config.artifact_root or "set by the tracking server")],
         ["DVC", dvc],
         ["git", f"{git.commit[:10]}{' (dirty)' if git.dirty else ''}" if git else "no repository"],
     ]
     if config.experiment:
         rows.append(["experiment", config.experiment])
+    if config.dvc_remote:
+        rows.append(["DVC remote", config.dvc_remote])
+    if config.prediction_log:
+        rows.append(["prediction log", redact(config.prediction_log)])
+    buffered = pending(config)
+    if buffered:
+        rows.append(
+            ["buffered runs", f"{len(buffered)} waiting for the store: `%mlops retry` logs them"]
+        )
     nb = notebook_path(None, config.root)
     if nb:
         rows.append(["notebook", nb])
@@ -83,6 +99,33 @@ def runs_table(
     if not rows:
         title += ": none yet (use %%track)"
     return Table(title, ["run", "name", "experiment", "status", "metrics"], rows)
+
+
+def pending_table(config: Config | None = None) -> Table:
+    """Runs buffered because their tracking store was unreachable."""
+    from jupyter_mlops.tracking.buffer import pending
+
+    rows = []
+    for item in pending(config):
+        metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(item.metrics.items())[:4])
+        rows.append(
+            [item.id, item.run_name, item.experiment, item.status, metrics, item.reason[:80]]
+        )
+    title = "Buffered runs" + ("" if rows else ": none")
+    return Table(title, ["id", "name", "experiment", "status", "metrics", "why"], rows)
+
+
+def retry_table(config: Config | None = None) -> Table:
+    """Log the buffered runs to the store (``%mlops retry``) and say where each went."""
+    from jupyter_mlops.tracking.buffer import pending, retry
+
+    done = retry(config=config)
+    rows = [[d.pending_id, d.run_id, d.orphan_run_id or ""] for d in done]
+    left = pending(config)
+    title = f"Logged {len(done)} buffered run(s)"
+    if left:
+        title += f"; {len(left)} still buffered (for another store)"
+    return Table(title, ["buffered as", "run", "replaces half-written run"], rows)
 
 
 def models_table(config: Config | None = None) -> Table:

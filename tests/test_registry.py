@@ -214,3 +214,27 @@ def test_lineage_restores_training_data(ip, git_project: Path, iris_csv: Path, m
     # the registration itself says which notebook it came from
     (event,) = registry.history("iris-rf")
     assert event.notebook == "train.ipynb"
+
+
+def test_promotion_decided_against_an_old_holder_is_refused(project: Path) -> None:
+    for c in (0.1, 0.2, 0.3):
+        _run({"accuracy": c}, c=c)
+        jupyter_mlops.register(name="raced")
+    registry.promote("raced/1", "champion")
+    # Alice decided on version 2 while champion was 1; Bob promoted 3 first.
+    registry.promote("raced/3", "champion", expected="1")
+    with pytest.raises(registry.PromotionConflict, match=r"moved from version 1 to 3") as info:
+        registry.promote("raced/2", "champion", expected="1")
+    assert (info.value.expected, info.value.current) == ("1", "3")
+    client = _client()
+    assert str(client.get_model_version_by_alias("raced", "champion").version) == "3"
+    assert [e.version for e in registry.history("raced")] == ["1", "3"]
+    # --force overwrites; a stale lock left by a dead process is cleared, a fresh one waits.
+    lock = "raced" + registry.LOCK_INFIX + "champion"
+    client.create_registered_model(lock, tags={"mlops.lock.time": "0", "mlops.lock.owner": "x"})
+    registry.promote("raced/2", "champion", force=True)
+    assert str(client.get_model_version_by_alias("raced", "champion").version) == "2"
+    assert [m.name for m in registry.list_models()] == ["raced"]  # no lock left or listed
+    assert client.search_registered_models(f"name = '{lock}'") == []
+    with pytest.raises(RegistryError, match="Invalid model name"):
+        registry.check_model_name(lock)

@@ -79,8 +79,8 @@ def test_torn_last_line_is_skipped_and_unknown_scheme_refused(tmp_path: Path) ->
     store = SQLitePredictionStore(tmp_path / "p.db")
     assert replay_journal(folder, store) == 2
     assert [r["request_id"] for r in store.read("dep")] == ["r00001", "r00002"]
-    with pytest.raises(ServingError, match="No prediction store for 'postgresql'"):
-        open_prediction_store("postgresql://localhost/db")
+    with pytest.raises(ServingError, match="No prediction store for 'mysql'"):
+        open_prediction_store("mysql://localhost/db")
 
 
 def test_log_writer_and_reader(project: Path) -> None:

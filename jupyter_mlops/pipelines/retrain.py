@@ -366,7 +366,20 @@ def retrain(
             f"registry.promote({ref!r}, 'champion'))"
         )
     else:
-        registry.promote(ref, CHAMPION, context=context, config=config)
+        try:
+            # Only over the champion it was evaluated against: a champion promoted by
+            # someone else meanwhile is not overwritten.
+            registry.promote(
+                ref,
+                CHAMPION,
+                expected=decision.incumbent_version,
+                context=context,
+                config=config,
+            )
+        except registry.PromotionConflict as exc:
+            decision.action = "lost-race"
+            decision.reason += f"; challenger won but was not promoted: {exc}"
+            return _finish(decision, config, record.mlflow_run_id)
         decision.action, decision.promoted = "promoted", True
         decision.reason += f"; challenger won and is now {model}@{CHAMPION} (version {ref})"
     return _finish(decision, config, record.mlflow_run_id)

@@ -591,15 +591,18 @@ class SidebarBackend:
         raise NotFoundError(f"No registered model {name!r}")
 
     def promote(
-        self, name: str, version: str, alias: str, gate: str | None = None
+        self, name: str, version: str, alias: str, gate: str | None = None, **expected: Any
     ) -> dict[str, Any]:
-        """Point ``name@alias`` at ``version``, if it passes ``gate`` (as ``%register``)."""
+        """Point ``name@alias`` at ``version``, if it passes ``gate`` (as ``%register``);
+        ``expected=`` is the holder the caller saw (``PromotionConflict`` if it moved)."""
         from jupyter_mlops import registry
 
         if not str(version).isdigit():
             raise RequestError(f"version must be a number, got {version!r}")
+        if set(expected) - {"expected"}:
+            raise RequestError(f"unknown fields {sorted(set(expected) - {'expected'})}")
         event = registry.promote(
-            f"{name}/{version}", alias, gate=gate or None, context=self._context()
+            f"{name}/{version}", alias, gate=gate or None, context=self._context(), **expected
         )
         return _jsonable(asdict(event))
 

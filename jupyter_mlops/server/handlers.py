@@ -39,6 +39,10 @@ def error_reply(exc: BaseException) -> tuple[int, dict[str, Any]]:
     body: dict[str, Any] = {"message": str(exc) or type(exc).__name__}
     if isinstance(exc, NotFoundError):
         return 404, body
+    if hasattr(exc, "expected") and hasattr(exc, "current"):  # registry.PromotionConflict
+        body["reason"] = "conflict"
+        body["current"] = getattr(exc, "current", None)
+        return 409, body
     if isinstance(exc, MlopsError):
         result = getattr(exc, "result", None)  # GateFailed carries the gate's evaluation
         if result is not None:
@@ -188,17 +192,24 @@ class ModelHandler(MlopsHandler):
 class ModelPromoteHandler(MlopsHandler):
     @tornado.web.authenticated
     async def post(self, name: str) -> None:
-        """Body ``{version, alias, gate?}``: point the alias at the version, if the version's
-        run passes ``gate`` (as ``%register --promote``). Answers the alias event."""
+        """Body ``{version, alias, gate?, expected?}``: point the alias at the version, if
+        the version's run passes ``gate`` (as ``%register --promote``) and the alias still
+        points at ``expected`` (the holder the user saw; null: none; 409 if it moved).
+        Answers the alias event."""
 
         def parse() -> Callable[[], Any]:
             data = self.body()
+            extra: dict[str, Any] = {}
+            if isinstance(data, dict) and "expected" in data:
+                expected = data["expected"]
+                extra["expected"] = None if expected is None else str(expected)
             return functools.partial(
                 self.backend.promote,
                 name,
                 str(self.text_field(data, "version")),
                 str(self.text_field(data, "alias")),
                 self.text_field(data, "gate", required=False),
+                **extra,
             )
 
         await self.guarded(parse)

@@ -13,7 +13,12 @@ if TYPE_CHECKING:
     from jupyter_mlops.tracking.run import TrackedRun
 
 MAX_PARAMS_SHOWN = 12
-_STATUS_COLOURS = {"FINISHED": "#2e7d32", "FAILED": "#c62828", "KILLED": "#ef6c00"}
+_STATUS_COLOURS = {
+    "FINISHED": "#2e7d32",
+    "FAILED": "#c62828",
+    "KILLED": "#ef6c00",
+    "BUFFERED": "#ef6c00",
+}
 
 
 def _fmt_metric(value: float) -> str:

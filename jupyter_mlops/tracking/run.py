@@ -40,6 +40,8 @@ TAG_DATA = "mlops.data"
 TAG_SOURCE_HASH = "mlops.source.sha256"
 TAG_NOTEBOOK = "mlops.notebook"
 TAG_MODELS = "mlops.models"
+PENDING_PREFIX = "pending-"
+_OFFLINE: Any = object()
 INPUT_EXAMPLE_ROWS = 5
 _log = logging.getLogger(__name__)
 
@@ -93,6 +95,38 @@ class TrackedRun:
     started: float = field(default_factory=time.time)
     ended: float | None = None
     error: str | None = None
+    # Everything sent to the store is also kept here, so a run whose store becomes
+    # unreachable can be buffered whole and re-logged later (see tracking/buffer.py).
+    tags: dict[str, str] = field(default_factory=dict, repr=False)
+    texts: dict[str, str] = field(default_factory=dict, repr=False)
+    files: list[tuple[str, str]] = field(default_factory=list, repr=False)
+    model_inputs: dict[str, tuple[Any, Any, Any]] = field(default_factory=dict, repr=False)
+    offline: str | None = None  # why the store could not be reached, once it could not
+    orphan_run_id: str | None = None  # the run left RUNNING on the store when it went away
+    pending_id: str | None = None  # where the run was buffered
+
+    # -- the store, or the buffer when the store is gone ---------------------------------
+    def _remote(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args)`` against the store; ``_OFFLINE`` once the store is unreachable."""
+        if self.offline is not None:
+            return _OFFLINE
+        try:
+            return store.call(fn, *args, **kwargs)
+        except Exception as exc:
+            if not store.is_unavailable(exc):
+                raise
+            self.go_offline(exc)
+            return _OFFLINE
+
+    def go_offline(self, exc: BaseException | str) -> None:
+        """Stop writing to the store: the rest of the run is kept for ``%mlops retry``."""
+        if self.offline is not None:
+            return
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        self.offline = reason[:300]
+        if not self.run_id.startswith(PENDING_PREFIX):
+            self.orphan_run_id = self.run_id
+        _log.warning("tracking store %s unreachable: %s", self.config.tracking_uri, reason)
 
     # -- logging -------------------------------------------------------------------------
     def log_params(self, params: Mapping[str, Any]) -> None:
@@ -109,15 +143,16 @@ class TrackedRun:
             fresh[key] = text
         if not fresh:
             return
-        existing = store.call(store.client(self.config).get_run, self.run_id).data.params
+        remote = self._remote(store.client(self.config).get_run, self.run_id)
+        existing = {} if remote is _OFFLINE else remote.data.params
         for key in [k for k in fresh if k in existing]:
             if existing[key] != fresh[key]:
                 self.notes.append(f"param {key!r} already logged as {existing[key]!r}")
             self.params[key] = existing[key]
             del fresh[key]
         batch = [Param(k, v) for k, v in fresh.items()]
-        store.call(store.client(self.config).log_batch, self.run_id, params=batch)
         self.params.update(fresh)
+        self._remote(store.client(self.config).log_batch, self.run_id, params=batch)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         """Record metric values (at ``step`` for learning curves)."""
@@ -126,8 +161,8 @@ class TrackedRun:
         now = int(time.time() * 1000)
         batch = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
         if batch:
-            store.call(store.client(self.config).log_batch, self.run_id, metrics=batch)
             self.metrics.update({k: float(v) for k, v in metrics.items()})
+            self._remote(store.client(self.config).log_batch, self.run_id, metrics=batch)
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         """Set run tags (strings in MLflow)."""
@@ -135,11 +170,20 @@ class TrackedRun:
 
         batch = [RunTag(k, str(v)) for k, v in tags.items()]
         if batch:
-            store.call(store.client(self.config).log_batch, self.run_id, tags=batch)
+            self.tags.update({k: str(v) for k, v in tags.items()})
+            self._remote(store.client(self.config).log_batch, self.run_id, tags=batch)
 
     def log_text(self, text: str, artifact_file: str) -> None:
         """Store ``text`` as an artifact of the run."""
-        store.call(store.client(self.config).log_text, self.run_id, text, artifact_file)
+        self.texts[artifact_file] = text
+        self._remote(store.client(self.config).log_text, self.run_id, text, artifact_file)
+
+    def log_file(self, path: str | os.PathLike[str], artifact_path: str) -> None:
+        """Store a copy of the file ``path`` under ``artifact_path`` of the run."""
+        self.files.append((os.fspath(path), artifact_path))
+        self._remote(
+            store.client(self.config).log_artifact, self.run_id, os.fspath(path), artifact_path
+        )
 
     def log_model(
         self,
@@ -162,6 +206,7 @@ class TrackedRun:
         from mlflow.models import infer_signature
 
         record = ModelRecord(name=name)
+        self.model_inputs[name] = (model, X, y)
         example = input_example if input_example is not None else _head(X, INPUT_EXAMPLE_ROWS)
         signature = None
         if example is not None and hasattr(model, "predict"):
@@ -173,6 +218,8 @@ class TrackedRun:
                 self.notes.append(f"model {name!r}: no signature ({exc})")
         elif example is None:
             self.notes.append(f"model {name!r}: training data unknown, no signature")
+        if self.offline is not None:
+            return self._buffered_model(record, signature, X, y)
         try:
             with store.quiet_mlflow(), _as_active_run(self.run_id):
                 info = mlflow.sklearn.log_model(
@@ -186,6 +233,9 @@ class TrackedRun:
                     serialization_format="cloudpickle",
                 )
         except Exception as exc:
+            if store.is_unavailable(exc):
+                self.go_offline(exc)
+                return self._buffered_model(record, signature, X, y)
             record.error = f"{type(exc).__name__}: {exc}"
             self.models[name] = record
             raise TrackingError(f"Model {name!r} could not be logged: {record.error}") from exc
@@ -196,6 +246,14 @@ class TrackedRun:
         self.set_tags({TAG_MODELS: json.dumps({k: v.model_uri for k, v in self.models.items()})})
         if X is not None:
             self.log_dataset(X, name=f"{name}-training", targets=y)
+        return record
+
+    def _buffered_model(self, record: ModelRecord, signature: Any, X: Any, y: Any) -> ModelRecord:
+        record.signature = _signature_text(signature)
+        record.model_uri = "(buffered: logged by %mlops retry)"
+        self.models[record.name] = record
+        if X is not None:
+            self.log_dataset(X, name=f"{record.name}-training", targets=y)
         return record
 
     def log_dataset(self, obj: Any, name: str, *, targets: Any = None) -> DatasetRecord | None:
@@ -227,7 +285,7 @@ class TrackedRun:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # MLflow's integer-column schema hint
             entity = DatasetInput(dataset._to_mlflow_entity(), tags)
-        store.call(store.client(self.config).log_inputs, self.run_id, datasets=[entity])
+        self._remote(store.client(self.config).log_inputs, self.run_id, datasets=[entity])
         record = DatasetRecord(name, dataset.digest, content_hash, shape, schema)
         self.datasets.append(record)
         return record
@@ -361,18 +419,20 @@ def _signature_text(signature: Any) -> str | None:
         return str(signature)
 
 
-def resolve_experiment(explicit: str | None, config: Config, notebook: str | None) -> str:
+def resolve_experiment(
+    explicit: str | None, config: Config, notebook: str | None, *, offline: bool = False
+) -> str:
     """The experiment a run goes to when none is named.
 
     Named > ``[tool.jupyter-mlops] experiment`` > the experiment of this notebook's latest
-    run > the notebook's file name > MLflow's ``Default``.
+    run (not asked when ``offline``) > the notebook's file name > MLflow's ``Default``.
     """
     if explicit:
         return explicit
     if config.experiment:
         return str(config.experiment)
     if notebook:
-        latest = latest_runs(config=config, notebook=notebook, limit=1)
+        latest = [] if offline else latest_runs(config=config, notebook=notebook, limit=1)
         if latest:
             return latest[0]["experiment"]
         return Path(notebook).stem
@@ -412,6 +472,35 @@ def latest_runs(
     ]
 
 
+def _run_tags(
+    config: Config,
+    notebook: str | None,
+    namespace: Mapping[str, Any],
+    tags: Mapping[str, Any] | None,
+) -> tuple[dict[str, str], Any, Any]:
+    """The tags a run starts with, the environment and the git state they came from."""
+    from jupyter_mlops import __version__
+
+    git = git_state(config.root)
+    env = capture_environment(namespace)
+    run_tags: dict[str, str] = {
+        "mlflow.source.name": notebook or Path(sys.argv[0]).name,
+        "mlflow.source.type": "NOTEBOOK" if notebook else "LOCAL",
+        "mlops.version": __version__,
+        "mlops.python": env.python,
+        "mlops.project_root": str(config.root),
+    }
+    if notebook:
+        run_tags[TAG_NOTEBOOK] = notebook
+    if git is not None:
+        run_tags["mlflow.source.git.commit"] = git.commit
+        run_tags["mlops.git.dirty"] = str(git.dirty).lower()
+        if git.branch:
+            run_tags["mlflow.source.git.branch"] = git.branch
+    run_tags.update({str(k): str(v) for k, v in (tags or {}).items()})
+    return run_tags, env, git
+
+
 @contextlib.contextmanager
 def track(
     experiment: str | None = None,
@@ -433,8 +522,6 @@ def track(
     """
     import mlflow
 
-    from jupyter_mlops import __version__
-
     config = config or load_config()
     data = list(data)
     data_paths = []
@@ -444,56 +531,55 @@ def track(
         data_paths = data_mod.resolve_paths(data, config.root)  # fail before any write
     namespace = namespace if namespace is not None else {}
     notebook = notebook or notebook_path(namespace, config.root)
-    mlflow_client = store.client(config)
-    experiment_name = resolve_experiment(experiment, config, notebook)
-    experiment_id = store.ensure_experiment(experiment_name, config)
-
-    git = git_state(config.root)
-    env = capture_environment(namespace)
-    run_tags: dict[str, str] = {
-        "mlflow.source.name": notebook or Path(sys.argv[0]).name,
-        "mlflow.source.type": "NOTEBOOK" if notebook else "LOCAL",
-        "mlops.version": __version__,
-        "mlops.python": env.python,
-        "mlops.project_root": str(config.root),
-    }
-    if notebook:
-        run_tags[TAG_NOTEBOOK] = notebook
-    if git is not None:
-        run_tags["mlflow.source.git.commit"] = git.commit
-        run_tags["mlops.git.dirty"] = str(git.dirty).lower()
-        if git.branch:
-            run_tags["mlflow.source.git.branch"] = git.branch
-    run_tags.update({str(k): str(v) for k, v in (tags or {}).items()})
-
+    store.client(config)  # also points MLflow's fluent API at the project's store
+    run_tags, env, git = _run_tags(config, notebook, namespace, tags)
     active = mlflow.active_run()
-    with store.quiet_mlflow():
-        info = store.retry_busy(
-            lambda: mlflow.start_run(
-                experiment_id=experiment_id,
-                run_name=name,
-                tags=run_tags,
-                nested=active is not None,
-            ),
-            what="start run",
-        ).info
+    try:
+        experiment_name = resolve_experiment(experiment, config, notebook)
+        experiment_id = store.ensure_experiment(experiment_name, config)
+        with store.quiet_mlflow():
+            info = store.retry_busy(
+                lambda: mlflow.start_run(
+                    experiment_id=experiment_id,
+                    run_name=name,
+                    tags=run_tags,
+                    nested=active is not None,
+                ),
+                what="start run",
+            ).info
+        run_id, run_name = info.run_id, info.run_name or ""
+        unreachable: BaseException | None = None
+    except Exception as exc:
+        if not store.is_unavailable(exc):
+            raise
+        # The store is gone: the work still runs, and its record waits in the buffer.
+        import secrets
+
+        unreachable = exc
+        experiment_name = resolve_experiment(experiment, config, notebook, offline=True)
+        experiment_id = ""
+        run_id = f"{PENDING_PREFIX}{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        run_name = name or run_id
     run = TrackedRun(
-        run_id=info.run_id,
+        run_id=run_id,
         experiment_id=experiment_id,
         experiment_name=experiment_name,
-        run_name=info.run_name or "",
+        run_name=run_name,
         config=config,
         notebook=notebook,
         git_commit=git.commit if git else None,
         git_dirty=git.dirty if git else None,
+        tags=dict(run_tags),
     )
+    if unreachable is not None:
+        run.go_offline(unreachable)
     failure: BaseException | None = None
     try:
         run.log_text(json.dumps(env.to_dict(), indent=2), "mlops/environment.json")
         if notebook and (config.root / notebook).is_file():
             nb_file = config.root / notebook
             if nb_file.stat().st_size < 50 * 2**20:
-                store.call(mlflow_client.log_artifact, run.run_id, str(nb_file), "mlops/notebook")
+                run.log_file(nb_file, "mlops/notebook")
         if data_paths:
             run.log_data(data_paths)
         yield run
@@ -515,8 +601,25 @@ def _end_run(run: TrackedRun, status: str) -> None:
 
     run.status, run.ended = status, time.time()
     active = mlflow.active_run()
-    if active is not None and active.info.run_id == run.run_id:
-        store.retry_busy(lambda: mlflow.end_run(status), what="end run")
-    else:
-        mlflow_client = store.client(run.config)
-        store.call(mlflow_client.set_terminated, run.run_id, status)
+    if run.offline is None:
+        try:
+            if active is not None and active.info.run_id == run.run_id:
+                with store.quiet_mlflow():
+                    store.retry_busy(lambda: mlflow.end_run(status), what="end run")
+            else:
+                store.call(store.client(run.config).set_terminated, run.run_id, status)
+            return
+        except Exception as exc:
+            if not store.is_unavailable(exc):
+                raise
+            run.go_offline(exc)
+    # The store is unreachable: leave MLflow's fluent stack without asking the server (the
+    # run there stays RUNNING, never FINISHED), and keep the whole record for a retry.
+    from mlflow.tracking.fluent import _active_run_stack
+
+    stack = _active_run_stack.get()
+    if stack and stack[-1].info.run_id == run.run_id:
+        stack.pop()
+    from jupyter_mlops.tracking import buffer
+
+    buffer.save(run, status)

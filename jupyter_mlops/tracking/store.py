@@ -27,7 +27,55 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 _log = logging.getLogger(__name__)
 _PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+_PRINT_URL = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
 _RETRYABLE = ("database is locked", "database table is locked", "TEMPORARILY_UNAVAILABLE")
+
+
+# Signs that the tracking store (server or database) cannot be reached at all, as opposed
+# to refusing a request: then a run's record is buffered locally instead of lost.
+_UNAVAILABLE = (
+    "Connection refused",
+    "Failed to establish a new connection",
+    "Max retries exceeded",
+    "Connection aborted",
+    "RemoteDisconnected",
+    "Read timed out",
+    "too many 50",  # urllib3: too many 500/502/503 error responses
+    "could not connect to server",
+    "connection is bad",
+    "server closed the connection",
+    "terminating connection",
+    "the database system is",  # starting up / shutting down
+    "Name or service not known",
+)
+# MLflow's HTTP client retries 7 times with backoff factor 2 (minutes against a dead
+# server); a notebook should learn within seconds. Users' own settings win.
+_HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
+}
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True if ``exc`` says the tracking store cannot be reached (not that it said no)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ConnectionError | TimeoutError):
+            return True
+        name = type(current).__name__
+        text = str(current)
+        if name in ("ConnectionError", "MaxRetryError", "NewConnectionError"):
+            return True
+        # A database driver's connection-level errors; SQLite's (locked, corrupt) are not.
+        if name in ("OperationalError", "InterfaceError") and "sqlite" not in text.lower():
+            return True
+        if any(sign in text for sign in _UNAVAILABLE):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _is_retryable(exc: BaseException) -> bool:
@@ -61,10 +109,13 @@ def quiet_mlflow() -> Iterator[None]:
     during our own calls; the user's own MLflow calls keep MLflow's settings."""
     loggers = [logging.getLogger(n) for n in ("mlflow", "mlflow.sklearn", "mlflow.models")]
     levels = [lg.level for lg in loggers]
-    progress = os.environ.get(_PROGRESS_BAR)
+    # Read per call: artifact progress bars, and the "View run at <server>" line printed
+    # when a run against a server ends (the run card says where the run is).
+    saved = {k: os.environ.get(k) for k in (_PROGRESS_BAR, _PRINT_URL)}
     for lg in loggers:
         lg.setLevel(logging.ERROR)
-    os.environ[_PROGRESS_BAR] = "false"  # read per call: artifact download progress bars
+    os.environ[_PROGRESS_BAR] = "false"
+    os.environ[_PRINT_URL] = "true"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -72,10 +123,11 @@ def quiet_mlflow() -> Iterator[None]:
     finally:
         for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
-        if progress is None:
-            os.environ.pop(_PROGRESS_BAR, None)
-        else:
-            os.environ[_PROGRESS_BAR] = progress
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _enable_wal(db_path: Path) -> None:
@@ -131,6 +183,9 @@ def client(config: Config | None = None) -> MlflowClient:
     config = config or load_config()
     if config.is_local_store:
         config.ensure_dirs()
+    elif config.tracking_uri.startswith(("http://", "https://")):
+        for key, value in _HTTP_DEFAULTS.items():
+            os.environ.setdefault(key, value)
     mlflow_client = _client_for(config.tracking_uri)
     # The fluent API (mlflow.start_run, mlflow.sklearn.log_model) reads the global URI.
     if mlflow.get_tracking_uri() != config.tracking_uri:
