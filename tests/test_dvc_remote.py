@@ -170,6 +170,15 @@ def test_unreachable_remote_fails_clearly_and_keeps_the_snapshot(
     entries = state(project)
     assert entries["data/train.csv"]["pushed"] is None
 
+    # A tracked run goes on: it records the data and says it is not on the remote yet.
+    import jupyter_mlops
+
+    with jupyter_mlops.track(data=["data/train.csv"]) as run:
+        run.log_metrics({"m": 1.0})
+    assert run.status == "FINISHED" and [s.md5 for s in run.data] == [fsnap.md5]
+    assert any("dvc push -r mlops" in note for note in run.notes)
+    assert run.tags["mlops.data.unpushed"] == "mlops"
+
     # Once the remote is reachable, a re-snapshot pushes without hashing again.
     blocker.unlink()
     hashed = data._stats["onepass"] + data._stats["dvc"]

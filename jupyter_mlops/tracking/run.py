@@ -294,7 +294,15 @@ class TrackedRun:
         """Snapshot files/folders with DVC and record their hashes on the run."""
         from jupyter_mlops import data
 
-        snaps = data.snapshot(paths, self.config.root)
+        try:
+            snaps = data.snapshot(paths, self.config.root)
+        except data.PushError as exc:
+            # The data is safe in the local cache: the run records it and goes on, and says
+            # that other machines cannot fetch it until it is pushed.
+            snaps = exc.snapshots
+            self.notes.append(str(exc))
+            self.set_tags({"mlops.data.unpushed": exc.remote})
+            _log.warning("%s", exc)
         known = {s.path for s in self.data}
         self.data.extend(s for s in snaps if s.path not in known)
         self.set_tags({TAG_DATA: json.dumps([s.to_dict() for s in self.data])})
