@@ -146,7 +146,25 @@ def execute_notebook(
         else:
             raise
         raise NotebookExecutionError(f"{src.name}: {what} (executed copy: {out})", out) from None
+    finally:
+        _shutdown_kernel(km)
     return out
+
+
+def _shutdown_kernel(km: Any) -> None:
+    """Stop the kernel ``km`` started: nbclient only shuts down kernels of managers it
+    created itself, so without this every execution leaves its kernel running until this
+    process exits (a sweep in a notebook left a dozen behind)."""
+    import contextlib
+
+    from jupyter_core.utils import run_sync
+
+    async def stop() -> None:
+        if await km.is_alive():
+            await km.shutdown_kernel(now=False)
+
+    with contextlib.suppress(Exception):
+        run_sync(stop)()
 
 
 @dataclass(frozen=True)

@@ -69,11 +69,20 @@ def restore_data(
     config = config or load_config()
     snaps = run_data(run_id, config)
     wanted = Path(path)
-    if wanted.is_absolute() and wanted.resolve().is_relative_to(config.root):
-        wanted = wanted.resolve().relative_to(config.root)
-    key = PurePosixPath(wanted.as_posix()).as_posix()
-    for snap in snaps:
-        if snap.path == key:
-            return data.restore(snap, dest, config.root, overwrite=overwrite)
+    # As recorded (relative to the project root), or as given to --data (relative to the
+    # working directory): the two differ when the notebook is not at the project root.
+    keys = []
+    for candidate in [wanted] if wanted.is_absolute() else [wanted, Path.cwd() / wanted]:
+        if candidate.is_absolute():
+            if not candidate.resolve().is_relative_to(config.root):
+                continue
+            candidate = candidate.resolve().relative_to(config.root)
+        keys.append(PurePosixPath(candidate.as_posix()).as_posix())
+    keys = keys or [wanted.as_posix()]
+    for candidate_key in keys:
+        for snap in snaps:
+            if snap.path == candidate_key:
+                return data.restore(snap, dest, config.root, overwrite=overwrite)
+    key = keys[0]
     known = ", ".join(s.path for s in snaps) or "none"
     raise NotFoundError(f"Run {run_id} has no data snapshot of {key!r} (it has: {known})")
