@@ -191,12 +191,24 @@ def _env(root: Path) -> dict[str, str]:
 
 
 def spawn(
-    variant: str, root: Path, reps: int, *, fmt: str | None = None, profile: str | None = None
+    variant: str,
+    root: Path,
+    reps: int,
+    *,
+    fmt: str | None = None,
+    profile: str | None = None,
+    env: dict[str, str] | None = None,
+    label: str | None = None,
 ) -> dict[str, Any]:
-    """Run ``worker(variant)`` in a fresh interpreter inside a fresh project folder."""
-    project = root / variant / "project"
+    """Run ``worker(variant)`` in a fresh interpreter inside a fresh project folder.
+
+    ``env`` is added to the clean environment (e.g. ``MLFLOW_TRACKING_URI`` of a server);
+    ``label`` names the folder when one variant runs against several stores.
+    """
+    folder = root / (label or variant)
+    project = folder / "project"
     (project / ".mlops").mkdir(parents=True)
-    out, log = root / variant / "result.json", root / variant / "worker.log"
+    out, log = folder / "result.json", folder / "worker.log"
     cmd = [
         sys.executable,
         str(Path(__file__).resolve()),
@@ -216,7 +228,7 @@ def spawn(
         proc = subprocess.run(
             cmd,
             cwd=project,
-            env=_env(root),
+            env={**_env(root), **(env or {})},
             stdout=fh,
             stderr=subprocess.STDOUT,
             timeout=600 + 120 * reps,

@@ -37,6 +37,7 @@ BENCHMARKS: list[tuple[str, str, list[str]]] = [
     ("pipelines", "bench_pipelines.py", ["--quick"]),
     ("compare", "bench_compare.py", ["--quick"]),
     ("serving", "bench_serving.py", []),
+    ("team", "bench_team.py", ["--quick"]),
 ]
 VERDICTS = ("PASS", "MISS", "INFO", "CRASH", "MISSING")
 PACKAGES = ("jupyter-mlops", "mlflow", "ipython", "scikit-learn", "pandas", "dvc")
