@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             backend_store_uri=cluster.create_database("mlflow"),
             artifacts_destination=str(server_dir / "artifacts"),
             port=port,
-            workers=2,
+            workers=1,
             config=load_config(server_dir),
         )
         env = {"MLFLOW_TRACKING_URI": info.url}

@@ -31,7 +31,7 @@ def start_tracking_server(cluster: Cluster, folder: Path, database: str) -> tupl
         backend_store_uri=cluster.create_database(database),
         artifacts_destination=str(folder / "artifacts"),
         port=free_port(),
-        workers=2,
+        workers=1,
         config=config,
     )
     return info.url, config
