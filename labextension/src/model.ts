@@ -209,16 +209,24 @@ export class MlopsModel implements IMlopsModel {
     this._changed.emit('models');
   }
 
-  /** Point `alias` of `model` at `version` if it passes `gate` (errors propagate). */
+  /**
+   * Point `alias` of `model` at `version` if it passes `gate` and `alias` still points at
+   * `expected` (null: unset; undefined: not checked). Errors propagate (409: it moved).
+   */
   async promote(
     model: string,
     version: string,
     alias: string,
-    gate: string
+    gate: string,
+    expected?: string | null
   ): Promise<IAliasEvent> {
+    const body: Record<string, unknown> = { version, alias, gate: gate || null };
+    if (expected !== undefined) {
+      body.expected = expected;
+    }
     const event = await postAPI<IAliasEvent>(
       `models/${segment(model)}/promote`,
-      { version, alias, gate: gate || null },
+      body,
       this._settings
     );
     this._forgetDetails();

@@ -236,6 +236,44 @@ async def test_promote_with_gate_and_rollback(jp_fetch, sidebar_project) -> None
     assert [e["action"] for e in history[:2]] == ["rollback", "promote"]
 
 
+async def test_promote_against_a_moved_alias_is_a_409(jp_fetch, sidebar_project) -> None:
+    root, _ = sidebar_project
+    from jupyter_mlops.config import load_config
+    from jupyter_mlops.tracking import store
+
+    client = store.client(load_config(root))
+    # The sidebar showed champion = 1; another user moved it to 2 before the click.
+    code, body = await error(
+        jp_fetch,
+        "models",
+        "iris-clf",
+        "promote",
+        method="POST",
+        body={"version": "2", "alias": "challenger", "expected": "1"},
+    )
+    assert code == 409 and body["reason"] == "conflict" and body["current"] == "2"
+    assert "moved from version 1 to 2" in body["message"]
+    assert str(client.get_model_version_by_alias("iris-clf", "challenger").version) == "2"
+    code, body = await error(
+        jp_fetch,
+        "models",
+        "iris-clf",
+        "promote",
+        method="POST",
+        body={"version": "1", "alias": "fresh", "expected": "1"},
+    )
+    assert code == 409 and body["current"] is None  # expected a holder, the alias is unset
+    event = await post(
+        jp_fetch,
+        "models",
+        "iris-clf",
+        "promote",
+        body={"version": "1", "alias": "fresh", "expected": None},
+    )
+    assert (event["version"], event["previous"]) == ("1", None)
+    client.delete_registered_model_alias("iris-clf", "fresh")  # the module shares the store
+
+
 async def test_promote_bad_bodies(jp_fetch) -> None:
     cases = [
         ("not json", "not JSON"),

@@ -143,13 +143,23 @@ export class ModelsSection extends Section {
     }
     const { alias, gate } = result.value;
     try {
-      const event = await this.model.promote(registered.name, version.version, alias, gate);
+      // The holder shown here is what the user decided against: if someone else moved the
+      // alias meanwhile, the server refuses (409) instead of overwriting their promotion.
+      const expected = registered.aliases[alias] ?? null;
+      const event = await this.model.promote(
+        registered.name,
+        version.version,
+        alias,
+        gate,
+        expected
+      );
       Notification.success(
         `${registered.name}@${alias}: v${event.previous ?? '–'} → v${event.version}`,
         { autoClose: 4000 }
       );
     } catch (error) {
       Notification.error(errorMessage(error), { autoClose: false });
+      void this.model.refreshModels(); // show who holds the alias now
     }
   }
 
