@@ -143,6 +143,17 @@ class TrackedRun:
             fresh[key] = text
         if not fresh:
             return
+        from mlflow.exceptions import MlflowException
+
+        batch = [Param(k, v) for k, v in fresh.items()]
+        try:  # one round trip when nothing else logged these names (the usual case)
+            self._remote(store.client(self.config).log_batch, self.run_id, params=batch)
+            self.params.update(fresh)
+            return
+        except MlflowException as exc:
+            if "INVALID_PARAMETER_VALUE" not in str(exc.error_code):
+                raise
+        # The user's own mlflow.log_param got there first with another value: keep theirs.
         remote = self._remote(store.client(self.config).get_run, self.run_id)
         existing = {} if remote is _OFFLINE else remote.data.params
         for key in [k for k in fresh if k in existing]:
@@ -544,17 +555,30 @@ def track(
     active = mlflow.active_run()
     try:
         experiment_name = resolve_experiment(experiment, config, notebook)
-        experiment_id = store.ensure_experiment(experiment_name, config)
-        with store.quiet_mlflow():
-            info = store.retry_busy(
-                lambda: mlflow.start_run(
-                    experiment_id=experiment_id,
-                    run_name=name,
-                    tags=run_tags,
-                    nested=active is not None,
-                ),
-                what="start run",
-            ).info
+
+        def start(cached: bool) -> Any:
+            experiment_id = store.ensure_experiment(experiment_name, config, cached=cached)
+            with store.quiet_mlflow():
+                return store.retry_busy(
+                    lambda: mlflow.start_run(
+                        experiment_id=experiment_id,
+                        run_name=name,
+                        tags=run_tags,
+                        nested=active is not None,
+                    ),
+                    what="start run",
+                ).info
+
+        try:
+            info = start(cached=True)
+        except Exception as exc:
+            if store.is_unavailable(exc):
+                raise
+            # The remembered experiment was deleted or renamed meanwhile: look it up again
+            # (which explains a deleted experiment) and retry once.
+            store.forget_experiment(experiment_name, config)
+            info = start(cached=False)
+        experiment_id = info.experiment_id
         run_id, run_name = info.run_id, info.run_name or ""
         unreachable: BaseException | None = None
     except Exception as exc:

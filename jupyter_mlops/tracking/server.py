@@ -205,7 +205,8 @@ def start_server(
     pass a PostgreSQL URI and a shared artifact location. Binds to 127.0.0.1 unless told
     otherwise. One worker by default: with several uvicorn workers, every request on a
     kept-alive connection took ~45 ms instead of ~3 ms here (MLflow's own clients keep
-    connections alive), which made tracking 10x slower than one worker. Raises ``MlopsError`` with the end of the server's log if it does not come up.
+    connections alive), which made tracking 3x slower than one worker. Raises
+    ``MlopsError`` with the end of the server's log if it does not come up.
     """
     config = config or load_config()
     config.ensure_dirs()

@@ -200,9 +200,24 @@ def client(config: Config | None = None) -> MlflowClient:
     return mlflow_client
 
 
-def ensure_experiment(name: str, config: Config | None = None) -> str:
-    """The id of experiment ``name``, created if missing (artifacts under .mlops/ locally)."""
+_EXPERIMENT_IDS: dict[tuple[str, str], str] = {}
+
+
+def forget_experiment(name: str, config: Config) -> None:
+    """Drop the remembered id of ``name`` (it was deleted or renamed meanwhile)."""
+    _EXPERIMENT_IDS.pop((config.tracking_uri, name), None)
+
+
+def ensure_experiment(name: str, config: Config | None = None, *, cached: bool = False) -> str:
+    """The id of experiment ``name``, created if missing (artifacts under .mlops/ locally).
+
+    ``cached``: reuse the id found earlier in this process (one round trip less per run
+    against a server); callers that get an error for it call ``forget_experiment``.
+    """
     config = config or load_config()
+    key = (config.tracking_uri, name)
+    if cached and key in _EXPERIMENT_IDS:
+        return _EXPERIMENT_IDS[key]
     mlflow_client = client(config)
     from mlflow.exceptions import MlflowException
 
@@ -229,7 +244,9 @@ def ensure_experiment(name: str, config: Config | None = None) -> str:
                     return str(exp.experiment_id)
             raise
 
-    return retry_busy(get_or_create, what=f"experiment {name!r}")
+    experiment_id = retry_busy(get_or_create, what=f"experiment {name!r}")
+    _EXPERIMENT_IDS[key] = experiment_id
+    return experiment_id
 
 
 def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
