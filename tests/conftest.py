@@ -12,6 +12,11 @@ import pytest
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 
+# `import dvc` binds DVC's log handlers to the sys.stdout/stderr of that moment. Imported
+# first inside a test using capsys, they would keep that test's stream, closed after it,
+# and every later DVC log line would fail; imported here, they get the session's stream.
+import dvc  # noqa: F401
+
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:

@@ -81,6 +81,11 @@ _POOLS: dict[int, cf.ProcessPoolExecutor] = {}
 
 
 def _warm() -> None:
+    import signal
+
+    # An interrupt of the kernel that owns the pool reaches its workers too (one process
+    # group); the owner cancels what is queued, and a worker's traceback is only noise.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     import papermill  # noqa: F401 - imported once per worker, before the first step
 
 
