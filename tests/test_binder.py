@@ -24,7 +24,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +33,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import free_port
 
 from .conftest import git
 
@@ -137,12 +138,6 @@ def test_postbuild_enables_the_sidebar_and_its_server_extension(
     prefix = Path(env["VIRTUAL_ENV"]) / "share" / "jupyter" / "labextensions" / "jupyter-mlops"
     assert (prefix / "package.json").is_file()
     assert (repo / "jupyter_mlops" / "labextension" / "static" / "style.js").is_file()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def get(url: str, token: str) -> tuple[int, bytes]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,12 +14,7 @@ from pathlib import Path
 import pytest
 
 from jupyter_mlops.config import load_config
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.helpers import free_port
 
 
 def _get(url: str) -> bytes:
@@ -34,7 +28,7 @@ def test_mlflow_server_serves_tracked_run(ip, iris_csv: Path) -> None:
 
     ip.run_cell_magic("track", "-e ui --quiet", IRIS_CELL)
     uri = load_config().tracking_uri
-    port = _free_port()
+    port = free_port()
     mlflow_bin = Path(sys.executable).with_name("mlflow")
     proc = subprocess.Popen(
         [

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -26,6 +24,7 @@ import pytest
 from jupyter_mlops import monitoring
 from jupyter_mlops.config import Config, load_config
 from jupyter_mlops.errors import MlopsError, NotFoundError
+from tests.helpers import kill_process_group
 
 from .conftest import IRIS_CELL, git
 
@@ -34,22 +33,6 @@ pytestmark = pytest.mark.slow
 FEATURES = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
 N_GOOD_REQUESTS = 40  # of 10 rows each
 N_BAD_REQUESTS = 2
-
-
-def _kill(pid: int | None) -> None:
-    if not pid:
-        return
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, sig)
-        for _ in range(100):
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-            try:
-                os.killpg(pid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.05)
 
 
 class Served:
@@ -112,7 +95,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, _shell: Any) -> Iterator[Se
         finally:
             with contextlib.suppress(Exception):
                 stop("iris-prod", config=config)
-            _kill(dep.pid)
+            kill_process_group(dep.pid)
             import mlflow
 
             while mlflow.active_run() is not None:

@@ -12,7 +12,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,12 +24,7 @@ from sklearn.ensemble import RandomForestClassifier
 
 import jupyter_mlops
 from jupyter_mlops.packaging import package
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.helpers import free_port
 
 
 def _play_dockerfile(context: Path, app_root: Path, venv: Path, port: int) -> subprocess.Popen:
@@ -116,7 +110,7 @@ def test_package_builds_and_serves(project: Path, tmp_path: Path) -> None:
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    port = _free_port()
+    port = free_port()
     proc = _play_dockerfile(ctx, tmp_path / "app", venv, port)
     try:
         deadline = time.monotonic() + 120

@@ -53,6 +53,7 @@ from jupyter_mlops.serving import (
     stop,
 )
 from jupyter_mlops.serving.state import read_acks
+from tests.helpers import register_iris, running
 
 pytestmark = pytest.mark.slow
 
@@ -60,33 +61,6 @@ FEATURES = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal
 
 
 # -- fixtures -----------------------------------------------------------------------------
-
-
-def _register(config: Config, n_estimators: int, seed: int, alias: str) -> str:
-    """Fit, log (plain MLflow) and register an iris forest; returns its version."""
-    import mlflow
-    import mlflow.sklearn
-    from mlflow.models import infer_signature
-    from sklearn.datasets import load_iris
-    from sklearn.ensemble import RandomForestClassifier
-
-    from jupyter_mlops.tracking.store import client
-
-    mlflow_client = client(config)
-    X, y = load_iris(return_X_y=True, as_frame=True)
-    model = RandomForestClassifier(n_estimators=n_estimators, random_state=seed).fit(X, y)
-    with mlflow.start_run():
-        info = mlflow.sklearn.log_model(
-            model,
-            name="model",
-            serialization_format="cloudpickle",
-            signature=infer_signature(X, model.predict(X)),
-            input_example=X.head(2),
-            pip_requirements=["scikit-learn"],
-        )
-    version = mlflow.register_model(info.model_uri, "iris-rf")
-    mlflow_client.set_registered_model_alias("iris-rf", alias, version.version)
-    return str(version.version)
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +73,8 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Config]:
         mp.chdir(root)
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
         cfg = load_config(root)
-        assert _register(cfg, 100, 0, "champion") == "1"
-        assert _register(cfg, 10, 1, "challenger") == "2"
+        assert register_iris(cfg, 100, 0, "champion") == "1"
+        assert register_iris(cfg, 10, 1, "challenger") == "2"
         yield cfg
 
 
@@ -123,34 +97,6 @@ def expected(config: Config, iris_frame: pd.DataFrame) -> dict[str, list[int]]:
         v: mlflow.pyfunc.load_model(f"models:/iris-rf/{v}").predict(iris_frame[FEATURES]).tolist()
         for v in ("1", "2")
     }
-
-
-def _kill_by_pid(pid: int | None) -> None:
-    """Teardown safety net: SIGTERM the server's process group, then SIGKILL."""
-    if not pid:
-        return
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, sig)
-        for _ in range(100):
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-            try:
-                os.killpg(pid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.05)
-
-
-@contextlib.contextmanager
-def running(target: str, config: Config, **options: Any) -> Iterator[Deployment]:
-    deployment = deploy(target, config=config, **options)
-    try:
-        yield deployment
-    finally:
-        with contextlib.suppress(Exception):
-            stop(deployment.name, config=config)
-        _kill_by_pid(deployment.pid)
 
 
 @pytest.fixture(scope="module")

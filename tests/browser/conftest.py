@@ -25,7 +25,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -36,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.helpers import free_port
 
 CHROMIUM = Path(os.environ.get("MLOPS_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -73,12 +74,6 @@ def _missing() -> str | None:
     if importlib.util.find_spec("jupyterlab") is None:
         return "jupyterlab is not installed"
     return None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -155,7 +150,7 @@ def lab(lab_root: Path) -> Iterator[Lab]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "JPY_"))}
     env.update({k: str(v) for k, v in dirs.items()})
     env.update(DVC_NO_ANALYTICS="1", MLFLOW_ENABLE_ASYNC_LOGGING="false", PYTHONUNBUFFERED="1")
-    token, port = secrets.token_hex(16), _free_port()
+    token, port = secrets.token_hex(16), free_port()
     log = home / "jupyterlab.log"
     jupyter = shutil.which("jupyter", path=str(Path(sys.executable).parent))
     command = [jupyter] if jupyter else [sys.executable, "-m", "jupyter"]

@@ -28,17 +28,16 @@ from jupyter_mlops.serving import (
     Deployment,
     ServingError,
     SQLitePredictionStore,
-    deploy,
     list_deployments,
     open_prediction_store,
     read_predictions,
-    stop,
 )
 from jupyter_mlops.serving.predlog import LogWriter
 from jupyter_mlops.serving.predlog_pg import PostgresPredictionStore
 from jupyter_mlops.serving.state import JOURNAL_DIR
+from tests.helpers import register_iris, running
 from tests.team.pg import Cluster, new_cluster
-from tests.test_serving import FEATURES, _kill_by_pid, _register, fire
+from tests.test_serving import FEATURES, fire
 
 pytestmark = pytest.mark.slow
 
@@ -93,17 +92,6 @@ def _wait_for_ids(url: str, ids: set[str], timeout: float = 30.0) -> set[str]:
 def _rows(frame: Any, n: int, offset: int = 0) -> list[dict[str, float]]:
     part = frame[FEATURES].iloc[[(offset + i) % len(frame) for i in range(n)]]
     return json.loads(part.to_json(orient="records"))
-
-
-@contextlib.contextmanager
-def running(target: str, config: Config, **options: Any) -> Iterator[Deployment]:
-    deployment = deploy(target, config=config, **options)
-    try:
-        yield deployment
-    finally:
-        with contextlib.suppress(Exception):
-            stop(deployment.name, config=config)
-        _kill_by_pid(deployment.pid)
 
 
 # -- the store on its own -----------------------------------------------------------------
@@ -234,7 +222,7 @@ def hosts(
         mp.delenv("JUPYTER_MLOPS_PREDICTION_LOG", raising=False)
         config_a, config_b = load_config(a), load_config(b)
         assert config_a.prediction_log == config_b.prediction_log == shared_log
-        assert _register(config_a, 30, 0, "champion") == "1"
+        assert register_iris(config_a, 30, 0, "champion") == "1"
         yield config_a, config_b
 
 
