@@ -41,7 +41,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from run_all import HERE, format_table, machine, median, row, verdict, write_json
+from run_all import HERE, REPO, format_table, machine, median, row, verdict, write_json
+
+sys.path.insert(0, str(REPO))  # tests.helpers
+from tests.helpers import free_port
 
 TARGET_THROUGHPUT_C32 = 10.0  # ours / MLflow, at least
 TARGET_P99_C32 = 0.2  # ours / MLflow, at most
@@ -133,12 +136,6 @@ def load(port: int, path: str, payload: Any, concurrency: int, total: int) -> di
 # -- servers ------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def first_answer(port: int, path: str, deadline_s: float = 120.0) -> None:
     """Poll until ``path`` answers a prediction with 200 (new connection per try)."""
     request = _request(path, json.dumps(ONE_ROW).encode())
@@ -209,29 +206,12 @@ def setup_project(root: Path) -> Any:
     os.chdir(root)
     for key in [k for k in os.environ if k.startswith("MLFLOW_")]:
         del os.environ[key]
-    import mlflow
-    import mlflow.sklearn
-    from mlflow.models import infer_signature
-    from sklearn.datasets import load_iris
-    from sklearn.ensemble import RandomForestClassifier
+    import mlflow.pyfunc
 
     from jupyter_mlops.config import load_config
-    from jupyter_mlops.tracking.store import client
+    from tests.helpers import register_iris
 
-    mlflow_client = client(load_config())
-    X, y = load_iris(return_X_y=True, as_frame=True)
-    model = RandomForestClassifier(n_estimators=100, random_state=42).fit(X, y)
-    with mlflow.start_run():
-        info = mlflow.sklearn.log_model(
-            model,
-            name="model",
-            serialization_format="cloudpickle",
-            signature=infer_signature(X, model.predict(X)),
-            input_example=X.head(2),
-            pip_requirements=["scikit-learn"],
-        )
-    version = mlflow.register_model(info.model_uri, "iris-rf")
-    mlflow_client.set_registered_model_alias("iris-rf", "champion", version.version)
+    register_iris(load_config(), 100, 42, "champion")
     return mlflow.pyfunc.load_model("models:/iris-rf/1")
 
 

@@ -26,7 +26,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,7 +35,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from run_all import format_table, machine, median, row, verdict, write_json
+from run_all import REPO, format_table, machine, median, row, verdict, write_json
+
+sys.path.insert(0, str(REPO))  # tests.helpers
+from tests.helpers import free_port
 
 TARGET_S = 1.0
 CHROMIUM = Path(os.environ.get("MLOPS_CHROMIUM", "/usr/bin/chromium"))
@@ -44,17 +46,11 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class LabServer:
     """``jupyter lab`` on 127.0.0.1 serving ``root``, with its own config folders."""
 
     def __init__(self, root: Path, home: Path) -> None:
-        self.token, self.port = secrets.token_hex(16), _free_port()
+        self.token, self.port = secrets.token_hex(16), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         dirs = {
             "JUPYTER_CONFIG_DIR": home / "config",
