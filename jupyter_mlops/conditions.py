@@ -38,10 +38,12 @@ class ConditionResult:
     passed: bool
     checks: list[dict[str, Any]] = field(default_factory=list)
 
-    def explain(self) -> str:
+    def explain(self, marks: tuple[str, str] = ("ok", "FAILED")) -> str:
+        """Each comparison with its values; ``marks`` name a true and a false one (a gate
+        says ok/FAILED, an alert rule true/false)."""
         parts = []
         for check in self.checks:
-            mark = "ok" if check["passed"] else "FAILED"
+            mark = marks[0] if check["passed"] else marks[1]
             parts.append(
                 f"{check['left_text']} = {check['left']:.6g} {check['op']} "
                 f"{check['right']:.6g}: {mark}"

@@ -304,6 +304,12 @@ def test_rules_fire_quiet_and_post_to_the_webhook(
     assert recorded["rule"] == "drift_share > 0.3" and recorded["value"] == 0.5
     assert recorded["time"] and recorded["notified"] is True
     assert "1 firing, 2 quiet" in str(result)
+    explained = {r.rule.expression: r.explanation for r in result}
+    assert explained["drift_share > 0.3"] == "drift_share = 0.5 > 0.3: true"
+    assert explained["p99_ms > 100000"].endswith("> 100000: false")
+    from IPython.lib.pretty import pretty
+
+    assert pretty(result) == str(result)  # a summary in notebooks, not a list of objects
 
 
 def test_nothing_firing_posts_nothing(

@@ -327,6 +327,10 @@ class CheckResult(list[RuleResult]):
             lines.append(f"  webhook {self.webhook['url']}: {outcome}")
         return "\n".join(lines)
 
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        # IPython prints a list subclass item by item; the summary is what is meant.
+        printer.text(str(self))
+
     def _repr_html_(self) -> str:
         colour = {FIRING: "#cf222e", QUIET: "#1a7f37", UNKNOWN: "#8c959f"}
         rows = "".join(
@@ -367,7 +371,7 @@ def evaluate(rule: AlertRule, figures: Mapping[str, float], notes: Mapping[str, 
     return RuleResult(
         rule,
         FIRING if outcome.passed else QUIET,
-        outcome.explain(),
+        outcome.explain(("true", "false")),  # "ok" would read as "all is well"
         values=values,
         value=value,
         time=now,
