@@ -84,7 +84,7 @@ def probe(uri: str, timeout: float = 3.0) -> Reachability:
             ok = os.access(path, os.R_OK | os.W_OK)
             return result(ok, "SQLite file" + ("" if ok else " not readable and writable"))
         parent = next((p for p in path.parents if p.exists()), None)
-        ok = parent is not None and os.access(parent, os.W_OK)
+        ok = parent is not None and parent.is_dir() and os.access(parent, os.W_OK)
         return result(ok, "SQLite file not created yet" + ("" if ok else "; folder not writable"))
     if scheme in ("postgresql", "mysql", "mssql"):
         try:

@@ -70,7 +70,8 @@ def is_unavailable(exc: BaseException) -> bool:
         if name in ("ConnectionError", "MaxRetryError", "NewConnectionError"):
             return True
         # A database driver's connection-level errors; SQLite's (locked, corrupt) are not.
-        if name in ("OperationalError", "InterfaceError") and "sqlite" not in text.lower():
+        sqlite = "sqlite" in text.lower() or "sqlite" in type(current).__module__
+        if name in ("OperationalError", "InterfaceError") and not sqlite:
             return True
         if any(sign in text for sign in _UNAVAILABLE):
             return True
