@@ -124,6 +124,7 @@ class TrackedRun:
             return
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         self.offline = reason[:300]
+        store.mark_unavailable(self.config.tracking_uri)
         if not self.run_id.startswith(PENDING_PREFIX):
             self.orphan_run_id = self.run_id
         _log.warning("tracking store %s unreachable: %s", self.config.tracking_uri, reason)
@@ -554,6 +555,9 @@ def track(
     run_tags, env, git = _run_tags(config, notebook, namespace, tags)
     active = mlflow.active_run()
     try:
+        down = store.still_unavailable(config.tracking_uri)
+        if down is not None:
+            raise ConnectionError(down)
         experiment_name = resolve_experiment(experiment, config, notebook)
 
         def start(cached: bool) -> Any:

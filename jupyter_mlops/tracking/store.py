@@ -79,6 +79,29 @@ def is_unavailable(exc: BaseException) -> bool:
     return False
 
 
+_DOWN: set[str] = set()  # tracking URIs found unreachable by this process
+
+
+def mark_unavailable(uri: str) -> None:
+    """Remember that ``uri`` did not answer, so the next run asks quickly first."""
+    _DOWN.add(uri)
+
+
+def still_unavailable(uri: str) -> str | None:
+    """Why ``uri`` is still unreachable, or None. Only stores that failed before in this
+    process are probed (a 2 s ``/health`` check instead of MLflow's retries, seconds per
+    call), so a kernel working on while the server is down does not wait at every cell."""
+    if uri not in _DOWN:
+        return None
+    from jupyter_mlops.tracking.server import probe
+
+    reach = probe(uri, timeout=2.0)
+    if reach.ok:
+        _DOWN.discard(uri)
+        return None
+    return f"still unreachable: {reach.detail}"
+
+
 def _is_retryable(exc: BaseException) -> bool:
     text = f"{type(exc).__name__}: {exc}"
     code = getattr(exc, "error_code", "")
