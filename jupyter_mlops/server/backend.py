@@ -262,12 +262,13 @@ class SidebarBackend:
     def status(self) -> dict[str, Any]:
         """Project, store, which optional parts are installed, and the store's stamp."""
         from jupyter_mlops import __version__
+        from jupyter_mlops.tracking.server import redact
 
         return {
             "version": __version__,
             "project_root": str(self.project_root),
             "served_root": str(self.root_dir),
-            "tracking_uri": self.config.tracking_uri,
+            "tracking_uri": redact(self.config.tracking_uri),  # a database URI may hold one
             "stamp": self.store_stamp(),
             "features": {
                 "serving": _optional("jupyter_mlops.serving") is not None,
