@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from jupyter_mlops.errors import MlopsError
+from jupyter_mlops.tracking.server import redact
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -47,7 +48,7 @@ def _init(args: argparse.Namespace) -> int:
     (folder / ".mlops").mkdir(exist_ok=True)
     config = load_config(folder)
     config.ensure_dirs()
-    print(f"Project initialised at {config.root} (tracking: {config.tracking_uri})")
+    print(f"Project initialised at {config.root} (tracking: {redact(config.tracking_uri)})")
     return 0
 
 

@@ -12,6 +12,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from IPython.display import display
 
 from jupyter_mlops.errors import MlopsError
+from jupyter_mlops.tracking.server import redact
 
 
 def _names(values: list[str] | None) -> list[str]:
@@ -125,7 +126,7 @@ class MlopsMagics(Magics):
         def show(run: Any) -> None:
             if run.status == "BUFFERED":  # said even with --quiet: the run is not in MLflow
                 print(
-                    f"jupyter-mlops: the tracking store {run.config.tracking_uri} is "
+                    f"jupyter-mlops: the tracking store {redact(run.config.tracking_uri)} is "
                     f"unreachable ({run.offline}). The cell ran; its run is buffered as "
                     f"{run.pending_id}. Run `%mlops retry` when the store is back.",
                     file=sys.stderr,

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from jupyter_mlops.config import Config, load_config
 from jupyter_mlops.errors import NotFoundError, TrackingError
 from jupyter_mlops.tracking import store
+from jupyter_mlops.tracking.server import redact
 
 if TYPE_CHECKING:
     from jupyter_mlops.tracking.run import TrackedRun
@@ -114,9 +115,9 @@ def save(run: TrackedRun, status: str) -> Path:
     run.pending_id = pending_id
     run.status = "BUFFERED"
     run.notes.append(
-        f"tracking store {run.config.tracking_uri} unreachable ({run.offline}): the cell ran "
-        f"and its run ({status}) is buffered in {folder}; `%mlops retry` logs it when the "
-        "store is back"
+        f"tracking store {redact(run.config.tracking_uri)} unreachable ({run.offline}): "
+        f"the cell ran and its run ({status}) is buffered in {folder}; `%mlops retry` logs "
+        "it when the store is back"
     )
     return folder
 
@@ -238,7 +239,7 @@ def retry(ids: list[str] | None = None, config: Config | None = None) -> list[Re
         except Exception as exc:
             if store.is_unavailable(exc):
                 raise TrackingError(
-                    f"The tracking store {config.tracking_uri} is still unreachable "
+                    f"The tracking store {redact(config.tracking_uri)} is still unreachable "
                     f"({str(exc).splitlines()[0][:200]}); {len(items) - len(done)} run(s) "
                     "stay buffered. Try again when it is back."
                 ) from None

@@ -9,6 +9,8 @@ from __future__ import annotations
 from html import escape
 from typing import TYPE_CHECKING
 
+from jupyter_mlops.tracking.server import redact
+
 if TYPE_CHECKING:
     from jupyter_mlops.tracking.run import TrackedRun
 
@@ -95,7 +97,7 @@ class RunCard:
         for label, items in self._rows():
             if items:
                 lines.append(f"  {label}: " + ", ".join(items))
-        lines.append(f"  store: {self.run.config.tracking_uri}")
+        lines.append(f"  store: {redact(self.run.config.tracking_uri)}")
         return "\n".join(lines)
 
     __repr__ = __str__

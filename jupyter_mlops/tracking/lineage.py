@@ -11,6 +11,7 @@ from jupyter_mlops.config import Config, load_config
 from jupyter_mlops.errors import NotFoundError
 from jupyter_mlops.tracking import store
 from jupyter_mlops.tracking.run import TAG_DATA
+from jupyter_mlops.tracking.server import redact
 
 if TYPE_CHECKING:
     from jupyter_mlops.data import DataSnapshot
@@ -38,7 +39,7 @@ def get_run(run_id: str, config: Config | None = None):  # type: ignore[no-untyp
         if len(matches) > 1:
             ids = ", ".join(m.info.run_id for m in matches[:5])
             raise NotFoundError(f"Run id prefix {run_id!r} is ambiguous: {ids}")
-    raise NotFoundError(f"No run {run_id!r} in {config.tracking_uri}")
+    raise NotFoundError(f"No run {run_id!r} in {redact(config.tracking_uri)}")
 
 
 def run_data(run_id: str, config: Config | None = None) -> list[DataSnapshot]:

@@ -37,6 +37,7 @@ from urllib.request import url2pathname
 from jupyter_mlops.config import Config, load_config
 from jupyter_mlops.errors import MlopsError, NotFoundError
 from jupyter_mlops.tracking.run import TAG_DATA, TAG_MODELS, TAG_NOTEBOOK
+from jupyter_mlops.tracking.server import redact
 
 if TYPE_CHECKING:
     import numpy as np
@@ -995,7 +996,9 @@ def runs(
     source = _open_reader(config, reader)
     if source is None:
         if experiment is not None:
-            raise NotFoundError(f"No experiment {experiment!r}: {config.tracking_uri} is empty")
+            raise NotFoundError(
+                f"No experiment {experiment!r}: {redact(config.tracking_uri)} is empty"
+            )
         frame = _assemble(_Long())
     else:
         try:
