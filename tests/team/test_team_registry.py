@@ -58,3 +58,50 @@ def test_concurrent_promotions_one_wins_the_rest_are_told(
     promotions = [(e.previous, e.version) for e in registry.history(model_name)]
     assert promotions == [(None, "1"), ("1", winners[0])]
     assert [m.name for m in registry.list_models() if m.name.startswith(model_name)] == [model_name]
+
+
+REGISTER_WORKER = """
+import os, sys
+os.environ["MLFLOW_TRACKING_URI"] = sys.argv[1]
+os.chdir(sys.argv[2])
+import jupyter_mlops
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+X, Y = load_iris(return_X_y=True, as_frame=True)
+name, worker = sys.argv[3], int(sys.argv[4])
+for i in range(5):
+    with jupyter_mlops.track(name=f"w{worker}-{i}") as run:
+        run.log_metrics({"worker": worker, "i": i})
+        run.log_model(LogisticRegression(max_iter=200).fit(X, Y), "model", X=X)
+    reg = jupyter_mlops.register(run.run_id, name=name)
+    print(reg.version, run.run_id, flush=True)
+"""
+
+
+def test_four_kernels_registering_at_once_get_distinct_versions(
+    team_project: Path, tracking_server: str, model_name: str
+) -> None:
+    import subprocess
+    import sys
+
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", REGISTER_WORKER, tracking_server, str(team_project),
+             model_name, str(w)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for w in range(4)
+    ]  # fmt: skip
+    said = {}
+    for p in procs:
+        out, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-3000:]
+        said.update(dict(line.split() for line in out.splitlines()))
+    assert sorted(map(int, said)) == list(range(1, 21))  # 20 versions, none lost or doubled
+    client = MlflowClient(tracking_server)
+    versions = client.search_model_versions(f"name = '{model_name}'")
+    assert {str(v.version): v.run_id for v in versions} == said
+    for v in versions:
+        assert v.tags["mlops.run_id"] == v.run_id
