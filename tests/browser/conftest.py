@@ -133,9 +133,10 @@ def lab_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def lab(lab_root: Path) -> Iterator[Lab]:
-    """One JupyterLab server for the whole browser suite."""
+@contextlib.contextmanager
+def start_lab(lab_root: Path, extra_env: dict[str, str] | None = None) -> Iterator[Lab]:
+    """A JupyterLab server on ``lab_root`` with its own Jupyter folders next to it (``extra_env``:
+    e.g. ``MLFLOW_TRACKING_URI`` for a lab whose kernels track to a server)."""
     home = lab_root.parent
     dirs = {
         "JUPYTER_CONFIG_DIR": home / "jupyter-config",
@@ -150,6 +151,7 @@ def lab(lab_root: Path) -> Iterator[Lab]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "JPY_"))}
     env.update({k: str(v) for k, v in dirs.items()})
     env.update(DVC_NO_ANALYTICS="1", MLFLOW_ENABLE_ASYNC_LOGGING="false", PYTHONUNBUFFERED="1")
+    env.update(extra_env or {})
     token, port = secrets.token_hex(16), free_port()
     log = home / "jupyterlab.log"
     jupyter = shutil.which("jupyter", path=str(Path(sys.executable).parent))
@@ -189,6 +191,13 @@ def lab(lab_root: Path) -> Iterator[Lab]:
         yield server
     finally:
         _stop(process)
+
+
+@pytest.fixture(scope="session")
+def lab(lab_root: Path) -> Iterator[Lab]:
+    """One JupyterLab server for the whole browser suite."""
+    with start_lab(lab_root) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
