@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from jupyter_mlops.conditions import Condition, ConditionResult
 from jupyter_mlops.conditions import ConditionError as GateError
 from jupyter_mlops.config import Config, load_config
-from jupyter_mlops.errors import MlopsError, NotFoundError
+from jupyter_mlops.errors import ConflictError, MlopsError, NotFoundError
 from jupyter_mlops.tracking import store
 from jupyter_mlops.tracking.run import TAG_DATA, TAG_MODELS, TAG_NOTEBOOK, TAG_SOURCE_HASH
 
@@ -61,7 +61,7 @@ class Gate(Condition):
     kind = "Gate"
 
 
-class PromotionConflict(RegistryError):
+class PromotionConflict(RegistryError, ConflictError):
     """Another promotion moved the alias first; this one changed nothing.
 
     ``current`` is the version that holds the alias now, ``expected`` the one this
@@ -515,7 +515,9 @@ def _alias_lock(client: Any, name: str, alias: str) -> Iterator[None]:
             )
             break
         except MlflowException as exc:
-            if "ALREADY_EXISTS" not in str(exc.error_code):
+            # DOES_NOT_EXIST: the store created it and lost it to a concurrent delete
+            # before adding its tags; try again like any contended lock.
+            if not any(c in str(exc.error_code) for c in ("ALREADY_EXISTS", "DOES_NOT_EXIST")):
                 raise
         held = _lock_holder(client, lock)
         if held is not None and time.time() - held[1] > LOCK_STALE:
@@ -546,13 +548,17 @@ def _lock_holder(client: Any, lock: str) -> tuple[str, float] | None:
     from mlflow.exceptions import MlflowException
 
     try:
-        tags = store.call(client.get_registered_model, lock).tags
+        model = store.call(client.get_registered_model, lock)
     except MlflowException:
         return None
+    # Its tags may not be visible yet (a lock being created right now): then its creation
+    # time on the store says how old it is. Never take a lock of unknown age for stale.
+    owner = model.tags.get("mlops.lock.owner", "?")
     try:
-        return tags.get("mlops.lock.owner", "?"), float(tags.get("mlops.lock.time", "0"))
-    except ValueError:
-        return tags.get("mlops.lock.owner", "?"), 0.0
+        return owner, float(model.tags["mlops.lock.time"])
+    except (KeyError, ValueError):
+        created = getattr(model, "creation_timestamp", None)
+        return owner, created / 1000 if created else time.time()
 
 
 def _holder(client: Any, name: str, alias: str) -> str | None:
@@ -659,6 +665,15 @@ def _holders(events: Sequence[AliasEvent], alias: str) -> list[str]:
         elif event.version is not None:
             stack.append(event.version)
     return stack
+
+
+def expectation(text: str | None) -> dict[str, Any]:
+    """``--expect VERSION`` as ``promote``'s keyword: ``none`` means the alias must be
+    unset; no text means "the holder when the call starts" (the default)."""
+    if text is None:
+        return {}
+    text = text.strip().strip("'\"")
+    return {"expected": None if text.lower() == "none" else text}
 
 
 def promote(
