@@ -94,10 +94,13 @@ def _promote(args: argparse.Namespace) -> int:
     from jupyter_mlops import registry
     from jupyter_mlops.status import event_text
 
-    extra = {}
-    if args.expect is not None:
-        extra["expected"] = None if args.expect.lower() == "none" else args.expect
-    event = registry.promote(args.version, args.alias, gate=args.gate, force=args.force, **extra)
+    event = registry.promote(
+        args.version,
+        args.alias,
+        gate=args.gate,
+        force=args.force,
+        **registry.expectation(args.expect),
+    )
     print(event_text(event))
     return 0
 

@@ -25,3 +25,7 @@ class TrackingError(MlopsError):
 
 class NotFoundError(MlopsError):
     """A run, model, deployment or file asked for does not exist."""
+
+
+class ConflictError(MlopsError):
+    """Someone else changed the shared state this operation was decided on; it did nothing."""

@@ -66,14 +66,6 @@ def _parse(magic: Any, line: str) -> Any:
     return args
 
 
-def _expectation(expect: str | None) -> dict[str, Any]:
-    """``--expect`` as ``registry.promote``'s keyword (absent: the holder at the start)."""
-    if expect is None:
-        return {}
-    expect = _unquote(expect)
-    return {"expected": None if expect.lower() == "none" else expect}
-
-
 @magics_class
 class MlopsMagics(Magics):
     """%%track, %mlops."""
@@ -243,7 +235,7 @@ class MlopsMagics(Magics):
                         gate=args.gate,
                         context=context,
                         force=args.force,
-                        **_expectation(args.expect),
+                        **registry.expectation(args.expect),
                     )
                 else:
                     event = registry.rollback(args.rollback, args.alias[0], context=context)

@@ -21,7 +21,7 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from tornado.ioloop import IOLoop
 
-from jupyter_mlops.errors import MlopsError, NotFoundError
+from jupyter_mlops.errors import ConflictError, MlopsError, NotFoundError
 from jupyter_mlops.server.backend import DEFAULT_PAGE, RequestError, SidebarBackend
 
 NAMESPACE = "jupyter-mlops"
@@ -39,7 +39,7 @@ def error_reply(exc: BaseException) -> tuple[int, dict[str, Any]]:
     body: dict[str, Any] = {"message": str(exc) or type(exc).__name__}
     if isinstance(exc, NotFoundError):
         return 404, body
-    if hasattr(exc, "expected") and hasattr(exc, "current"):  # registry.PromotionConflict
+    if isinstance(exc, ConflictError):
         body["reason"] = "conflict"
         body["current"] = getattr(exc, "current", None)
         return 409, body

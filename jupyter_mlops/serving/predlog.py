@@ -154,14 +154,8 @@ class SQLitePredictionStore:
         until: float | None = None,
         limit: int | None = None,
     ) -> list[dict[str, Any]]:
-        where, args = ["deployment = ?"], [deployment]
-        if since is not None:
-            where.append("ts >= ?")
-            args.append(since)
-        if until is not None:
-            where.append("ts < ?")
-            args.append(until)
-        sql = f"SELECT {','.join(COLUMNS)} FROM predictions WHERE {' AND '.join(where)}"
+        where, args = window_condition(deployment, since, until, "?")
+        sql = f"SELECT {','.join(COLUMNS)} FROM predictions WHERE {where}"
         if limit is not None:
             sql = f"SELECT * FROM ({sql} ORDER BY ts DESC LIMIT {int(limit)})"
         cur = self._conn().execute(f"{sql} ORDER BY ts", args)
@@ -172,6 +166,22 @@ class SQLitePredictionStore:
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+
+def window_condition(
+    deployment: str, since: float | None, until: float | None, mark: str
+) -> tuple[str, list[Any]]:
+    """The SQL condition (and its arguments) for ``deployment``'s rows with
+    ``since <= ts < until``; ``mark`` is the driver's placeholder (``?`` or ``%s``)."""
+    where = [f"deployment = {mark}"]
+    args: list[Any] = [deployment]
+    if since is not None:
+        where.append(f"ts >= {mark}")
+        args.append(since)
+    if until is not None:
+        where.append(f"ts < {mark}")
+        args.append(until)
+    return " AND ".join(where), args
 
 
 def _json_text(value: Any) -> str | None:

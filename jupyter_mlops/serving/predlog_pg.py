@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from jupyter_mlops.serving.errors import ServingError
-from jupyter_mlops.serving.predlog import COLUMNS, _json_text, redact_url
+from jupyter_mlops.serving.predlog import COLUMNS, _json_text, redact_url, window_condition
 
 if TYPE_CHECKING:
     import psycopg
@@ -216,14 +216,8 @@ class PostgresPredictionStore:
     ) -> list[dict[str, Any]]:
         """Rows of ``deployment`` with ``since <= ts < until``, oldest first (latest
         ``limit``)."""
-        where, args = ["deployment = %s"], [deployment]
-        if since is not None:
-            where.append("ts >= %s")
-            args.append(since)
-        if until is not None:
-            where.append("ts < %s")
-            args.append(until)
-        sql = f"SELECT {','.join(COLUMNS)} FROM {TABLE} WHERE {' AND '.join(where)}"
+        where, args = window_condition(deployment, since, until, "%s")
+        sql = f"SELECT {','.join(COLUMNS)} FROM {TABLE} WHERE {where}"
         if limit is not None:
             sql = (
                 f"SELECT * FROM ({sql} ORDER BY ts DESC, request_id DESC LIMIT {int(limit)})"

@@ -190,9 +190,6 @@ def _replay(item: Pending, config: Config) -> Replayed:
         for name, (model, X, y) in model_inputs.items():
             with contextlib.suppress(TrackingError):  # noted on the run, as in %%track
                 run.log_model(model, name=name, X=X, y=y)
-        late_tags = {k: v for k, v in data["tags"].items() if k not in tags or tags[k] != v}
-        if late_tags:
-            run.set_tags(late_tags)
         if run.offline is not None:
             raise ConnectionError(f"The store went away again during the retry: {run.offline}")
         store.call(client.set_terminated, run.run_id, data["status"], int(data["ended"] * 1000))

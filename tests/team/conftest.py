@@ -20,33 +20,23 @@ def postgres() -> Iterator[Cluster]:
     cluster.destroy()
 
 
-def start_tracking_server(cluster: Cluster, folder: Path, database: str) -> tuple[str, object]:
-    """``mlflow server`` on a new database of ``cluster`` with artifacts under ``folder``."""
-    from jupyter_mlops.config import load_config
-    from jupyter_mlops.tracking.server import start_server
-
-    (folder / ".mlops").mkdir(parents=True, exist_ok=True)
-    config = load_config(folder)
-    info = start_server(
-        backend_store_uri=cluster.create_database(database),
-        artifacts_destination=str(folder / "artifacts"),
-        port=free_port(),
-        workers=1,
-        config=config,
-    )
-    return info.url, config
-
-
 @pytest.fixture(scope="session")
 def tracking_server(postgres: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The team's shared tracking server (PostgreSQL backend, proxied artifacts)."""
-    from jupyter_mlops.tracking.server import servers, stop_server
+    from jupyter_mlops.config import load_config
+    from jupyter_mlops.tracking.server import start_server, stop_server
 
     folder = tmp_path_factory.mktemp("mlflow-server")
-    url, config = start_tracking_server(postgres, folder, "mlflow")
-    yield url
-    for info, _ in servers(config):  # type: ignore[arg-type]
-        stop_server(int(info.url.rsplit(":", 1)[1]), config)  # type: ignore[arg-type]
+    (folder / ".mlops").mkdir()
+    config, port = load_config(folder), free_port()
+    info = start_server(
+        backend_store_uri=postgres.create_database("mlflow"),
+        artifacts_destination=str(folder / "artifacts"),
+        port=port,
+        config=config,
+    )
+    yield info.url
+    stop_server(port, config)
 
 
 @pytest.fixture
