@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from jupyter_mlops._version import __version__
 from jupyter_mlops.config import Config, load_config
 from jupyter_mlops.errors import (
     ConfigError,
@@ -25,8 +26,6 @@ from jupyter_mlops.tracking import (
     track,
     track_code,
 )
-
-__version__ = "0.1.0"
 
 # The registry is imported on first use (see __getattr__) so import stays light.
 _LAZY = {

@@ -7,8 +7,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from jupyter_mlops._util.urls import redact
 from jupyter_mlops.errors import MlopsError
-from jupyter_mlops.tracking.server import redact
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -368,7 +368,7 @@ def _server(args: argparse.Namespace) -> int:
             print("No tracking server started from this project (`jupyter-mlops server start`).")
         for info, alive in known:
             state = server.probe(info.url) if alive else "process gone"
-            backend = server.redact(info.backend_store_uri)
+            backend = redact(info.backend_store_uri)
             print(f"{info.url}  pid {info.pid}  {state}  backend {backend}")
     return 0
 
@@ -658,7 +658,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except MlopsError as exc:
         print(f"jupyter-mlops: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
 
 
 if __name__ == "__main__":

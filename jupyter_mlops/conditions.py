@@ -13,12 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from jupyter_mlops.errors import MlopsError
-
-
-class ConditionError(MlopsError):
-    """A condition is malformed or names a figure that is not there."""
-
+from jupyter_mlops.errors import ConditionError
 
 _COMPARE: dict[type[ast.cmpop], tuple[str, Callable[[float, float], bool]]] = {
     ast.Gt: (">", operator.gt),

@@ -1,14 +1,36 @@
 """One error hierarchy whose messages are meant for users.
 
-Faces map these to their own conventions: magics raise ``UsageError``, the CLI exits
-non-zero, the server extension answers with an HTTP status.
+Each class says how the faces report it: ``http_status`` for the server extension and the
+model server, ``exit_code`` for the CLI (domain errors exit 1, usage errors 2; checks that
+fire keep their own documented codes). Magics show every ``MlopsError`` as a one-line
+``UsageError``. ``details()`` adds machine-readable fields to a JSON error body.
 """
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
+#: CLI exit code of a domain error (the command was understood but could not be done).
+EXIT_ERROR = 1
+#: CLI exit code of a usage error (the command line itself is wrong), as argparse uses.
+EXIT_USAGE = 2
+
 
 class MlopsError(Exception):
     """Base class of every error jupyter-mlops raises on purpose."""
+
+    http_status: ClassVar[int] = 400
+    exit_code: ClassVar[int] = EXIT_ERROR
+
+    def details(self) -> dict[str, Any]:
+        """Extra fields for a JSON error reply (beside ``message``)."""
+        return {}
+
+
+class UsageError(MlopsError):
+    """The options of a command contradict each other or lack something required."""
+
+    exit_code = EXIT_USAGE
 
 
 class ConfigError(MlopsError):
@@ -23,9 +45,48 @@ class TrackingError(MlopsError):
     """A run cannot be recorded or read back."""
 
 
+class QueryError(MlopsError):
+    """A ``--where`` filter or a run query cannot be understood."""
+
+
 class NotFoundError(MlopsError):
     """A run, model, deployment or file asked for does not exist."""
 
+    http_status = 404
+
 
 class ConflictError(MlopsError):
-    """Someone else changed the shared state this operation was decided on; it did nothing."""
+    """Someone else changed the shared state this operation was decided on; it did nothing.
+
+    ``current`` names what holds the state now (e.g. the alias's new version), when known.
+    """
+
+    http_status = 409
+    current: str | None = None
+
+    def details(self) -> dict[str, Any]:
+        return {"reason": "conflict", "current": self.current}
+
+
+class ConditionError(MlopsError):
+    """A gate, alert rule or trigger expression cannot be parsed or evaluated."""
+
+
+class RegistryError(MlopsError):
+    """A registry operation cannot be done as asked."""
+
+
+class ServingError(MlopsError):
+    """A deployment cannot be started, changed, stopped or reached."""
+
+
+class MonitoringError(MlopsError):
+    """Monitoring figures or a drift report cannot be computed as asked."""
+
+
+class PipelineError(MlopsError):
+    """A pipeline file is invalid or a pipeline cannot be run as asked."""
+
+
+class RequestError(MlopsError):
+    """A server-extension request's parameters cannot be used (page token, limit, body)."""

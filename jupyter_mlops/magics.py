@@ -11,8 +11,8 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from IPython.display import display
 
+from jupyter_mlops._util.urls import redact
 from jupyter_mlops.errors import MlopsError
-from jupyter_mlops.tracking.server import redact
 
 
 def _names(values: list[str] | None) -> list[str]:

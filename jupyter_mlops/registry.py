@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from jupyter_mlops.conditions import Condition, ConditionResult
 from jupyter_mlops.conditions import ConditionError as GateError
 from jupyter_mlops.config import Config, load_config
-from jupyter_mlops.errors import ConflictError, MlopsError, NotFoundError
+from jupyter_mlops.errors import ConflictError, NotFoundError, RegistryError
 from jupyter_mlops.tracking import store
 from jupyter_mlops.tracking.run import TAG_DATA, TAG_MODELS, TAG_NOTEBOOK, TAG_SOURCE_HASH
 
@@ -46,10 +46,6 @@ MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
 ALIAS_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,254}$")
 # Metrics where smaller is better, for --against comparisons.
 LOWER_IS_BETTER = re.compile(r"(loss|error|rmse|mse|mae|mape|logloss)", re.IGNORECASE)
-
-
-class RegistryError(MlopsError):
-    """A registry operation cannot be done as asked."""
 
 
 GateResult = ConditionResult
@@ -80,6 +76,16 @@ class GateFailed(RegistryError):
     def __init__(self, message: str, result: GateResult) -> None:
         super().__init__(message)
         self.result = result
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "reason": "gate",
+            "gate": {
+                "expression": self.result.expression,
+                "passed": self.result.passed,
+                "explanation": self.result.explain(),
+            },
+        }
 
 
 # -- names ------------------------------------------------------------------------------

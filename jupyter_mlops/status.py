@@ -47,8 +47,9 @@ def describe(config: Config | None = None) -> Table:
     config = config or load_config()
     git = git_state(config.root)
     dvc = "initialised" if (config.root / ".dvc").is_dir() else "not initialised (first --data)"
+    from jupyter_mlops._util.urls import redact
     from jupyter_mlops.tracking.buffer import pending
-    from jupyter_mlops.tracking.server import probe, redact
+    from jupyter_mlops.tracking.server import probe
 
     rows = [
         ["project root", str(config.root)],

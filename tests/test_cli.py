@@ -18,7 +18,7 @@ def test_cli_register_promote_history_lineage(project: Path, capsys) -> None:
         run.log_metrics({"accuracy": 0.9})
         run.log_model(LogisticRegression(max_iter=300).fit(X, y), "model", X=X)
 
-    assert main(["register", "--name", "cli-model", "--gate", "accuracy > 2"]) == 2
+    assert main(["register", "--name", "cli-model", "--gate", "accuracy > 2"]) == 1
     assert "fails gate" in capsys.readouterr().err
     assert main(["register", run.run_id[:10], "--name", "cli-model", "--alias", "champion"]) == 0
     assert "Registered cli-model version 1" in capsys.readouterr().out
@@ -30,7 +30,7 @@ def test_cli_register_promote_history_lineage(project: Path, capsys) -> None:
     assert main(["lineage", "cli-model@champion", "--json"]) == 0
     lineage = json.loads(capsys.readouterr().out)
     assert lineage["run_id"] == run.run_id and lineage["version"] == "1"
-    assert main(["rollback", "cli-model", "champion"]) == 2
+    assert main(["rollback", "cli-model", "champion"]) == 1
     assert "Nothing to roll back" in capsys.readouterr().err
     assert main(["info"]) == 0
     assert str(project) in capsys.readouterr().out

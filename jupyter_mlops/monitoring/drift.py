@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jupyter_mlops.errors import MlopsError
+from jupyter_mlops.errors import MlopsError, MonitoringError
 from jupyter_mlops.monitoring import stats as st
 from jupyter_mlops.monitoring.report import (
     NOT_COMPUTED,
@@ -54,10 +54,6 @@ LOG_COLUMNS = (
 )  # fmt: skip
 _MEMORY_CACHE: dict[str, ReferenceProfile] = {}
 _MEMORY_CACHE_SIZE = 4
-
-
-class MonitoringError(MlopsError):
-    """Monitoring cannot be done as asked (no predictions, no reference, bad rule...)."""
 
 
 # -- column profiles ----------------------------------------------------------------------

@@ -365,7 +365,7 @@ def _active_mlflow_run() -> str | None:
 
 
 def _base_tags(config: Config, spec: Pipeline) -> dict[str, str]:
-    from jupyter_mlops import __version__
+    from jupyter_mlops._version import __version__
     from jupyter_mlops.tracking.environment import git_state
 
     tags = {

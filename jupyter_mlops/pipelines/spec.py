@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jupyter_mlops.errors import MlopsError
+from jupyter_mlops.errors import PipelineError
 
 _STEP_KEYS = {"name", "notebook", "params", "inputs", "outputs", "needs", "executor", "kernel",
               "timeout"}  # fmt: skip
@@ -39,10 +39,6 @@ _TOP_KEYS = {"name", "experiment", "model", "metric", "params", "steps", "execut
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _STEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 BUILTIN_NAMES = ("run_dir", "run_id")  # placeholders every step can use
-
-
-class PipelineError(MlopsError):
-    """A pipeline definition or run request is invalid; the message names the step."""
 
 
 @dataclass

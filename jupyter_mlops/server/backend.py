@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jupyter_mlops.config import Config, load_config
-from jupyter_mlops.errors import MlopsError, NotFoundError
+from jupyter_mlops.errors import NotFoundError, RequestError
 from jupyter_mlops.tracking.run import TAG_DATA, TAG_MODELS, TAG_NOTEBOOK, TAG_SOURCE_HASH
 
 if TYPE_CHECKING:
@@ -72,10 +72,6 @@ def import_heavy() -> None:
                 import mlflow  # noqa: F401
                 import pandas  # noqa: F401
             _imported = True
-
-
-class RequestError(MlopsError):
-    """A request's parameters cannot be used (bad page token, limit, body)."""
 
 
 @dataclass
@@ -261,8 +257,8 @@ class SidebarBackend:
     # -- status --------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         """Project, store, which optional parts are installed, and the store's stamp."""
-        from jupyter_mlops import __version__
-        from jupyter_mlops.tracking.server import redact
+        from jupyter_mlops._util.urls import redact
+        from jupyter_mlops._version import __version__
 
         return {
             "version": __version__,

@@ -3,8 +3,9 @@
 Every verb is ``@tornado.web.authenticated``: a request without a valid Jupyter token gets
 403. Handlers parse the request, run one blocking backend call in a worker thread (so the
 server keeps answering while MLflow reads), and answer JSON. Errors go through one helper:
-``NotFoundError`` -> 404, any other ``MlopsError`` -> 400, anything else -> 500, always as
-``{"message": ...}``.
+an ``MlopsError`` answers with its class's ``http_status`` and ``details()``, MLflow's own
+not-found/bad-request codes with 404/400, anything else with 500, always with a
+``"message"``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from tornado.ioloop import IOLoop
 
-from jupyter_mlops.errors import ConflictError, MlopsError, NotFoundError
+from jupyter_mlops.errors import MlopsError
 from jupyter_mlops.server.backend import DEFAULT_PAGE, RequestError, SidebarBackend
 
 NAMESPACE = "jupyter-mlops"
@@ -37,22 +38,9 @@ _MLFLOW_BAD_REQUEST = {"INVALID_PARAMETER_VALUE", "BAD_REQUEST", "INVALID_STATE"
 def error_reply(exc: BaseException) -> tuple[int, dict[str, Any]]:
     """The HTTP status and JSON body for an exception raised by the backend."""
     body: dict[str, Any] = {"message": str(exc) or type(exc).__name__}
-    if isinstance(exc, NotFoundError):
-        return 404, body
-    if isinstance(exc, ConflictError):
-        body["reason"] = "conflict"
-        body["current"] = getattr(exc, "current", None)
-        return 409, body
-    if isinstance(exc, MlopsError):
-        result = getattr(exc, "result", None)  # GateFailed carries the gate's evaluation
-        if result is not None:
-            body["reason"] = "gate"
-            body["gate"] = {
-                "expression": getattr(result, "expression", None),
-                "passed": getattr(result, "passed", False),
-                "explanation": result.explain() if hasattr(result, "explain") else None,
-            }
-        return 400, body
+    if isinstance(exc, MlopsError):  # each error class says its status and extra fields
+        body.update(exc.details())
+        return exc.http_status, body
     code = str(getattr(exc, "error_code", "") or "")
     if code in _MLFLOW_NOT_FOUND:
         return 404, body

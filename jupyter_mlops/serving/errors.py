@@ -6,11 +6,16 @@ can answer a bad request with a message that names the problem.
 
 from __future__ import annotations
 
-from jupyter_mlops.errors import MlopsError, NotFoundError
+from jupyter_mlops.errors import NotFoundError, ServingError
 
-
-class ServingError(MlopsError):
-    """A deployment cannot be started, changed, stopped or reached."""
+__all__ = [
+    "DeploymentNotFoundError",
+    "InputError",
+    "PortInUseError",
+    "PredictionError",
+    "ServingError",
+    "log_failed",
+]
 
 
 class PortInUseError(ServingError):

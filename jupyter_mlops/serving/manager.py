@@ -19,7 +19,6 @@ import json
 import os
 import re
 import shlex
-import signal
 import socket
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jupyter_mlops._util.processes import pid_alive, stop_group
 from jupyter_mlops.config import Config, load_config
 from jupyter_mlops.serving.errors import DeploymentNotFoundError, PortInUseError, ServingError
 from jupyter_mlops.serving.predlog import default_store_url, open_prediction_store, replay_journal
@@ -41,7 +41,6 @@ from jupyter_mlops.serving.state import (
     STATE_FILE,
     deployments_root,
     locked,
-    pid_alive,
     pid_is_server,
     read_acks,
     read_state,
@@ -485,35 +484,6 @@ def _wait_healthy(proc: subprocess.Popen[bytes], url: str, log: Path, timeout: f
     )
 
 
-def _group_alive(pid: int) -> bool:
-    if pid_alive(pid):  # also reaps the leader when it is our own child
-        return True
-    try:
-        os.killpg(pid, 0)  # workers of the same process group
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _kill_group(pid: int, timeout: float) -> None:
-    """SIGTERM the server's process group, then SIGKILL what is left after ``timeout``."""
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            return
-        except PermissionError:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if not _group_alive(pid):
-                return
-            time.sleep(0.05)
-
-
 @contextlib.contextmanager
 def _changing(name: str, config: Config | None) -> Iterator[tuple[Path, dict[str, Any]]]:
     """Lock a running deployment's state for a change; yields (folder, state copy)."""
@@ -645,7 +615,7 @@ def deploy(
         _wait_healthy(proc, deployment.url, folder / LOG_FILE, timeout)
     except ServingError:
         if proc.poll() is None:
-            _kill_group(proc.pid, 5.0)
+            stop_group(proc.pid, 5.0)
         with locked(folder):
             state["status"], state["stopped_at"] = "failed", time.time()
             write_state(folder, state)
@@ -754,7 +724,7 @@ def stop(name: str, *, timeout: float = 10.0, config: Config | None = None) -> D
             raise DeploymentNotFoundError(f"No deployment named {name!r} in {config.root}.")
         pid = int(state.get("pid") or 0)
         if pid and pid_alive(pid) and pid_is_server(pid):
-            _kill_group(pid, timeout)
+            stop_group(pid, timeout)
         if state.get("status") != "stopped":
             state["status"], state["stopped_at"] = "stopped", time.time()
             _event(state, "stop")

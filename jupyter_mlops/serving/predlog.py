@@ -29,16 +29,15 @@ import json
 import logging
 import os
 import queue
-import re
 import sqlite3
 import threading
 import time
-import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from jupyter_mlops._util.urls import redact
 from jupyter_mlops.serving.errors import DeploymentNotFoundError, ServingError
 
 if TYPE_CHECKING:
@@ -220,23 +219,6 @@ def open_prediction_store(url: str) -> PredictionStore:
             f"No prediction store for {scheme!r} URLs (known: {', '.join(sorted(_STORES))})."
         )
     return factory(url)
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its password shown as ``***`` (for messages, logs and listings)."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:
-        return re.sub(r"//[^/@]*@", "//***@", url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        if ":" in userinfo:
-            netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
-    query = re.sub(r"(?i)(^|&)(password=)[^&]*", r"\1\2***", parts.query)
-    if (netloc, query) == (parts.netloc, parts.query):
-        return url  # nothing secret (urlunsplit would also rewrite sqlite:////abs paths)
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def default_store_url(mlops_dir: Path) -> str:
@@ -500,7 +482,7 @@ class LogWriter:
                 _log.warning(
                     "prediction log store %s cannot be written (records stay in %s; retrying "
                     "every %g s): %s",
-                    redact_url(self.store_url), self.journal_dir, self.interval, exc,
+                    redact(self.store_url), self.journal_dir, self.interval, exc,
                     exc_info=not isinstance(exc, ServingError),  # stores' own: clear enough
                 )  # fmt: skip
                 self._warned_at = now
@@ -510,7 +492,7 @@ class LogWriter:
         if self._failing_since is not None:
             _log.info(
                 "prediction log store %s written again after %.0f s",
-                redact_url(self.store_url), time.time() - self._failing_since,
+                redact(self.store_url), time.time() - self._failing_since,
             )  # fmt: skip
             self._failing_since = None
         return True

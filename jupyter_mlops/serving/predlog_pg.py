@@ -22,8 +22,9 @@ import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from jupyter_mlops._util.urls import redact
 from jupyter_mlops.serving.errors import ServingError
-from jupyter_mlops.serving.predlog import COLUMNS, _json_text, redact_url, window_condition
+from jupyter_mlops.serving.predlog import COLUMNS, _json_text, window_condition
 
 if TYPE_CHECKING:
     import psycopg
@@ -87,7 +88,7 @@ def libpq_url(url: str) -> str:
     ``postgresql://``."""
     scheme, sep, rest = url.partition("://")
     if not sep or scheme.split("+", 1)[0] not in ("postgresql", "postgres"):
-        raise ServingError(f"Not a PostgreSQL URL: {redact_url(url)}")
+        raise ServingError(f"Not a PostgreSQL URL: {redact(url)}")
     return f"postgresql://{rest}"
 
 
@@ -113,7 +114,7 @@ class PostgresPredictionStore:
         so a wrong URL fails here rather than in the background."""
         psycopg = _psycopg()
         self.url = url
-        self.safe_url = redact_url(url)
+        self.safe_url = redact(url)
         try:
             params = psycopg.conninfo.conninfo_to_dict(libpq_url(url))
         except psycopg.Error:  # its message may quote the URL: leave it out

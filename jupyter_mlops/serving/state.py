@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from jupyter_mlops._util.processes import pid_alive
+
 STATE_FILE = "state.json"
 LOCK_FILE = "state.lock"
 LOG_FILE = "server.log"
@@ -99,27 +101,6 @@ def read_acks(folder: Path) -> list[dict[str, Any]]:
         else:
             path.unlink(missing_ok=True)
     return out
-
-
-def pid_alive(pid: int) -> bool:
-    """True while ``pid`` is a running (not zombie) process."""
-    if pid <= 0:
-        return False
-    with contextlib.suppress(ChildProcessError, OSError):
-        # Our own child (started by deploy in this process): reap it if it exited.
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")
-    with contextlib.suppress(OSError, IndexError):
-        # The state letter follows the command name in parentheses; Z = zombie, X = dead.
-        return stat.read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    return True
 
 
 def pid_is_server(pid: int) -> bool:

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from jupyter_mlops._util.urls import redact
 from jupyter_mlops.config import Config, load_config
 from jupyter_mlops.errors import NotFoundError, TrackingError
 from jupyter_mlops.tracking import store
-from jupyter_mlops.tracking.server import redact
 
 if TYPE_CHECKING:
     from jupyter_mlops.tracking.run import TrackedRun

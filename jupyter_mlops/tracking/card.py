@@ -9,7 +9,7 @@ from __future__ import annotations
 from html import escape
 from typing import TYPE_CHECKING
 
-from jupyter_mlops.tracking.server import redact
+from jupyter_mlops._util.urls import redact
 
 if TYPE_CHECKING:
     from jupyter_mlops.tracking.run import TrackedRun

@@ -7,11 +7,11 @@ import os
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
+from jupyter_mlops._util.urls import redact
 from jupyter_mlops.config import Config, load_config
 from jupyter_mlops.errors import NotFoundError
 from jupyter_mlops.tracking import store
 from jupyter_mlops.tracking.run import TAG_DATA
-from jupyter_mlops.tracking.server import redact
 
 if TYPE_CHECKING:
     from jupyter_mlops.data import DataSnapshot

@@ -34,10 +34,10 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote, urlparse
 from urllib.request import url2pathname
 
+from jupyter_mlops._util.urls import redact
 from jupyter_mlops.config import Config, load_config
-from jupyter_mlops.errors import MlopsError, NotFoundError
+from jupyter_mlops.errors import NotFoundError, QueryError
 from jupyter_mlops.tracking.run import TAG_DATA, TAG_MODELS, TAG_NOTEBOOK
-from jupyter_mlops.tracking.server import redact
 
 if TYPE_CHECKING:
     import numpy as np
@@ -72,10 +72,6 @@ _PREFIXES = {
 }
 _RUN_REF = re.compile(r"[0-9a-fA-F]{1,32}")
 _PAGE = 50_000  # MLflow's largest page for search_runs
-
-
-class QueryError(MlopsError):
-    """A run query (``--where`` expression, run reference, sort column) cannot be used."""
 
 
 # -- the --where language ---------------------------------------------------------------

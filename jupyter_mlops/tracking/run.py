@@ -499,7 +499,7 @@ def _run_tags(
     tags: Mapping[str, Any] | None,
 ) -> tuple[dict[str, str], Any, Any]:
     """The tags a run starts with, the environment and the git state they came from."""
-    from jupyter_mlops import __version__
+    from jupyter_mlops._version import __version__
 
     git = git_state(config.root)
     env = capture_environment(namespace)

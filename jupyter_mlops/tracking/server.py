@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -22,8 +21,10 @@ import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
+from jupyter_mlops._util.processes import pid_alive, stop_group
+from jupyter_mlops._util.urls import redact
 from jupyter_mlops.config import MLOPS_DIR, Config, load_config
 from jupyter_mlops.errors import ConfigError, MlopsError
 
@@ -42,18 +43,6 @@ class Reachability:
     def __str__(self) -> str:
         state = "reachable" if self.ok else "UNREACHABLE"
         return f"{state} ({self.detail}, {self.seconds * 1000:.0f} ms)"
-
-
-def redact(uri: str) -> str:
-    """``uri`` with any password replaced by ``***``, for messages and logs."""
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def probe(uri: str, timeout: float = 3.0) -> Reachability:
@@ -149,20 +138,6 @@ def _state_file(config: Config, port: int) -> Path:
     return _state_dir(config) / f"{port}.json"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (our own child not yet reaped) counts as gone.
-    with contextlib.suppress(OSError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    return True
-
-
 def _port_free(host: str, port: int) -> bool:
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -222,7 +197,7 @@ def start_server(
         artifacts_destination = str(artifacts)
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     existing = _read_state(config, port)
-    if existing is not None and _alive(existing.pid):
+    if existing is not None and pid_alive(existing.pid):
         raise MlopsError(
             f"A tracking server started from this project already runs at {existing.url} "
             f"(pid {existing.pid}); stop it with `jupyter-mlops server stop --port {port}`."
@@ -282,7 +257,7 @@ def start_server(
         if probe(url, timeout=1).ok:
             break
         if time.monotonic() > deadline:
-            _kill_group(proc.pid)
+            stop_group(proc.pid)
             raise MlopsError(
                 f"mlflow server did not answer on {url} within {timeout:.0f} s. "
                 f"End of {log_path}:\n{_tail(log_path)}"
@@ -313,27 +288,8 @@ def servers(config: Config | None = None) -> list[tuple[ServerInfo, bool]]:
     for path in sorted(_state_dir(config).glob("*.json")):
         with contextlib.suppress(OSError, ValueError, TypeError):
             info = ServerInfo(**json.loads(path.read_text()))
-            out.append((info, _alive(info.pid)))
+            out.append((info, pid_alive(info.pid)))
     return out
-
-
-def _kill_group(pid: int, timeout: float = 10.0) -> None:
-    try:
-        pgid = os.getpgid(pid)
-    except ProcessLookupError:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        if not _alive(pid):
-            break
-        time.sleep(0.1)
-    # Workers that ignored SIGTERM (or outlived their parent) go too.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGKILL)
 
 
 def stop_server(port: int = DEFAULT_PORT, config: Config | None = None) -> ServerInfo:
@@ -343,6 +299,6 @@ def stop_server(port: int = DEFAULT_PORT, config: Config | None = None) -> Serve
     if info is None:
         running = ", ".join(str(i.url) for i, _ in servers(config)) or "none"
         raise MlopsError(f"No server started from this project on port {port} (known: {running})")
-    _kill_group(info.pid)
+    stop_group(info.pid)
     _state_file(config, port).unlink(missing_ok=True)
     return info

@@ -40,7 +40,7 @@ def test_server_start_status_stop_and_info(project: Path, postgres: Cluster) -> 
         status = cli(project, "server", "status")
         assert url in status.stdout and "reachable (HTTP 200" in status.stdout
         again = cli(project, "server", "start", "--backend-store-uri", backend, "--port", str(port))
-        assert again.returncode == 2 and "already runs" in again.stderr
+        assert again.returncode == 1 and "already runs" in again.stderr
 
         info = cli(project, "info", uri=url)
         assert f"{url} (MLFLOW_TRACKING_URI)" in info.stdout
@@ -57,13 +57,13 @@ def test_server_start_status_stop_and_info(project: Path, postgres: Cluster) -> 
 def test_server_start_refuses_an_unreachable_database(project: Path) -> None:
     dead = f"postgresql://mlops@127.0.0.1:{free_port()}/mlflow"
     result = cli(project, "server", "start", "--backend-store-uri", dead, "--port", "5999")
-    assert result.returncode == 2
+    assert result.returncode == 1
     assert "Cannot reach the backend store" in result.stderr and "database server" in result.stderr
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = str(taken.getsockname()[1])
         busy = cli(project, "server", "start", "--port", port)
-    assert busy.returncode == 2 and f"Port {port} on 127.0.0.1 is in use" in busy.stderr
+    assert busy.returncode == 1 and f"Port {port} on 127.0.0.1 is in use" in busy.stderr
     stop = cli(project, "server", "stop", "--port", port)
-    assert stop.returncode == 2 and "No server started from this project" in stop.stderr
+    assert stop.returncode == 1 and "No server started from this project" in stop.stderr
