@@ -7,39 +7,13 @@ import os
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from jupyter_mlops._util.urls import redact
 from jupyter_mlops.config import Config, load_config
 from jupyter_mlops.errors import NotFoundError
-from jupyter_mlops.tracking import store
 from jupyter_mlops.tracking.run import TAG_DATA
+from jupyter_mlops.tracking.runs.refs import get_run
 
 if TYPE_CHECKING:
     from jupyter_mlops.data import DataSnapshot
-
-
-def get_run(run_id: str, config: Config | None = None):  # type: ignore[no-untyped-def]
-    """The MLflow run ``run_id`` (an unambiguous prefix of 6+ characters also works)."""
-    from mlflow.exceptions import MlflowException
-
-    config = config or load_config()
-    mlflow_client = store.client(config)
-    try:
-        return store.call(mlflow_client.get_run, run_id)
-    except MlflowException:
-        pass
-    if len(run_id) >= 6:
-        exps = [e.experiment_id for e in store.call(mlflow_client.search_experiments)]
-        matches = [
-            r
-            for r in store.call(mlflow_client.search_runs, exps, max_results=50000)
-            if r.info.run_id.startswith(run_id)
-        ]
-        if len(matches) == 1:
-            return matches[0]
-        if len(matches) > 1:
-            ids = ", ".join(m.info.run_id for m in matches[:5])
-            raise NotFoundError(f"Run id prefix {run_id!r} is ambiguous: {ids}")
-    raise NotFoundError(f"No run {run_id!r} in {redact(config.tracking_uri)}")
 
 
 def run_data(run_id: str, config: Config | None = None) -> list[DataSnapshot]:
