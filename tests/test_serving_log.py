@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from jupyter_mlops.config import load_config
+from jupyter_mlops.predlog import Journal, LogWriter, replay_journal
 from jupyter_mlops.serving import (
     ServingError,
     SQLitePredictionStore,
@@ -17,7 +18,6 @@ from jupyter_mlops.serving import (
     read_predictions,
     register_prediction_store,
 )
-from jupyter_mlops.serving.predlog import Journal, LogWriter, replay_journal
 from jupyter_mlops.serving.state import JOURNAL_DIR, deployments_root
 
 
@@ -112,9 +112,9 @@ def test_log_writer_and_reader(project: Path) -> None:
 
 
 def test_stores_are_pluggable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from jupyter_mlops.serving import predlog
+    from jupyter_mlops.predlog import base
 
-    monkeypatch.setattr(predlog, "_STORES", dict(predlog._STORES))  # undo the registration
+    monkeypatch.setattr(base, "_STORES", dict(base._STORES))  # undo the registration
     seen: list[str] = []
 
     def factory(url: str) -> SQLitePredictionStore:

@@ -15,6 +15,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from jupyter_mlops.predlog import (
+    PredictionStore,
+    SQLitePredictionStore,
+    open_prediction_store,
+    read_predictions,
+    register_prediction_store,
+)
 from jupyter_mlops.serving.batch import LINEAGE_COLUMNS, BatchResult, batch_predict
 from jupyter_mlops.serving.errors import (
     DeploymentNotFoundError,
@@ -32,13 +39,6 @@ from jupyter_mlops.serving.manager import (
     promote,
     rollback,
     stop,
-)
-from jupyter_mlops.serving.predlog import (
-    PredictionStore,
-    SQLitePredictionStore,
-    open_prediction_store,
-    read_predictions,
-    register_prediction_store,
 )
 from jupyter_mlops.serving.targets import ModelRef, model_uri, resolve_target
 

@@ -37,10 +37,10 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
+from jupyter_mlops.predlog import LogWriter
 from jupyter_mlops.serving.batching import Batcher, Pending
 from jupyter_mlops.serving.errors import InputError, PredictionError, ServingError, log_failed
 from jupyter_mlops.serving.metrics import Metrics
-from jupyter_mlops.serving.predlog import LogWriter
 from jupyter_mlops.serving.state import (
     JOURNAL_DIR,
     read_state,

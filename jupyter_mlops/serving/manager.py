@@ -32,8 +32,8 @@ from typing import Any
 
 from jupyter_mlops._util.processes import pid_alive, stop_group
 from jupyter_mlops.config import Config, load_config
+from jupyter_mlops.predlog import default_store_url, open_prediction_store, replay_journal
 from jupyter_mlops.serving.errors import DeploymentNotFoundError, PortInUseError, ServingError
-from jupyter_mlops.serving.predlog import default_store_url, open_prediction_store, replay_journal
 from jupyter_mlops.serving.state import (
     ACKS_DIR,
     JOURNAL_DIR,

@@ -24,6 +24,8 @@ import psycopg
 import pytest
 
 from jupyter_mlops.config import Config, load_config
+from jupyter_mlops.predlog import LogWriter
+from jupyter_mlops.predlog.postgres import PostgresPredictionStore
 from jupyter_mlops.serving import (
     Deployment,
     ServingError,
@@ -32,8 +34,6 @@ from jupyter_mlops.serving import (
     open_prediction_store,
     read_predictions,
 )
-from jupyter_mlops.serving.predlog import LogWriter
-from jupyter_mlops.serving.predlog_pg import PostgresPredictionStore
 from jupyter_mlops.serving.state import JOURNAL_DIR
 from tests.helpers import register_iris, running
 from tests.team.pg import Cluster, new_cluster

@@ -3,7 +3,7 @@
 ``deploy(..., prediction_log="postgresql://user@db-host/mlops")`` (or ``prediction_log =``
 in ``[tool.jupyter-mlops]``, or ``JUPYTER_MLOPS_PREDICTION_LOG``) sends the log here instead of
 the project's SQLite file. The table has the columns and the reading semantics of
-:class:`~jupyter_mlops.serving.predlog.SQLitePredictionStore`; every process that opens the
+:class:`~jupyter_mlops.predlog.sqlite.SQLitePredictionStore`; every process that opens the
 store creates it when missing, under an advisory lock, so servers starting together on
 several hosts do not race. Writes are one ``INSERT ... SELECT FROM unnest(...)`` per few
 thousand records (``ON CONFLICT DO NOTHING``: replaying a journal twice is harmless).
@@ -23,13 +23,19 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from jupyter_mlops._util.urls import redact
-from jupyter_mlops.serving.errors import ServingError
-from jupyter_mlops.serving.predlog import COLUMNS, _json_text, window_condition
+from jupyter_mlops.errors import ServingError
+from jupyter_mlops.predlog.base import (
+    COLUMN_KINDS,
+    COLUMNS,
+    PAYLOAD_COLUMNS,
+    column_definitions,
+    json_text,
+    window_condition,
+)
 
 if TYPE_CHECKING:
     import psycopg
 
-SCHEMES = ("postgresql", "postgresql+psycopg", "postgres")
 TABLE = "predictions"
 #: Key of the advisory lock held while creating the table (any constant shared by all).
 _DDL_LOCK = 0x6A6D6C6F7073  # "jmlops"
@@ -43,30 +49,17 @@ _DEFAULTS = {
     "keepalives_interval": "10",
     "keepalives_count": "3",
 }
-_TYPES = {
-    "request_id": "text",
-    "ts": "float8",
-    "deployment": "text",
-    "model_name": "text",
-    "model_version": "text",
-    "run_id": "text",
-    "role": "text",
-    "endpoint": "text",
-    "n_rows": "int4",
-    "latency_ms": "float8",
-    "inputs": "text",
-    "outputs": "text",
-}
+#: How each column kind is spelled in the table and in the arrays of an INSERT.
+_SQL_TYPES = {"text": "TEXT", "real": "DOUBLE PRECISION", "integer": "INTEGER"}
+_ARRAY_TYPES = {"text": "text", "real": "float8", "integer": "int4"}
+_PYTHON_TYPES: dict[str, Callable[[Any], Any]] = {"text": str, "real": float, "integer": int}
 _CREATE = (
-    f"CREATE TABLE IF NOT EXISTS {TABLE} ("
-    " request_id TEXT PRIMARY KEY, ts DOUBLE PRECISION NOT NULL, deployment TEXT NOT NULL,"
-    " model_name TEXT, model_version TEXT, run_id TEXT, role TEXT, endpoint TEXT,"
-    " n_rows INTEGER, latency_ms DOUBLE PRECISION, inputs TEXT, outputs TEXT)",
+    f"CREATE TABLE IF NOT EXISTS {TABLE} ({column_definitions(_SQL_TYPES)})",
     f"CREATE INDEX IF NOT EXISTS {TABLE}_deployment_ts ON {TABLE} (deployment, ts)",
 )
 _INSERT = (
     f"INSERT INTO {TABLE} ({','.join(COLUMNS)}) SELECT * FROM unnest("
-    + ",".join(f"%s::{_TYPES[c]}[]" for c in COLUMNS)
+    + ",".join(f"%s::{_ARRAY_TYPES[kind]}[]" for kind in COLUMN_KINDS.values())
     + ") ON CONFLICT (request_id) DO NOTHING"
 )
 
@@ -94,10 +87,9 @@ def libpq_url(url: str) -> str:
 
 def _column(name: str, values: list[Any]) -> list[Any]:
     """One column of records in the Python type its array parameter takes."""
-    if name in ("inputs", "outputs"):
-        return [_json_text(v) for v in values]
-    kind = _TYPES[name]
-    cast: Callable[[Any], Any] = {"text": str, "float8": float, "int4": int}[kind]
+    if name in PAYLOAD_COLUMNS:
+        return [json_text(v) for v in values]
+    cast = _PYTHON_TYPES[COLUMN_KINDS[name]]
     return [None if v is None else cast(v) for v in values]
 
 
@@ -112,12 +104,12 @@ class PostgresPredictionStore:
     def __init__(self, url: str, *, connect: bool = True) -> None:
         """Open the store at ``url``; with ``connect``, connect (and create the table) now,
         so a wrong URL fails here rather than in the background."""
-        psycopg = _psycopg()
+        pg = _psycopg()
         self.url = url
         self.safe_url = redact(url)
         try:
-            params = psycopg.conninfo.conninfo_to_dict(libpq_url(url))
-        except psycopg.Error:  # its message may quote the URL: leave it out
+            params = pg.conninfo.conninfo_to_dict(libpq_url(url))
+        except pg.Error:  # its message may quote the URL: leave it out
             raise ServingError(f"Not a valid PostgreSQL URL: {self.safe_url}") from None
         self._password = str(params.get("password") or "")
         self._params = {**_DEFAULTS, **params}
@@ -144,10 +136,10 @@ class PostgresPredictionStore:
         return text
 
     def _connect(self) -> psycopg.Connection[Any]:
-        psycopg = _psycopg()
-        conn = psycopg.connect(**self._params, autocommit=True)
+        conn: psycopg.Connection[Any] = _psycopg().connect(**self._params, autocommit=True)
         try:
-            if conn.execute("SELECT to_regclass(%s)", (TABLE,)).fetchone()[0] is None:
+            found = conn.execute("SELECT to_regclass(%s)", (TABLE,)).fetchone()
+            if found is None or found[0] is None:
                 with conn.transaction():
                     # Servers starting together each find the table missing: the lock lets
                     # one create it; the others then see it and change nothing.
@@ -167,21 +159,21 @@ class PostgresPredictionStore:
 
     def _call(self, op: Callable[[psycopg.Connection[Any]], T]) -> T:
         """Run ``op`` on the connection; after a connection error, once more on a new one."""
-        psycopg = _psycopg()
+        pg = _psycopg()
         with self._lock:
             for attempt in (1, 2):
                 try:
                     if self._conn is None or self._conn.closed:
                         self._conn = self._connect()
                     return op(self._conn)
-                except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                except (pg.OperationalError, pg.InterfaceError) as exc:
                     self._drop()  # the server restarted or the network failed: reconnect
                     if attempt == 2:
                         raise ServingError(
                             f"Cannot reach the PostgreSQL prediction log {self.safe_url}: "
                             f"{self._scrub(str(exc).strip())}"
                         ) from None
-                except psycopg.Error as exc:
+                except pg.Error as exc:
                     raise ServingError(
                         f"PostgreSQL prediction log {self.safe_url}: "
                         f"{type(exc).__name__}: {self._scrub(str(exc).strip())}"
