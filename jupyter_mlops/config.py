@@ -31,7 +31,7 @@ def find_project_root(start: str | os.PathLike[str] | None = None) -> Path:
     return here
 
 
-def _read_pyproject(root: Path) -> dict[str, Any]:
+def read_pyproject(root: Path) -> dict[str, Any]:
     path = root / "pyproject.toml"
     if not path.is_file():
         return {}
@@ -88,7 +88,7 @@ class Config:
 def load_config(start: str | os.PathLike[str] | None = None) -> Config:
     """Resolve the configuration of the project containing ``start`` (default: cwd)."""
     root = find_project_root(start)
-    section = _read_pyproject(root)
+    section = read_pyproject(root)
     sources: dict[str, str] = {}
 
     env_uri = os.environ.get("MLFLOW_TRACKING_URI", "").strip()

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_mlops import data
+import jupyter_mlops.data.fastcopy as fastcopy
 from jupyter_mlops.data import DataSnapshot, ensure_dvc, resolve_paths, restore, snapshot
+from jupyter_mlops.data.snapshotting import route_counts
 from jupyter_mlops.errors import DataError, NotFoundError
 
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
@@ -172,7 +173,7 @@ def test_folder_md5_equals_dvc_add_of_the_same_folder(root: Path, tmp_path: Path
 def test_odd_sizes_hash_and_cache_exactly(
     root: Path, size: int, direct: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(data, "_DIRECT_IO", direct)
+    monkeypatch.setattr(fastcopy, "DIRECT_IO", direct)
     content = os.urandom(size)
     write(root / "blob.bin", content)
 
@@ -235,12 +236,12 @@ def test_unchanged_data_takes_the_fast_path(root: Path) -> None:
     make_tree(root / "folder", age=5)
     first = snapshot(["f.bin", "folder"], root)
     dvcfile_mtime = (root / "f.bin.dvc").stat().st_mtime_ns
-    fast_before = data._stats["fast"]
+    fast_before = route_counts["fast"]
 
     again = snapshot(["f.bin", "folder"], root)
 
     assert again == first
-    assert data._stats["fast"] == fast_before + 2
+    assert route_counts["fast"] == fast_before + 2
     assert (root / "f.bin.dvc").stat().st_mtime_ns == dvcfile_mtime
     state = json.loads((root / ".mlops" / "data-state.json").read_text())
     assert set(state["entries"]) == {"f.bin", "folder"}
@@ -250,10 +251,10 @@ def test_unchanged_data_takes_the_fast_path(root: Path) -> None:
 def test_fast_path_with_awkward_file_names(root: Path, name: str) -> None:
     write(root / "d" / name, b"1,2\n", age=5)
     first = snapshot([root / "d" / name], root)
-    fast = data._stats["fast"]
+    fast = route_counts["fast"]
 
     assert snapshot([root / "d" / name], root) == first
-    assert data._stats["fast"] == fast + 1
+    assert route_counts["fast"] == fast + 1
     assert first[0].path == f"d/{name}"
 
 
@@ -300,9 +301,9 @@ def test_modified_file_gets_a_new_md5(root: Path) -> None:
 def test_modified_folder_gets_a_new_md5(root: Path) -> None:
     files = make_tree(root / "folder", age=10)
     (first,) = snapshot(["folder"], root)
-    fast = data._stats["fast"]
+    fast = route_counts["fast"]
     assert snapshot(["folder"], root) == [first]
-    assert data._stats["fast"] == fast + 1
+    assert route_counts["fast"] == fast + 1
 
     # same size and mtime put back: neither our state nor DVC's may be fooled
     target = root / "folder" / "sub" / "b.bin"
@@ -333,9 +334,9 @@ def test_fast_path_notices_a_changed_dvc_file_and_a_missing_cache_object(root: P
     (snap,) = snapshot(["f.bin"], root)
 
     cache_object(root, snap.md5).unlink()
-    fast = data._stats["fast"]
+    fast = route_counts["fast"]
     assert snapshot(["f.bin"], root) == [snap]
-    assert data._stats["fast"] == fast
+    assert route_counts["fast"] == fast
     assert cache_object(root, snap.md5).read_bytes() == content
 
     # the .dvc file of another version (as after `git checkout` without `dvc checkout`)
@@ -343,7 +344,7 @@ def test_fast_path_notices_a_changed_dvc_file_and_a_missing_cache_object(root: P
     dvcfile = root / "f.bin.dvc"
     dvcfile.write_text(dvcfile.read_text().replace(snap.md5, other))
     assert snapshot(["f.bin"], root) == [snap]
-    assert data._stats["fast"] == fast
+    assert route_counts["fast"] == fast
     assert f"md5: {snap.md5}" in dvcfile.read_text()
 
     dvcfile.write_text("outs:\n- md5: 0123\n")  # malformed

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 import jupyter_mlops
-from jupyter_mlops import data
-from jupyter_mlops.data import PushError, restore, snapshot
+from jupyter_mlops.data import DataSnapshot, PushError, ensure_dvc, restore, snapshot
+from jupyter_mlops.data import state as state_file
+from jupyter_mlops.data.snapshotting import route_counts
 from jupyter_mlops.errors import DataError, NotFoundError
 
 from .conftest import git
@@ -113,7 +114,7 @@ def test_unchanged_data_is_not_pushed_again(
     remote = tmp_path / "remote"
     set_remote(project, os.fspath(remote))
     csv, _ = write_data(project)
-    monkeypatch.setattr(data, "_fs_now", lambda root: 2**62)  # no racy-timestamp skips
+    monkeypatch.setattr(state_file, "fs_now", lambda root: 2**62)  # no racy-timestamp skips
     fsnap, dsnap = snapshot(["data/train.csv", "data/images"], project)
     entries = state(project)
     assert entries["data/train.csv"]["pushed"] == f"mlops={remote}"
@@ -121,17 +122,17 @@ def test_unchanged_data_is_not_pushed_again(
 
     # Remove an object behind DVC's back: an unchanged re-snapshot does not even look.
     remote_object(remote, fsnap.md5).unlink()
-    fast, pushed = data._stats["fast"], data._stats["pushed"]
+    fast, pushed = route_counts["fast"], route_counts["pushed"]
     assert snapshot(["data/train.csv", "data/images"], project) == [fsnap, dsnap]
-    assert data._stats["fast"] == fast + 2
-    assert data._stats["pushed"] == pushed
+    assert route_counts["fast"] == fast + 2
+    assert route_counts["pushed"] == pushed
     assert not remote_object(remote, fsnap.md5).exists()
 
     # In a fresh process it costs no DVC import either.
     code = (
-        "import sys; from jupyter_mlops import data; "
-        f"data.snapshot(['data/train.csv', 'data/images'], {os.fspath(project)!r}); "
-        "print(data._stats['fast'], 'dvc' in sys.modules)"
+        "import sys; from jupyter_mlops.data import snapshot, snapshotting; "
+        f"snapshot(['data/train.csv', 'data/images'], {os.fspath(project)!r}); "
+        "print(snapshotting.route_counts['fast'], 'dvc' in sys.modules)"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=project
@@ -142,7 +143,7 @@ def test_unchanged_data_is_not_pushed_again(
     (project / "data" / "train.csv").write_bytes(csv + b"1,1\n")
     (new,) = snapshot(["data/train.csv"], project)
     assert remote_object(remote, new.md5).read_bytes() == csv + b"1,1\n"
-    assert data._stats["pushed"] == pushed + 1
+    assert route_counts["pushed"] == pushed + 1
 
 
 def test_unreachable_remote_fails_clearly_and_keeps_the_snapshot(
@@ -152,7 +153,7 @@ def test_unreachable_remote_fails_clearly_and_keeps_the_snapshot(
     blocker.write_text("a file where the remote's parent folder should be\n")
     set_remote(project, os.fspath(blocker / "remote"))
     csv, tree = write_data(project)
-    monkeypatch.setattr(data, "_fs_now", lambda root: 2**62)
+    monkeypatch.setattr(state_file, "fs_now", lambda root: 2**62)
 
     with pytest.raises(PushError) as err:
         snapshot(["data/train.csv", "data/images"], project)
@@ -181,9 +182,9 @@ def test_unreachable_remote_fails_clearly_and_keeps_the_snapshot(
 
     # Once the remote is reachable, a re-snapshot pushes without hashing again.
     blocker.unlink()
-    hashed = data._stats["onepass"] + data._stats["dvc"]
+    hashed = route_counts["onepass"] + route_counts["dvc"]
     assert snapshot(["data/train.csv", "data/images"], project) == [fsnap, dsnap]
-    assert data._stats["onepass"] + data._stats["dvc"] == hashed
+    assert route_counts["onepass"] + route_counts["dvc"] == hashed
     assert remote_object(blocker / "remote", fsnap.md5).read_bytes() == csv
     for content in tree.values():
         assert remote_object(blocker / "remote", md5(content)).read_bytes() == content
@@ -237,7 +238,7 @@ def test_missing_or_corrupted_remote_objects_are_clear_errors(
     manifest.unlink()
     with pytest.raises(NotFoundError, match=r"neither in .* nor on the DVC remote 'mlops'"):
         restore(dsnap, other / "images", other)
-    ghost = data.DataSnapshot("ghost.csv", "0" * 32, 1, 1)
+    ghost = DataSnapshot("ghost.csv", "0" * 32, 1, 1)
     with pytest.raises(NotFoundError, match=r"0{32}"):
         restore(ghost, other / "ghost.csv", other)
 
@@ -246,7 +247,7 @@ def test_remote_from_dvc_own_config(
     git_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = tmp_path / "dvc-store"
-    data.ensure_dvc(git_project)
+    ensure_dvc(git_project)
     subprocess.run(
         [sys.executable, "-m", "dvc", "remote", "add", "-d", "storage", os.fspath(store)],
         cwd=git_project,
@@ -271,7 +272,7 @@ def test_without_a_remote_nothing_is_pushed_and_the_hint_says_how(
     project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write_data(project)
-    monkeypatch.setattr(data, "_fs_now", lambda root: 2**62)
+    monkeypatch.setattr(state_file, "fs_now", lambda root: 2**62)
     (fsnap,) = snapshot(["data/train.csv"], project)
     assert state(project)["data/train.csv"]["remote"] is None
     obj = project / ".dvc" / "cache" / "files" / "md5" / fsnap.md5[:2] / fsnap.md5[2:]

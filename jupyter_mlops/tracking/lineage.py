@@ -39,7 +39,7 @@ def restore_data(
     another machine than the one that ran) is fetched by hash from the project's DVC remote
     (``dvc_remote``, or DVC's default remote) first. See :func:`jupyter_mlops.data.restore`.
     """
-    from jupyter_mlops import data
+    import jupyter_mlops.data as data
 
     config = config or load_config()
     snaps = run_data(run_id, config)
