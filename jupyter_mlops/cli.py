@@ -66,7 +66,7 @@ def _execute(args: argparse.Namespace) -> int:
 
 
 def _register(args: argparse.Namespace) -> int:
-    from jupyter_mlops import registry
+    import jupyter_mlops.registry as registry
 
     print(
         registry.register(
@@ -91,7 +91,7 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _promote(args: argparse.Namespace) -> int:
-    from jupyter_mlops import registry
+    import jupyter_mlops.registry as registry
     from jupyter_mlops.status import event_text
 
     event = registry.promote(
@@ -106,7 +106,7 @@ def _promote(args: argparse.Namespace) -> int:
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    from jupyter_mlops import registry
+    import jupyter_mlops.registry as registry
     from jupyter_mlops.status import event_text
 
     print(event_text(registry.rollback(args.name, args.alias)))
@@ -123,7 +123,7 @@ def _history(args: argparse.Namespace) -> int:
 def _lineage(args: argparse.Namespace) -> int:
     import json
 
-    from jupyter_mlops import registry
+    import jupyter_mlops.registry as registry
 
     lin = registry.lineage(args.model)
     print(json.dumps(lin.to_dict(), indent=2, default=str) if args.json else lin)

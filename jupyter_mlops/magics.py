@@ -209,7 +209,8 @@ class MlopsMagics(Magics):
             %register --name iris-rf@champion --package build/iris-rf
         """
         args = _parse(self.register, line)
-        from jupyter_mlops import registry, status
+        import jupyter_mlops.registry as registry
+        from jupyter_mlops import status
 
         context = self._context()
         try:

@@ -13,7 +13,7 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 import jupyter_mlops
-from jupyter_mlops import registry
+import jupyter_mlops.registry as registry
 from jupyter_mlops.config import load_config
 from jupyter_mlops.registry import Gate, GateError, GateFailed, RegistryError
 

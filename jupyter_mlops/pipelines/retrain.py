@@ -129,7 +129,7 @@ def _monitoring_figures(deployment: str, last: str) -> Mapping[str, float]:
 
 
 def _champion_exists(model: str, config: Config) -> bool:
-    from jupyter_mlops import registry
+    import jupyter_mlops.registry as registry
     from jupyter_mlops.errors import NotFoundError
 
     try:
@@ -201,7 +201,7 @@ def retrain(
     traffic as a canary first. Returns the decision, which is also recorded; a failed
     pipeline or a losing challenger leaves the registry as it was.
     """
-    from jupyter_mlops import registry
+    import jupyter_mlops.registry as registry
 
     spec = load_pipeline(pipeline)
     config = config or load_config(spec.base)

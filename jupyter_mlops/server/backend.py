@@ -564,7 +564,7 @@ class SidebarBackend:
         """Registered models: versions (newest first), aliases and recent alias history."""
         if not self._store_exists():
             return []
-        from jupyter_mlops import registry
+        import jupyter_mlops.registry as registry
 
         out = []
         for model in registry.list_models(config=self.config):
@@ -592,7 +592,7 @@ class SidebarBackend:
     ) -> dict[str, Any]:
         """Point ``name@alias`` at ``version``, if it passes ``gate`` (as ``%register``);
         ``expected=`` is the holder the caller saw (``PromotionConflict`` if it moved)."""
-        from jupyter_mlops import registry
+        import jupyter_mlops.registry as registry
 
         if not str(version).isdigit():
             raise RequestError(f"version must be a number, got {version!r}")
@@ -605,7 +605,7 @@ class SidebarBackend:
 
     def rollback(self, name: str, alias: str) -> dict[str, Any]:
         """Move ``name@alias`` back to its previous holder (as ``%register --rollback``)."""
-        from jupyter_mlops import registry
+        import jupyter_mlops.registry as registry
 
         return _jsonable(asdict(registry.rollback(name, alias, context=self._context())))
 

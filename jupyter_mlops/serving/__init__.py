@@ -22,6 +22,7 @@ from jupyter_mlops.predlog import (
     read_predictions,
     register_prediction_store,
 )
+from jupyter_mlops.registry.refs import ModelRef
 from jupyter_mlops.serving.batch import LINEAGE_COLUMNS, BatchResult, batch_predict
 from jupyter_mlops.serving.errors import (
     DeploymentNotFoundError,
@@ -40,7 +41,7 @@ from jupyter_mlops.serving.manager import (
     rollback,
     stop,
 )
-from jupyter_mlops.serving.targets import ModelRef, model_uri, resolve_target
+from jupyter_mlops.serving.targets import model_uri, resolve_target
 
 if TYPE_CHECKING:
     import os

@@ -38,6 +38,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from jupyter_mlops.predlog import LogWriter
+from jupyter_mlops.registry.refs import ModelRef
 from jupyter_mlops.serving.batching import Batcher, Pending
 from jupyter_mlops.serving.errors import InputError, PredictionError, ServingError, log_failed
 from jupyter_mlops.serving.metrics import Metrics
@@ -47,7 +48,7 @@ from jupyter_mlops.serving.state import (
     state_stamp,
     write_ack,
 )
-from jupyter_mlops.serving.targets import ModelRef, load_pyfunc, requirement_mismatches
+from jupyter_mlops.serving.targets import load_pyfunc, requirement_mismatches
 from jupyter_mlops.serving.validation import (
     InputSpec,
     RawInput,

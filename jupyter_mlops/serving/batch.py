@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from jupyter_mlops.registry.refs import ModelRef
 from jupyter_mlops.serving.errors import InputError, ServingError
 from jupyter_mlops.serving.targets import (
-    ModelRef,
     load_pyfunc,
     requirement_mismatches,
     resolve_target,

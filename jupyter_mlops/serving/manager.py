@@ -33,6 +33,7 @@ from typing import Any
 from jupyter_mlops._util.processes import pid_alive, stop_group
 from jupyter_mlops.config import Config, load_config
 from jupyter_mlops.predlog import default_store_url, open_prediction_store, replay_journal
+from jupyter_mlops.registry.refs import ModelRef
 from jupyter_mlops.serving.errors import DeploymentNotFoundError, PortInUseError, ServingError
 from jupyter_mlops.serving.state import (
     ACKS_DIR,
@@ -46,7 +47,7 @@ from jupyter_mlops.serving.state import (
     read_state,
     write_state,
 )
-from jupyter_mlops.serving.targets import ModelRef, resolve_target
+from jupyter_mlops.serving.targets import resolve_target
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024

@@ -9,47 +9,20 @@ moves later, and reports that version, its run id and where it came from.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from jupyter_mlops.errors import NotFoundError
+from jupyter_mlops.registry.refs import ModelRef
 from jupyter_mlops.serving.errors import ServingError
 
 if TYPE_CHECKING:
     from jupyter_mlops.config import Config
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """One model a deployment can serve, pinned to a version where the registry knows it."""
-
-    uri: str
-    target: str
-    name: str | None = None
-    version: str | None = None
-    run_id: str | None = None
-    alias: str | None = None
-    source: str | None = None
-    example: dict[str, Any] | None = field(default=None, compare=False)
-
-    @property
-    def label(self) -> str:
-        """``name v3`` for registered versions, else the URI."""
-        if self.name and self.version:
-            return f"{self.name} v{self.version}"
-        return self.name or self.uri
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelRef:
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in data.items() if k in known})
+# ``name/3``: a registered version (a path of several folders is not one).
+_VERSIONED = re.compile(r"^[^/]+/\d+$")
 
 
 def model_uri(target: str) -> str:
@@ -62,14 +35,8 @@ def model_uri(target: str) -> str:
     path = Path(text).expanduser()
     if (path / "MLmodel").is_file():
         return str(path.resolve())
-    if "@" in text:
-        name, alias = text.rsplit("@", 1)
-        if name and alias:
-            return f"models:/{name}@{alias}"
-    if "/" in text:
-        name, version = text.rsplit("/", 1)
-        if name and version.isdigit():
-            return f"models:/{name}/{version}"
+    if "@" in text or _VERSIONED.match(text):
+        return ModelRef.parse(text).uri
     return text  # a bare registered-model name: resolve_target explains what to add
 
 
@@ -135,7 +102,8 @@ def resolve_target(target: str, config: Config | None = None) -> ModelRef:
     """Pin ``target`` to a model: registry name, version, run id and local source folder."""
     from mlflow.exceptions import MlflowException
 
-    from jupyter_mlops.tracking.store import call, client
+    from jupyter_mlops.client import client
+    from jupyter_mlops.tracking.store import call
 
     uri = model_uri(target)
     if not uri.startswith(("models:/", "runs:/")) and not _SCHEME.match(uri):
@@ -181,18 +149,22 @@ def _resolve_models_uri(mlflow_client: Any, target: str, uri: str) -> ModelRef:
     rest = uri.removeprefix("models:/").strip("/")
     alias = None
     if "@" in rest:
-        name, alias = rest.split("@", 1)
+        ref = ModelRef.parse(rest)
+        name, alias = ref.name, ref.alias
         try:
             mv = call(mlflow_client.get_model_version_by_alias, name, alias)
         except MlflowException as exc:
             raise _registry_not_found(mlflow_client, name, f"alias {alias!r}") from exc
     elif "/" in rest:
         name, version = rest.rsplit("/", 1)
-        if version == "latest":
+        if version == "latest":  # MLflow's own spelling of "the newest version"
             versions = call(mlflow_client.search_model_versions, f"name='{name}'")
             if not versions:
                 raise _registry_not_found(mlflow_client, name, "versions")
             version = str(max(int(v.version) for v in versions))
+        else:
+            ref = ModelRef.parse(rest)
+            name, version = ref.name, str(ref.version)
         try:
             mv = call(mlflow_client.get_model_version, name, version)
         except MlflowException as exc:

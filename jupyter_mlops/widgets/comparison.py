@@ -605,7 +605,7 @@ class CompareWidget(widgets.VBox):  # type: ignore[misc]
     # -- actions -----------------------------------------------------------------------
     def register_selected(self) -> Any:
         """Register the selected run's model under the name typed in (core registry API)."""
-        from jupyter_mlops import registry
+        import jupyter_mlops.registry as registry
 
         if len(self.selected) != 1:
             self.message.value = _note("Select exactly one run to register its model.", True)

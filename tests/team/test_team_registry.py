@@ -12,7 +12,7 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 import jupyter_mlops
-from jupyter_mlops import registry
+import jupyter_mlops.registry as registry
 
 X, Y = load_iris(return_X_y=True, as_frame=True)
 
@@ -22,7 +22,7 @@ def _promote_at(args: tuple[str, str, str, str, float]) -> str:
     uri, root, name, version, start = args
     os.environ["MLFLOW_TRACKING_URI"] = uri
     os.chdir(root)
-    from jupyter_mlops import registry
+    import jupyter_mlops.registry as registry
 
     time.sleep(max(0.0, start - time.time()))
     try:

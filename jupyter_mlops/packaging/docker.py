@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from jupyter_mlops.client import quiet_mlflow
 from jupyter_mlops.config import Config, load_config
 from jupyter_mlops.errors import MlopsError
-from jupyter_mlops.tracking import store
 
 # What the vendored server imports beyond the model's own requirements.
 SERVING_DISTRIBUTIONS = ("fastapi", "uvicorn", "prometheus-client", "pyarrow", "orjson")
@@ -92,7 +92,7 @@ def _requirements(model_dir: Path) -> list[str]:
 
 def _vendor_serving(dest: Path) -> None:
     """Copy the jupyter_mlops Python sources (no built front-end assets, no caches)."""
-    src = Path(__file__).resolve().parent
+    src = Path(__file__).resolve().parent.parent  # the jupyter_mlops package
     shutil.copytree(
         src,
         dest / "jupyter_mlops",
@@ -110,7 +110,8 @@ def package(
     """Write a Docker build context that serves model version ``ref`` (``name@alias``)."""
     import mlflow
 
-    from jupyter_mlops.registry import get_version, lineage
+    from jupyter_mlops.registry.lineage import lineage
+    from jupyter_mlops.registry.lookup import get_version
 
     config = config or load_config()
     version = get_version(ref, config)
@@ -122,7 +123,7 @@ def package(
     dest.mkdir(parents=True)
     try:
         uri = f"models:/{version.name}/{version.version}"
-        with store.quiet_mlflow():
+        with quiet_mlflow():
             mlflow.artifacts.download_artifacts(
                 artifact_uri=uri, dst_path=str(dest / "model"), tracking_uri=config.tracking_uri
             )

@@ -1,0 +1,300 @@
+"""Versions: a tracked run's model becomes a governed version, if it clears its bars.
+
+A version is created with the run's lineage as tags in one call (there is never a version
+without its lineage), then its aliases are moved; if an alias move fails, the moves done
+and the version itself are taken back, so no alias points at a version that disappears.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from html import escape
+from typing import TYPE_CHECKING, Any
+
+from jupyter_mlops.config import Config, load_config
+from jupyter_mlops.errors import NotFoundError, RegistryError
+from jupyter_mlops.registry.aliases import move_alias, undo_alias
+from jupyter_mlops.registry.context import current_user, operation_context, utc_now
+from jupyter_mlops.registry.gates import Comparison, Gate, GateFailed, GateResult, compare
+from jupyter_mlops.registry.lookup import alias_holder, registry_client
+from jupyter_mlops.registry.refs import check_alias, check_model_name, is_lock_model
+from jupyter_mlops.tracking import store
+from jupyter_mlops.tracking.run import TAG_DATA, TAG_MODELS, TAG_NOTEBOOK, TAG_SOURCE_HASH
+from jupyter_mlops.tracking.runs.refs import find_run
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
+    from mlflow.entities.model_registry import ModelVersion
+
+# Run tags copied onto the version, so its lineage is readable without the run.
+_LINEAGE_TAGS = (TAG_NOTEBOOK, TAG_SOURCE_HASH, "mlflow.source.git.commit")
+_TAG_LIMIT = 4900  # MLflow's tag values hold 5000 characters
+
+
+@dataclass
+class Registration:
+    """A newly registered version (or the reason it was refused)."""
+
+    name: str
+    version: str
+    run_id: str
+    model_uri: str
+    aliases: list[str]
+    gate: GateResult | None = None
+    comparison: dict[str, Any] | None = None
+
+    def __str__(self) -> str:
+        lines = [f"Registered {self.name} version {self.version} from run {self.run_id}"]
+        if self.aliases:
+            lines.append(f"  aliases: {', '.join(self.aliases)}")
+        if self.gate:
+            lines.append(f"  gate {self.gate.expression!r}: {self.gate.explain()}")
+        if self.comparison:
+            lines.append(f"  {self.comparison['summary']}")
+        lines.append(f"  load: mlflow.pyfunc.load_model('models:/{self.name}/{self.version}')")
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        return "<pre>" + escape(str(self)) + "</pre>"
+
+
+@dataclass
+class ModelSummary:
+    """A registered model with its versions (newest first) and alias map."""
+
+    name: str
+    versions: list[dict[str, Any]]
+    aliases: dict[str, str]
+
+
+def run_model_uri(run: Run, model: str | None) -> tuple[str, str]:
+    """``(name in the run, model URI)`` of the model to register (``model``, or the only one)."""
+    models: dict[str, str] = json.loads(run.data.tags.get(TAG_MODELS) or "{}")
+    if not models:
+        raise NotFoundError(
+            f"Run {run.info.run_id} has no logged model (was it tracked with --no-model, or "
+            "did the model fail to serialise?)"
+        )
+    if model:
+        if model not in models:
+            raise NotFoundError(f"Run {run.info.run_id} has no model {model!r}: {sorted(models)}")
+        return model, models[model]
+    if len(models) > 1:
+        raise RegistryError(
+            f"Run {run.info.run_id} logged several models {sorted(models)}: pick one with "
+            "--model NAME"
+        )
+    return next(iter(models.items()))
+
+
+def register(
+    run: str = "last",
+    *,
+    name: str,
+    aliases: Sequence[str] = (),
+    gate: str | None = None,
+    against: str | None = None,
+    metric: str | None = None,
+    min_delta: float = 0.0,
+    lower_is_better: bool | None = None,
+    model: str | None = None,
+    context: Mapping[str, Any] | None = None,
+    config: Config | None = None,
+) -> Registration:
+    """Register a tracked run's model as a new version of ``name``, if it meets its bars.
+
+    ``gate`` is a bar over the run's own metrics; ``against`` an alias whose holder the
+    candidate must beat on ``metric`` by ``min_delta``. A refused candidate raises
+    ``GateFailed`` and registers nothing. The new version carries the run's lineage as
+    tags; aliases are set after it exists and every change is recorded in the history.
+    """
+    config = config or load_config()
+    aliases, gate_obj = _check_request(name, aliases, gate, against, metric)
+    ctx = operation_context(context, config)
+    client = registry_client(config)
+    # What the decision is made against: an alias that moves meanwhile is not overwritten.
+    expected = {alias: alias_holder(client, name, alias) for alias in aliases}
+    found = find_run(run, notebook=ctx.get("notebook"), config=config)
+    model_name, model_uri = run_model_uri(found, model)
+
+    gate_result = gate_obj.evaluate(found.data.metrics) if gate_obj else None
+    if gate_result is not None and not gate_result.passed:
+        raise GateFailed(
+            f"Not registered: run {found.info.run_id} fails gate {gate!r}: {gate_result.explain()}",
+            gate_result,
+        )
+    comparison = None
+    if against is not None and metric:
+        comparison = _beat_holder(found, name, against, metric, min_delta, lower_is_better, config)
+        if against in expected:
+            expected[against] = comparison.incumbent_version
+
+    tags = _version_tags(found, model_name, gate if gate_result is not None else None)
+    version = _create_version(client, name, model_uri, found.info.run_id, tags)
+    _set_aliases(
+        client,
+        version,
+        aliases,
+        expected,
+        ctx,
+        gate=asdict(gate_result) if gate_result else None,
+        comparison=comparison.to_dict() if comparison else None,
+    )
+    return Registration(
+        name,
+        str(version.version),
+        found.info.run_id,
+        model_uri,
+        list(aliases),
+        gate_result,
+        comparison.to_dict() if comparison else None,
+    )
+
+
+def _check_request(
+    name: str,
+    aliases: Sequence[str],
+    gate: str | None,
+    against: str | None,
+    metric: str | None,
+) -> tuple[list[str], Gate | None]:
+    """The checked aliases and the parsed gate: malformed input fails before any lookup."""
+    check_model_name(name)
+    checked = [check_alias(a) for a in aliases]
+    gate_obj = Gate(gate) if gate else None
+    if against is not None:
+        check_alias(against)
+        if not metric:
+            raise RegistryError("--against needs --metric: which metric must be better?")
+    return checked, gate_obj
+
+
+def _beat_holder(
+    run: Run,
+    name: str,
+    alias: str,
+    metric: str,
+    min_delta: float,
+    lower_is_better: bool | None,
+    config: Config,
+) -> Comparison:
+    """The comparison of ``run`` with ``name@alias``; ``GateFailed`` if it does not win."""
+    comparison = compare(
+        run,
+        name,
+        alias,
+        metric,
+        min_delta=min_delta,
+        lower_is_better=lower_is_better,
+        config=config,
+    )
+    if not comparison.passed:
+        result = GateResult(f"{metric} vs {name}@{alias}", False, [comparison.to_dict()])
+        raise GateFailed(f"Not registered: {comparison.summary}", result)
+    return comparison
+
+
+def _version_tags(run: Run, model_name: str, passed_gate: str | None) -> dict[str, str]:
+    """The lineage a new version carries: run, model, who and when, metrics, code, data."""
+    tags = {
+        "mlops.run_id": run.info.run_id,
+        "mlops.model_name_in_run": model_name,
+        "mlops.registered_by": current_user(),
+        "mlops.registered_at": utc_now(),
+        "mlops.metrics": json.dumps(dict(run.data.metrics))[:_TAG_LIMIT],
+    }
+    for key in _LINEAGE_TAGS:
+        if run.data.tags.get(key):
+            tags[key] = run.data.tags[key]
+    if run.data.tags.get(TAG_DATA):
+        tags[TAG_DATA] = run.data.tags[TAG_DATA][:_TAG_LIMIT]
+    if passed_gate is not None:
+        tags["mlops.gate"] = json.dumps({"expression": passed_gate, "passed": True})
+    return tags
+
+
+def _create_version(
+    client: MlflowClient, name: str, model_uri: str, run_id: str, tags: dict[str, str]
+) -> ModelVersion:
+    """A new version of ``name`` (created with the model if it is the first)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        store.call(client.create_registered_model, name)
+    except MlflowException as exc:
+        if "ALREADY_EXISTS" not in str(exc.error_code):
+            raise
+    model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
+    # Version and tags in one call: there is never a version without its lineage.
+    return store.call(
+        client.create_model_version,
+        name,
+        model_uri,
+        run_id=run_id,
+        tags=tags,
+        model_id=model_id,
+        await_creation_for=0,
+    )
+
+
+def _set_aliases(
+    client: MlflowClient,
+    version: ModelVersion,
+    aliases: Sequence[str],
+    expected: Mapping[str, str | None],
+    ctx: Mapping[str, Any],
+    **extra: Any,
+) -> None:
+    """Point ``aliases`` at the new version; on any failure undo them and the version."""
+    name = version.name
+    done: list[str] = []
+    try:
+        for alias in aliases:
+            move_alias(
+                client,
+                name,
+                alias,
+                str(version.version),
+                "register",
+                ctx,
+                expected=expected[alias],
+                **extra,
+            )
+            done.append(alias)
+    except Exception:
+        # No alias may point at a version that is then taken away: undo in reverse.
+        for alias in reversed(done):
+            undo_alias(client, name, alias)
+        store.call(client.delete_model_version, name, version.version)
+        raise
+
+
+def list_models(*, config: Config | None = None, metrics: int = 3) -> list[ModelSummary]:
+    """Registered models with their versions, aliases and a few key metrics per version."""
+    client = registry_client(config)
+    out = []
+    for model in store.call(client.search_registered_models, max_results=1000):
+        if is_lock_model(model.name):
+            continue
+        versions = store.call(client.search_model_versions, f"name = '{model.name}'")
+        # Version search results carry no aliases; the registered model maps them.
+        aliases = {str(k): str(v) for k, v in (getattr(model, "aliases", {}) or {}).items()}
+        rows = []
+        for v in sorted(versions, key=lambda v: int(v.version), reverse=True):
+            recorded = json.loads(v.tags.get("mlops.metrics", "{}"))
+            rows.append(
+                {
+                    "version": str(v.version),
+                    "run_id": v.run_id,
+                    "aliases": sorted(a for a, ver in aliases.items() if ver == str(v.version)),
+                    "metrics": dict(sorted(recorded.items())[:metrics]),
+                    "created": v.creation_timestamp,
+                }
+            )
+        out.append(ModelSummary(model.name, rows, aliases))
+    return out
