@@ -30,6 +30,7 @@ __all__ = [
     "open_prediction_store",
     "register_prediction_store",
     "window_condition",
+    "window_query",
 ]
 
 #: The columns every stored prediction has, with their kind (``text``, ``real`` or
@@ -99,6 +100,26 @@ def window_condition(
         where.append(f"ts < {mark}")
         args.append(until)
     return " AND ".join(where), args
+
+
+def window_query(
+    table: str,
+    deployment: str,
+    *,
+    since: float | None,
+    until: float | None,
+    limit: int | None,
+    mark: str,
+    order: Sequence[str] = ("ts",),
+) -> tuple[str, list[Any]]:
+    """The ``SELECT`` (and its arguments) of :meth:`PredictionStore.read`: ``deployment``'s
+    rows with ``since <= ts < until`` sorted by ``order``, only the latest ``limit``."""
+    where, args = window_condition(deployment, since, until, mark)
+    sql = f"SELECT {','.join(COLUMNS)} FROM {table} WHERE {where}"
+    if limit is not None:
+        newest = ", ".join(f"{column} DESC" for column in order)
+        sql = f"SELECT * FROM ({sql} ORDER BY {newest} LIMIT {int(limit)}) AS latest"
+    return f"{sql} ORDER BY {', '.join(order)}", args
 
 
 # -- the JSON codec -----------------------------------------------------------------------

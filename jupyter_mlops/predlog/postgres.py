@@ -30,7 +30,7 @@ from jupyter_mlops.predlog.base import (
     PAYLOAD_COLUMNS,
     column_definitions,
     json_text,
-    window_condition,
+    window_query,
 )
 
 if TYPE_CHECKING:
@@ -209,14 +209,10 @@ class PostgresPredictionStore:
     ) -> list[dict[str, Any]]:
         """Rows of ``deployment`` with ``since <= ts < until``, oldest first (latest
         ``limit``)."""
-        where, args = window_condition(deployment, since, until, "%s")
-        sql = f"SELECT {','.join(COLUMNS)} FROM {TABLE} WHERE {where}"
-        if limit is not None:
-            sql = (
-                f"SELECT * FROM ({sql} ORDER BY ts DESC, request_id DESC LIMIT {int(limit)})"
-                " AS latest"
-            )
-        sql += " ORDER BY ts, request_id"
+        sql, args = window_query(
+            TABLE, deployment, since=since, until=until, limit=limit, mark="%s",
+            order=("ts", "request_id"),
+        )  # fmt: skip
 
         def select(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
             return conn.execute(sql, args).fetchall()

@@ -19,7 +19,7 @@ from jupyter_mlops.predlog.base import (
     PAYLOAD_COLUMNS,
     column_definitions,
     json_text,
-    window_condition,
+    window_query,
 )
 
 __all__ = ["SQLitePredictionStore"]
@@ -91,11 +91,10 @@ class SQLitePredictionStore:
     ) -> list[dict[str, Any]]:
         """Rows of ``deployment`` with ``since <= ts < until``, oldest first (latest
         ``limit``)."""
-        where, args = window_condition(deployment, since, until, "?")
-        sql = f"SELECT {','.join(COLUMNS)} FROM predictions WHERE {where}"
-        if limit is not None:
-            sql = f"SELECT * FROM ({sql} ORDER BY ts DESC LIMIT {int(limit)})"
-        cur = self._conn().execute(f"{sql} ORDER BY ts", args)
+        sql, args = window_query(
+            "predictions", deployment, since=since, until=until, limit=limit, mark="?"
+        )
+        cur = self._conn().execute(sql, args)
         return [dict(zip(COLUMNS, row, strict=True)) for row in cur.fetchall()]
 
     def close(self) -> None:

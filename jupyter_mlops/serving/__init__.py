@@ -13,7 +13,7 @@ in :mod:`jupyter_mlops.serving.app`, imported only by the server process
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from jupyter_mlops.predlog import (
     PredictionStore,
@@ -24,23 +24,16 @@ from jupyter_mlops.predlog import (
 )
 from jupyter_mlops.registry.refs import ModelRef
 from jupyter_mlops.serving.batch import LINEAGE_COLUMNS, BatchResult, batch_predict
+from jupyter_mlops.serving.deployment import Deployment, DeploymentList
 from jupyter_mlops.serving.errors import (
     DeploymentNotFoundError,
     InputError,
     PortInUseError,
     ServingError,
 )
-from jupyter_mlops.serving.manager import (
-    Deployment,
-    DeploymentList,
-    canary,
-    deploy,
-    get_deployment,
-    list_deployments,
-    promote,
-    rollback,
-    stop,
-)
+from jupyter_mlops.serving.listing import get_deployment, list_deployments
+from jupyter_mlops.serving.manager import deploy, stop
+from jupyter_mlops.serving.releases import canary, promote, rollback
 from jupyter_mlops.serving.targets import model_uri, resolve_target
 
 if TYPE_CHECKING:
@@ -82,7 +75,3 @@ def create_app(deployment_dir: str | os.PathLike[str]) -> FastAPI:
     from jupyter_mlops.serving.app import create_app as _create_app
 
     return _create_app(deployment_dir)
-
-
-def __getattr__(name: str) -> Any:
-    raise AttributeError(f"module 'jupyter_mlops.serving' has no attribute {name!r}")

@@ -20,6 +20,7 @@ import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from jupyter_mlops.errors import MlopsError
 
@@ -53,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _prepare_from_model(args: argparse.Namespace, folder: Path) -> None:
     from jupyter_mlops.config import load_config
-    from jupyter_mlops.serving.manager import _default_name, new_state
+    from jupyter_mlops.serving.manager import default_deployment_name, new_state
     from jupyter_mlops.serving.state import write_state
     from jupyter_mlops.serving.targets import resolve_target
 
@@ -64,7 +65,7 @@ def _prepare_from_model(args: argparse.Namespace, folder: Path) -> None:
         raise MlopsError(f"--token-env {args.token_env}: the variable is empty or unset.")
     state = new_state(
         ref,
-        name=args.name or _default_name(ref),
+        name=args.name or default_deployment_name(ref),
         host=args.host or "127.0.0.1",
         port=args.port or 8080,
         workers=args.workers or 1,
@@ -73,15 +74,6 @@ def _prepare_from_model(args: argparse.Namespace, folder: Path) -> None:
     )
     state["pid"] = os.getpid()
     write_state(folder, state)
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    return sock
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -112,7 +104,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if state.get("tracking_uri"):
             os.environ.setdefault("MLFLOW_TRACKING_URI", str(state["tracking_uri"]))
         os.environ["JUPYTER_MLOPS_DEPLOYMENT_DIR"] = str(folder)
-        sock = socket.socket(fileno=args.fd) if args.fd is not None else _listen(host, port)
+        if args.fd is not None:
+            sock = socket.socket(fileno=args.fd)
+        else:
+            from jupyter_mlops.serving.manager import listening_socket
+
+            sock = listening_socket(host, port)
     except (MlopsError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -139,11 +136,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = uvicorn.Config(
             "jupyter_mlops.serving.app:app_from_env", factory=True, workers=workers, **options
         )
-        if "target" in inspect.signature(Multiprocess).parameters:  # older uvicorn
-            supervisor = Multiprocess(config, target=uvicorn.Server(config).run, sockets=[sock])
-        else:
-            supervisor = Multiprocess(config, sockets=[sock])
-        supervisor.run()
+        # Recent uvicorn's Multiprocess(config, sockets) builds each worker's server itself;
+        # older releases (the dependency allows them) take its ``run`` as ``target``.
+        supervisor_args: dict[str, Any] = {"sockets": [sock]}
+        if "target" in inspect.signature(Multiprocess).parameters:
+            supervisor_args["target"] = uvicorn.Server(config).run
+        Multiprocess(config, **supervisor_args).run()
         return 0
 
     from jupyter_mlops.serving.app import create_app

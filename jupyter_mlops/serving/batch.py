@@ -138,7 +138,7 @@ def batch_predict(
     wanted = schema.input_names() if schema is not None and schema.has_input_names() else None
     required = set(schema.required_input_names()) if wanted else set()
     md5 = file_md5(source)
-    lineage = {
+    lineage: dict[str, Any] = {
         "model_name": ref.name,
         "model_version": ref.version,
         "run_id": ref.run_id,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
@@ -129,9 +130,7 @@ class Batcher:
                     _release(batch, outcomes)
                 else:  # answer after the group commit; meanwhile predict the next batch
                     durable.add_done_callback(
-                        lambda done, b=batch, o=outcomes: loop.call_soon_threadsafe(
-                            _release_when_durable, b, o, done
-                        )
+                        functools.partial(_release_on_loop, loop, batch, outcomes)
                     )
         finally:
             self._task = None
@@ -153,6 +152,16 @@ def _release(batch: Sequence[Pending], outcomes: Sequence[Any]) -> None:
             item.future.set_exception(outcome)
         else:
             item.future.set_result(outcome)
+
+
+def _release_on_loop(
+    loop: asyncio.AbstractEventLoop,
+    batch: Sequence[Pending],
+    outcomes: Sequence[Any],
+    durable: Future[None],
+) -> None:
+    """Release the batch on the event loop's thread (the commit completes on another)."""
+    loop.call_soon_threadsafe(_release_when_durable, batch, outcomes, durable)
 
 
 def _release_when_durable(

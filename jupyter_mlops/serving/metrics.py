@@ -124,6 +124,7 @@ class Metrics:
             from prometheus_client import multiprocess
 
             registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             return generate_latest(registry), CONTENT_TYPE_LATEST
+        assert self.registry is not None  # one process: the registry made in __init__
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -26,6 +26,10 @@ LOG_FILE = "server.log"
 ACKS_DIR = "acks"
 JOURNAL_DIR = "journal"
 SCHEMA_VERSION = 1
+#: The largest request body a server reads unless the state sets ``max_body_bytes``.
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+#: How many change events (deploy, canary, promote, ...) a state keeps.
+EVENTS_KEPT = 100
 
 
 def deployments_root(mlops_dir: Path) -> Path:
@@ -53,9 +57,10 @@ def locked(folder: Path) -> Iterator[None]:
 def read_state(folder: Path) -> dict[str, Any] | None:
     """The deployment's state, or None when the folder holds none."""
     try:
-        return json.loads((folder / STATE_FILE).read_text())
+        state: dict[str, Any] = json.loads((folder / STATE_FILE).read_text())
     except FileNotFoundError:
         return None
+    return state
 
 
 def write_state(folder: Path, state: dict[str, Any]) -> None:
@@ -66,6 +71,22 @@ def write_state(folder: Path, state: dict[str, Any]) -> None:
     tmp = folder / f".{STATE_FILE}.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(state, indent=2, default=str))
     tmp.replace(folder / STATE_FILE)
+
+
+def record_event(state: dict[str, Any], action: str, **details: Any) -> None:
+    """Append a change (``deploy``, ``canary``, ``promote``, ...) to the state's events."""
+    events = list(state.get("events") or [])
+    events.append({"at": time.time(), "action": action, **details})
+    state["events"] = events[-EVENTS_KEPT:]
+
+
+def log_tail(path: Path, lines: int = 25) -> str:
+    """The last ``lines`` of a server log (empty when it cannot be read), for error messages."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
 
 
 def state_stamp(folder: Path) -> tuple[int, int, int] | None:

@@ -417,7 +417,7 @@ def to_frame(data: dict[str, list[Any]], spec: InputSpec) -> Any:
 
     if spec.columns is None:
         return pd.DataFrame(data)
-    columns = {}
+    columns: dict[str, Any] = {}
     for column in spec.columns:
         values = data[column.name]
         dtype = _NUMPY_DTYPES.get(column.type)

@@ -360,7 +360,7 @@ async def test_deployments_listing_figures_and_stop(jp_fetch, sidebar_project, m
     _fake_deployment(root, "iris")
     import jupyter_mlops.monitoring as monitoring
     from jupyter_mlops.monitoring.figures import Figures
-    from jupyter_mlops.serving import manager
+    from jupyter_mlops.serving import listing as serving_listing
 
     calls: list[dict[str, Any]] = []
 
@@ -373,7 +373,7 @@ async def test_deployments_listing_figures_and_stop(jp_fetch, sidebar_project, m
             values, deployment=deployment, window=f"last {last}", notes={"p50_ms": "ignored"}
         )
 
-    monkeypatch.setattr(manager, "_status", lambda state, check_health=True: "running")
+    monkeypatch.setattr(serving_listing, "deployment_status", lambda state, **_: "running")
     monkeypatch.setattr(monitoring, "figures", figures)
     for _ in range(2):
         listing = await get(jp_fetch, "deployments")

@@ -1,0 +1,215 @@
+"""A loaded model as a server worker runs it: the pyfunc, its input spec, its micro-batcher,
+and the prediction-log records of every batch it answers.
+
+A batch is predicted in one call when the model answers one row per input row; otherwise (or
+when one request breaks the batch) its requests are predicted one by one, so a bad request
+fails alone. The records are journaled before the answers are released: no answer without a
+durable log entry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import chain
+from typing import Any
+
+from jupyter_mlops.predlog import LogWriter
+from jupyter_mlops.registry.refs import ModelRef
+from jupyter_mlops.serving.batching import Batcher, Pending
+from jupyter_mlops.serving.errors import PredictionError, log_failed
+from jupyter_mlops.serving.metrics import Metrics
+from jupyter_mlops.serving.targets import load_pyfunc, requirement_mismatches
+from jupyter_mlops.serving.validation import (
+    InputSpec,
+    RawInput,
+    TableInput,
+    records_input,
+    to_frame,
+)
+
+__all__ = ["LoadedModel", "load_model"]
+
+_log = logging.getLogger("jupyter_mlops.serving")
+
+
+def _rows_of(raw: Any) -> list[Any] | None:
+    """Predictions as one JSON-able item per input row, or None when not row-shaped."""
+    if hasattr(raw, "to_dict") and hasattr(raw, "columns"):  # DataFrame: records, like MLflow
+        return raw.to_dict(orient="records")  # type: ignore[no-any-return]
+    if hasattr(raw, "tolist"):  # ndarray, Series
+        rows = raw.tolist()
+        return rows if isinstance(rows, list) else None
+    if isinstance(raw, list | tuple):
+        return list(raw)
+    return None
+
+
+class LoadedModel:
+    """A pyfunc model with its input spec, batcher and prediction-log hook."""
+
+    def __init__(
+        self,
+        ref: ModelRef,
+        model: Any,
+        *,
+        deployment: str,
+        executor: ThreadPoolExecutor,
+        log: LogWriter | None,
+        metrics: Metrics,
+        batching: dict[str, Any],
+    ) -> None:
+        self.ref = ref
+        self.model = model
+        self.deployment = deployment
+        self.spec = InputSpec.from_model(model)
+        self.log = log
+        self.metrics = metrics
+        self.labels = (ref.name or "", ref.version or "")
+        self.info = {"name": ref.name, "version": ref.version, "run_id": ref.run_id}
+        self.batcher = Batcher(
+            self.run_batch,
+            executor,
+            enabled=bool(batching.get("enabled", True)),
+            max_wait_s=float(batching.get("max_wait_ms", 2.0)) / 1000.0,
+            max_rows=int(batching.get("max_batch_rows", 256)),
+        )
+
+    def _one_by_one(self, batch: Sequence[Pending]) -> tuple[list[Any], Future[None] | None]:
+        outcomes: list[Any] = []
+        pending: list[Future[None]] = []
+        for p in batch:
+            outcome, durable = self.run_batch([p])
+            outcomes.extend(outcome)
+            if durable is not None:
+                pending.append(durable)
+        return outcomes, _all_done(pending) if pending else None
+
+    def _predict(self, data: Any, params: dict[str, Any] | None) -> Any:
+        if params:
+            return self.model.predict(data, params=params)
+        return self.model.predict(data)
+
+    def run_batch(self, batch: Sequence[Pending]) -> tuple[list[Any], Future[None] | None]:
+        """Predict a batch in one call; one outcome (rows or exception) per request, and
+        the future of their log records' group commit (None once already durable)."""
+        first = batch[0]
+        try:
+            if isinstance(first.input, RawInput):
+                raw = self._predict(_as_array(first.input.value), first.params)
+                outputs: list[Any] = [_jsonable(raw)]
+                total = first.input.n_rows
+            else:
+                if len(batch) == 1:
+                    data = first.input.data
+                else:
+                    data = {
+                        k: list(chain.from_iterable(p.input.data[k] for p in batch))  # type: ignore[union-attr]
+                        for k in first.input.key
+                    }
+                total = sum(p.input.n_rows for p in batch)
+                raw = self._predict(to_frame(data, self.spec), first.params)
+                rows = _rows_of(raw)
+                if rows is None or len(rows) != total:
+                    if len(batch) > 1:  # not row-shaped: predict the requests one by one
+                        return self._one_by_one(batch)
+                    outputs = [_jsonable(raw)]
+                else:
+                    outputs, start = [], 0
+                    for p in batch:
+                        outputs.append(rows[start : start + p.input.n_rows])
+                        start += p.input.n_rows
+        except Exception as exc:
+            if len(batch) > 1:  # isolate the request that broke the batch
+                return self._one_by_one(batch)
+            return [_prediction_failed(exc)], None
+        self.metrics.observe_batch(self.labels, total)
+        if self.log is None:
+            return outputs, None
+        done = time.perf_counter()
+        try:
+            durable = self.log.append(
+                {
+                    "request_id": p.request_id,
+                    "ts": p.ts,
+                    "deployment": self.deployment,
+                    "model_name": self.ref.name,
+                    "model_version": self.ref.version,
+                    "run_id": self.ref.run_id,
+                    "role": p.role,
+                    "endpoint": p.endpoint,
+                    "n_rows": p.input.n_rows,
+                    "latency_ms": round((done - p.started) * 1000.0, 3),
+                    "inputs": p.input.data if isinstance(p.input, TableInput) else p.input.value,
+                    "outputs": out,
+                }
+                for p, out in zip(batch, outputs, strict=True)
+            )
+        except Exception as exc:  # no durable log entry, no answer
+            _log.exception("prediction log write failed")
+            return [log_failed(exc)] * len(batch), None
+        return outputs, durable
+
+
+def _all_done(futures: list[Future[None]]) -> Future[None]:
+    """A future done when all ``futures`` are, failed if any failed."""
+    combined: Future[None] = Future()
+    remaining = [len(futures)]
+    lock = threading.Lock()
+
+    def one_done(done: Future[None]) -> None:
+        with lock:
+            remaining[0] -= 1
+            last = remaining[0] == 0
+        error = done.exception()
+        if error is not None and not combined.done():
+            with contextlib.suppress(Exception):
+                combined.set_exception(error)
+        if last and not combined.done():
+            with contextlib.suppress(Exception):
+                combined.set_result(None)
+
+    for future in futures:
+        future.add_done_callback(one_done)
+    return combined
+
+
+def _as_array(value: Any) -> Any:
+    import numpy as np
+
+    return np.asarray(value)
+
+
+def _jsonable(raw: Any) -> Any:
+    rows = _rows_of(raw)
+    if rows is not None:
+        return rows
+    if isinstance(raw, dict):
+        return {k: _jsonable(v) for k, v in raw.items()}
+    return raw
+
+
+def _prediction_failed(exc: Exception) -> PredictionError:
+    text = str(getattr(exc, "message", None) or exc).strip().splitlines()
+    message = text[0] if text else type(exc).__name__
+    # MLflow's own schema enforcement: the input does not fit the model.
+    status = 422 if "schema" in message.lower() or "incompatible" in message.lower() else 500
+    return PredictionError(f"The model failed on this input: {message}", status=status)
+
+
+def load_model(ref: ModelRef) -> Any:
+    """Load ``ref`` (logging how the environment differs from its requirements) and warm it
+    up: the first call of a freshly unpickled sklearn model is slower."""
+    model = load_pyfunc(ref)
+    for problem in requirement_mismatches(ref.source):
+        _log.warning("%s: %s", ref.label, problem)
+    if ref.example:
+        with contextlib.suppress(Exception):
+            spec = InputSpec.from_model(model)
+            table = records_input(dict(ref.example), spec)
+            model.predict(to_frame(table.data, spec))
+    return model
