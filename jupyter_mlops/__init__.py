@@ -36,7 +36,7 @@ _LAZY = {
     "lineage": "jupyter_mlops.registry",
     "list_models": "jupyter_mlops.registry",
     "compare": "jupyter_mlops.widgets",
-    "runs": "jupyter_mlops.tracking.query",
+    "runs": "jupyter_mlops.tracking.runs",
 }
 
 __all__ = [

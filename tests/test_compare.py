@@ -26,8 +26,8 @@ from mlflow import MlflowClient
 import jupyter_mlops
 from jupyter_mlops.config import load_config
 from jupyter_mlops.errors import NotFoundError
-from jupyter_mlops.tracking import query
-from jupyter_mlops.tracking.query import QueryError, Where
+from jupyter_mlops.tracking import runs as query
+from jupyter_mlops.tracking.runs import QueryError, Where
 from jupyter_mlops.widgets import figures
 from jupyter_mlops.widgets.comparison import CompareWidget
 

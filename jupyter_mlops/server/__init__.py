@@ -12,22 +12,22 @@ from typing import Any
 
 
 def load(server_app: Any) -> None:
-    """Build the backend once for the served folder's project and register the routes.
+    """Build the views once for the served folder's project and register the routes.
 
     The runs of the store are read once in a background thread, so that the first panel
     open does not pay for importing MLflow and pandas.
     """
-    from jupyter_mlops.server.backend import SidebarBackend
     from jupyter_mlops.server.handlers import setup_handlers
+    from jupyter_mlops.server.views import SidebarViews
 
     contents = getattr(server_app, "contents_manager", None)
-    backend = SidebarBackend(
+    views = SidebarViews(
         server_app.root_dir, allow_hidden=bool(getattr(contents, "allow_hidden", False))
     )
-    setup_handlers(server_app.web_app, backend)
-    threading.Thread(target=backend.warm, name="jupyter-mlops-warm", daemon=True).start()
+    setup_handlers(server_app.web_app, views)
+    threading.Thread(target=views.warm, name="jupyter-mlops-warm", daemon=True).start()
     server_app.log.info(
         "jupyter-mlops server extension: project %s, store %s",
-        backend.project_root,
-        backend.config.tracking_uri,
+        views.project_root,
+        views.config.tracking_uri,
     )

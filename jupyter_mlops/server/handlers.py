@@ -1,8 +1,8 @@
 """The REST handlers of the sidebar and their route table (described in ``openapi.yaml``).
 
 Every verb is ``@tornado.web.authenticated``: a request without a valid Jupyter token gets
-403. Handlers parse the request, run one blocking backend call in a worker thread (so the
-server keeps answering while MLflow reads), and answer JSON. Errors go through one helper:
+403. Handlers parse the request, run one blocking call of the views in a worker thread (so
+the server keeps answering while MLflow reads), and answer JSON. Errors go through one helper:
 an ``MlopsError`` answers with its class's ``http_status`` and ``details()``, MLflow's own
 not-found/bad-request codes with 404/400, anything else with 500, always with a
 ``"message"``.
@@ -22,11 +22,11 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from tornado.ioloop import IOLoop
 
-from jupyter_mlops.errors import MlopsError
-from jupyter_mlops.server.backend import DEFAULT_PAGE, RequestError, SidebarBackend
+from jupyter_mlops.errors import MlopsError, RequestError
+from jupyter_mlops.server.views import DEFAULT_PAGE, SidebarViews
 
 NAMESPACE = "jupyter-mlops"
-BACKEND_KEY = "jupyter_mlops.backend"
+VIEWS_KEY = "jupyter_mlops.views"
 EXECUTOR_KEY = "jupyter_mlops.executor"
 _log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ _MLFLOW_BAD_REQUEST = {"INVALID_PARAMETER_VALUE", "BAD_REQUEST", "INVALID_STATE"
 
 
 def error_reply(exc: BaseException) -> tuple[int, dict[str, Any]]:
-    """The HTTP status and JSON body for an exception raised by the backend."""
+    """The HTTP status and JSON body for an exception raised by the views."""
     body: dict[str, Any] = {"message": str(exc) or type(exc).__name__}
     if isinstance(exc, MlopsError):  # each error class says its status and extra fields
         body.update(exc.details())
@@ -51,18 +51,18 @@ def error_reply(exc: BaseException) -> tuple[int, dict[str, Any]]:
 
 
 class MlopsHandler(APIHandler):
-    """Base of the sidebar's handlers: the backend, a worker thread and JSON replies."""
+    """Base of the sidebar's handlers: the views, a worker thread and JSON replies."""
 
     @property
-    def backend(self) -> SidebarBackend:
-        return self.settings[BACKEND_KEY]  # type: ignore[no-any-return]
+    def views(self) -> SidebarViews:
+        return self.settings[VIEWS_KEY]  # type: ignore[no-any-return]
 
     async def reply(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         """Run ``fn`` off the event loop and answer its result (or its error) as JSON."""
         executor = self.settings.get(EXECUTOR_KEY)
         try:
             result = await IOLoop.current().run_in_executor(
-                executor, functools.partial(self.backend.call, fn, *args, **kwargs)
+                executor, functools.partial(self.views.call, fn, *args, **kwargs)
             )
         except Exception as exc:
             status, body = error_reply(exc)
@@ -86,16 +86,6 @@ class MlopsHandler(APIHandler):
         if not isinstance(data, dict):
             raise RequestError("The request body must be a JSON object")
         return data
-
-    def text_field(self, data: dict[str, Any], key: str, *, required: bool = True) -> str | None:
-        value = data.get(key)
-        if value is None or value == "":
-            if required:
-                raise RequestError(f"Missing {key!r} in the request body")
-            return None
-        if not isinstance(value, str | int) or isinstance(value, bool):
-            raise RequestError(f"{key!r} must be a string")
-        return str(value).strip()
 
     def int_argument(self, name: str, default: int) -> int:
         raw = self.get_argument(name, None)
@@ -123,14 +113,14 @@ class StatusHandler(MlopsHandler):
     async def get(self) -> None:
         """``{version, project_root, served_root, tracking_uri, stamp, features}``;
         ``stamp`` changes whenever the tracking store is written (the panel polls it)."""
-        await self.reply(self.backend.status)
+        await self.reply(self.views.status)
 
 
 class ExperimentsHandler(MlopsHandler):
     @tornado.web.authenticated
     async def get(self) -> None:
         """``{data: [{experiment_id, name, runs, last_run_time}]}``, latest activity first."""
-        await self.reply(self.backend.experiments)
+        await self.reply(self.views.experiments)
 
 
 class RunsHandler(MlopsHandler):
@@ -142,17 +132,16 @@ class RunsHandler(MlopsHandler):
         ``metrics.accuracy >= 0.9``), ``limit`` (1-500, default 50), ``page_token``.
         """
 
-        def parse() -> Callable[[], Any]:
-            return functools.partial(
-                self.backend.runs,
+        await self.guarded(
+            lambda: functools.partial(
+                self.views.runs,
                 experiment=self.get_argument("experiment", None) or None,
                 text=self.get_argument("text", None),
                 where=self.get_argument("where", None),
                 limit=self.int_argument("limit", DEFAULT_PAGE),
                 page_token=self.get_argument("page_token", None) or None,
             )
-
-        await self.guarded(parse)
+        )
 
 
 class RunHandler(MlopsHandler):
@@ -160,21 +149,21 @@ class RunHandler(MlopsHandler):
     async def get(self, run_id: str) -> None:
         """One run: params, metrics, tags, models, data snapshots, cell source, notebook
         (``notebook_path`` is the path to open in JupyterLab, null if not served)."""
-        await self.reply(self.backend.run, run_id)
+        await self.reply(self.views.run, run_id)
 
 
 class ModelsHandler(MlopsHandler):
     @tornado.web.authenticated
     async def get(self) -> None:
         """``{data: [{name, aliases, versions, history}]}``."""
-        await self.reply(self.backend.models)
+        await self.reply(self.views.models)
 
 
 class ModelHandler(MlopsHandler):
     @tornado.web.authenticated
     async def get(self, name: str) -> None:
         """``{name, aliases, versions, history}`` of one registered model."""
-        await self.reply(self.backend.model, name)
+        await self.reply(self.views.model, name)
 
 
 class ModelPromoteHandler(MlopsHandler):
@@ -185,22 +174,7 @@ class ModelPromoteHandler(MlopsHandler):
         points at ``expected`` (the holder the user saw; null: none; 409 if it moved).
         Answers the alias event."""
 
-        def parse() -> Callable[[], Any]:
-            data = self.body()
-            extra: dict[str, Any] = {}
-            if isinstance(data, dict) and "expected" in data:
-                expected = data["expected"]
-                extra["expected"] = None if expected is None else str(expected)
-            return functools.partial(
-                self.backend.promote,
-                name,
-                str(self.text_field(data, "version")),
-                str(self.text_field(data, "alias")),
-                self.text_field(data, "gate", required=False),
-                **extra,
-            )
-
-        await self.guarded(parse)
+        await self.guarded(lambda: functools.partial(self.views.promote, name, self.body()))
 
 
 class ModelRollbackHandler(MlopsHandler):
@@ -208,13 +182,7 @@ class ModelRollbackHandler(MlopsHandler):
     async def post(self, name: str) -> None:
         """Body ``{alias}``: move the alias back to its previous holder. Answers the event."""
 
-        def parse() -> Callable[[], Any]:
-            data = self.body()
-            return functools.partial(
-                self.backend.rollback, name, str(self.text_field(data, "alias"))
-            )
-
-        await self.guarded(parse)
+        await self.guarded(lambda: functools.partial(self.views.rollback, name, self.body()))
 
 
 class DeploymentsHandler(MlopsHandler):
@@ -222,14 +190,14 @@ class DeploymentsHandler(MlopsHandler):
     async def get(self) -> None:
         """``{available, monitoring, message, deployments: [...]}`` with health, traffic
         split and, while running, ``figures`` (rps, p99_ms, error_rate, drift_share)."""
-        await self.reply(self.backend.deployments)
+        await self.reply(self.views.deployments)
 
 
 class DeploymentStopHandler(MlopsHandler):
     @tornado.web.authenticated
     async def post(self, name: str) -> None:
         """Stop deployment ``name`` (no body). Answers the stopped deployment."""
-        await self.reply(self.backend.stop_deployment, name)
+        await self.reply(self.views.stop_deployment, name)
 
 
 class PipelinesHandler(MlopsHandler):
@@ -238,7 +206,7 @@ class PipelinesHandler(MlopsHandler):
         """``{data: [{run_id, pipeline, status, started, ended, steps: [...]}]}``; query
         ``limit`` (default 20)."""
         await self.guarded(
-            lambda: functools.partial(self.backend.pipelines, self.int_argument("limit", 20))
+            lambda: functools.partial(self.views.pipelines, self.int_argument("limit", 20))
         )
 
 
@@ -246,7 +214,7 @@ class PipelineHandler(MlopsHandler):
     @tornado.web.authenticated
     async def get(self, run_id: str) -> None:
         """One pipeline run with its steps and links to the executed notebooks."""
-        await self.reply(self.backend.pipeline, run_id)
+        await self.reply(self.views.pipeline, run_id)
 
 
 class UnknownHandler(MlopsHandler):
@@ -278,9 +246,9 @@ ROUTES: list[tuple[str, type[MlopsHandler]]] = [
 ]
 
 
-def setup_handlers(web_app: Any, backend: SidebarBackend) -> None:
-    """Register the routes under ``<base_url>/jupyter-mlops/api/`` with ``backend``."""
-    web_app.settings[BACKEND_KEY] = backend
+def setup_handlers(web_app: Any, views: SidebarViews) -> None:
+    """Register the routes under ``<base_url>/jupyter-mlops/api/`` with ``views``."""
+    web_app.settings[VIEWS_KEY] = views
     web_app.settings.setdefault(
         EXECUTOR_KEY, ThreadPoolExecutor(max_workers=4, thread_name_prefix="jupyter-mlops")
     )

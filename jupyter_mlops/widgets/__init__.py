@@ -41,7 +41,7 @@ def compare(
     that says so; a malformed ``where`` raises ``QueryError``.
     """
     from jupyter_mlops.config import load_config
-    from jupyter_mlops.tracking import query
+    from jupyter_mlops.tracking import runs as query
     from jupyter_mlops.widgets.comparison import CompareWidget
 
     config = config or load_config()

@@ -17,7 +17,7 @@ import ipywidgets as widgets
 import pandas as pd
 
 from jupyter_mlops.errors import MlopsError
-from jupyter_mlops.tracking import query
+from jupyter_mlops.tracking import runs as query
 from jupyter_mlops.widgets import figures
 from jupyter_mlops.widgets.figures import fmt, short
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from jupyter_mlops.tracking import query
+from jupyter_mlops.tracking import runs as query
 
 if TYPE_CHECKING:
     import numpy as np

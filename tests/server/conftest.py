@@ -171,10 +171,10 @@ def jp_root_dir(sidebar_project: tuple[Path, dict]) -> Path:
 
 
 @pytest.fixture
-def warm_backend(jp_serverapp: Any) -> Any:
-    """The server's backend once its background first read of the store is done."""
-    from jupyter_mlops.server.handlers import BACKEND_KEY
+def warm_views(jp_serverapp: Any) -> Any:
+    """The server's views once their background first read of the store is done."""
+    from jupyter_mlops.server.handlers import VIEWS_KEY
 
-    backend = jp_serverapp.web_app.settings[BACKEND_KEY]
-    assert backend.warmed.wait(60)
-    return backend
+    views = jp_serverapp.web_app.settings[VIEWS_KEY]
+    assert views.warmed.wait(60)
+    return views

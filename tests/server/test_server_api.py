@@ -53,7 +53,7 @@ async def test_experiments_with_counts(jp_fetch) -> None:
     assert exps["sweep"]["runs"] == SWEEP_RUNS
 
 
-async def test_runs_paged_newest_first(jp_fetch, sidebar_project, warm_backend) -> None:
+async def test_runs_paged_newest_first(jp_fetch, sidebar_project, warm_views) -> None:
     _, ids = sidebar_project
     total = 3 + SWEEP_RUNS
     seen: list[dict[str, Any]] = []
@@ -83,7 +83,7 @@ async def test_runs_paged_newest_first(jp_fetch, sidebar_project, warm_backend) 
 
 
 async def test_newest_page_after_a_store_write_comes_first(
-    jp_fetch, sidebar_project, warm_backend
+    jp_fetch, sidebar_project, warm_views
 ) -> None:
     import asyncio
 
@@ -359,7 +359,7 @@ async def test_deployments_listing_figures_and_stop(jp_fetch, sidebar_project, m
     assert listing["available"] is True and listing["deployments"] == []
     _fake_deployment(root, "iris")
     import jupyter_mlops.monitoring as monitoring
-    from jupyter_mlops.monitoring.figures import Figures
+    from jupyter_mlops.monitoring import Figures
     from jupyter_mlops.serving import listing as serving_listing
 
     calls: list[dict[str, Any]] = []
@@ -404,16 +404,16 @@ async def test_blocking_calls_leave_the_server_responsive(jp_fetch, monkeypatch)
     import asyncio
     import threading
 
-    from jupyter_mlops.server import backend
+    from jupyter_mlops.server import views
 
     release = threading.Event()
-    original = backend.SidebarBackend.models
+    original = views.SidebarViews.models
 
     def slow_models(self: Any) -> Any:
         release.wait(10)
         return original(self)
 
-    monkeypatch.setattr(backend.SidebarBackend, "models", slow_models)
+    monkeypatch.setattr(views.SidebarViews, "models", slow_models)
     slow = asyncio.ensure_future(jp_fetch(*API, "models"))
     status = await get(jp_fetch, "status")  # answered while models is still blocked
     assert status["version"]

@@ -15,7 +15,7 @@ from mlflow import MlflowClient
 
 import jupyter_mlops
 from jupyter_mlops import pipelines, registry, serving
-from jupyter_mlops.server.backend import SidebarBackend
+from jupyter_mlops.server.views import SidebarViews as SidebarBackend
 from jupyter_mlops.tracking import restore_data
 from tests.conftest import IRIS_CELL, git
 from tests.test_pipelines import notebook, write_pipeline

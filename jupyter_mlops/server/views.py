@@ -1,0 +1,458 @@
+"""What the sidebar asks for, as plain JSON-ready dicts, over the same core API as the magics.
+
+``SidebarViews`` is built once per Jupyter server (see ``server.load``) and knows no HTTP:
+every method is a blocking call that the handlers run in a worker thread. It only shapes
+what the core returns (runs from ``tracking.runs.RunCatalog``, the registry, serving,
+monitoring, pipelines) for the panel; the reading, caching and paging stay in the core.
+
+Files: the views read the tracking store and the project's ``.mlops/`` folder only. Paths
+that come from records (notebooks, executed pipeline notebooks) are turned into links only
+when they resolve inside the folder Jupyter serves, and nothing from a request ever becomes
+a file path without being checked against the project root.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from jupyter_mlops.config import Config, load_config
+from jupyter_mlops.errors import NotFoundError, RequestError
+from jupyter_mlops.tracking.run import TAG_DATA, TAG_MODELS, TAG_NOTEBOOK, TAG_SOURCE_HASH
+from jupyter_mlops.tracking.runs.catalog import RunCatalog, epoch_ms
+
+_log = logging.getLogger(__name__)
+
+DEFAULT_PAGE = 50
+MAX_PAGE = 500
+KEY_METRICS = 4
+HISTORY_SHOWN = 50
+LIVE_WINDOW = "5m"  # requests/s, p99 and errors over this window
+DRIFT_EVERY_S = 60.0
+FIGURES = ("rps", "p99_ms", "error_rate", "drift_share", "requests")
+_PIPELINE_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+_HIDDEN_TAG_PREFIXES = ("mlflow.", "mlops.")
+# Recorded in the alias history: the change came from the sidebar, not a notebook.
+_CONTEXT = {"notebook": None, "source": "jupyterlab-sidebar"}
+
+_IMPORT_LOCK = threading.Lock()
+_imported = False
+
+
+def import_heavy() -> None:
+    """Import MLflow and pandas once, one thread at a time.
+
+    The handlers run in a thread pool and the views warm up in another thread: two
+    threads importing MLflow for the first time at once deadlock on its protobuf modules
+    ("deadlock detected by _ModuleLock('mlflow.protos.databricks_pb2')").
+    """
+    global _imported
+    if _imported:
+        return
+    with _IMPORT_LOCK:
+        if not _imported:
+            from jupyter_mlops.tracking import store
+
+            with store.quiet_mlflow():
+                import mlflow  # noqa: F401
+                import pandas  # noqa: F401
+            _imported = True
+
+
+def _jsonable(value: Any) -> Any:
+    """NaN/inf -> None, numpy scalars -> Python, recursively (JSON has no NaN)."""
+    if isinstance(value, float):
+        return value if value == value and value not in (float("inf"), float("-inf")) else None
+    if isinstance(value, Mapping):
+        return _json_object(value)
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy scalar
+        return _jsonable(value.item())
+    return value
+
+
+def _json_object(value: Mapping[str, Any]) -> dict[str, Any]:
+    """``value`` with JSON-safe values (see ``_jsonable``)."""
+    return {str(k): _jsonable(v) for k, v in value.items()}
+
+
+def _loads(raw: Any, default: Any) -> Any:
+    try:
+        return json.loads(raw or default)
+    except ValueError:
+        return json.loads(default)
+
+
+def _text_field(data: Mapping[str, Any], key: str, *, required: bool = True) -> str | None:
+    value = data.get(key)
+    if value is None or value == "":
+        if required:
+            raise RequestError(f"Missing {key!r} in the request body")
+        return None
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise RequestError(f"{key!r} must be a string")
+    return str(value).strip()
+
+
+def _check_limit(limit: int) -> None:
+    if not 1 <= limit <= MAX_PAGE:
+        raise RequestError(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
+
+
+def _run_row(record: Mapping[str, Any]) -> dict[str, Any]:
+    """One run of a page, as the runs list shows it."""
+    metrics = {
+        k.removeprefix("metrics."): v
+        for k, v in sorted(record.items())
+        if k.startswith("metrics.") and v is not None and v == v
+    }
+    models_raw = record.get(f"tags.{TAG_MODELS}")
+    models = sorted(_loads(models_raw, "[]")) if isinstance(models_raw, str) else []
+    duration = record.get("duration")
+    return _json_object(
+        {
+            "run_id": record["run_id"],
+            "run_name": record.get("run_name") or "",
+            "experiment": record.get("experiment"),
+            "experiment_id": record.get("experiment_id"),
+            "status": record.get("status"),
+            "start_time": epoch_ms(record.get("start_time")),
+            "duration": duration if duration == duration else None,
+            "metrics": dict(list(metrics.items())[:KEY_METRICS]),
+            "metric_count": len(metrics),
+            "data": record.get("data"),
+            "notebook": record.get(f"tags.{TAG_NOTEBOOK}"),
+            "models": models,
+        }
+    )
+
+
+def _epoch_ms(seconds: float | None) -> float | None:
+    return None if seconds is None else float(seconds) * 1000
+
+
+# monitoring.live
+def live_figures(
+    name: str, config: Config, drift_seen: dict[str, tuple[float, Any, Any]]
+) -> dict[str, Any]:
+    """Live figures of one running deployment: traffic over the last few minutes every
+    call, drift (which compares logged inputs with the training data, so costs more) at
+    most every DRIFT_EVERY_S seconds; ``drift_seen`` keeps the last drift per deployment."""
+    import jupyter_mlops.monitoring as monitoring
+
+    cached = drift_seen.get(name)
+    drift_due = cached is None or time.monotonic() - cached[0] > DRIFT_EVERY_S
+    try:
+        raw = monitoring.figures(name, config=config, last=LIVE_WINDOW, drift=drift_due)
+    except Exception as exc:  # one deployment's metrics must not hide the others
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    values = raw if isinstance(raw, Mapping) else getattr(raw, "__dict__", {})
+    notes = dict(getattr(raw, "notes", {}) or {})
+    out: dict[str, Any] = {k: values.get(k) for k in FIGURES}
+    if drift_due:
+        drift_seen[name] = (time.monotonic(), values.get("drift_share"), notes.get("drift_share"))
+    else:
+        assert cached is not None
+        out["drift_share"] = cached[1]
+        if cached[2]:
+            notes["drift_share"] = cached[2]
+    out["notes"] = {k: str(v) for k, v in notes.items() if k in FIGURES}
+    out["window"] = getattr(raw, "window", None)
+    return out
+
+
+class SidebarViews:
+    """The server extension's view of one project (the one containing Jupyter's root)."""
+
+    def __init__(
+        self, root_dir: str | Path, config: Config | None = None, *, allow_hidden: bool = False
+    ) -> None:
+        self.root_dir = Path(root_dir).resolve()  # what Jupyter's contents API serves
+        self.config = config or load_config(self.root_dir)
+        # Whether Jupyter opens files under dot-folders (executed pipeline notebooks live in
+        # .mlops/); when it does not, the sidebar shows their path instead of a link.
+        self.allow_hidden = allow_hidden
+        self.catalog = RunCatalog(self.config)
+        self._drift: dict[str, tuple[float, Any, Any]] = {}  # name -> (when, share, note)
+        self.warmed = threading.Event()  # set once warm() is done (tests wait on it)
+
+    @property
+    def project_root(self) -> Path:
+        return self.config.root
+
+    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` once the heavy imports are done (see ``import_heavy``)."""
+        import_heavy()
+        return fn(*args, **kwargs)
+
+    def warm(self) -> None:
+        """Import the heavy libraries and read the runs once, so the first panel is fast."""
+        try:
+            import_heavy()
+            if self.catalog.store_exists():
+                self.catalog.frame()
+                self.catalog.client()
+        except Exception as exc:  # a broken store is reported when the panel asks
+            _log.debug("warming the sidebar views failed: %s", exc)
+        finally:
+            self.warmed.set()
+
+    # -- paths ---------------------------------------------------------------------------
+    def contents_path(self, path: str | None) -> str | None:
+        """The path Jupyter's contents API knows ``path`` (project-relative) by, if served.
+
+        None when the file is outside the project or outside the folder Jupyter serves.
+        """
+        if not path:
+            return None
+        candidate = Path(path)
+        if not candidate.is_absolute():
+            candidate = self.project_root / candidate
+        inside_project = _inside(candidate, self.project_root)
+        if inside_project is None:
+            return None
+        served = _inside(inside_project, self.root_dir)
+        return None if served is None else served.relative_to(self.root_dir).as_posix()
+
+    def _link(self, path: str | None) -> tuple[str | None, bool]:
+        """(path to open in JupyterLab, whether Jupyter hides it as a dot-folder's file)."""
+        served = self.contents_path(path)
+        if served is None:
+            return None, False
+        hidden = any(part.startswith(".") for part in Path(served).parts)
+        if hidden and not self.allow_hidden:
+            return None, True
+        return served, hidden
+
+    # -- status --------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """Project, store, the parts of the project the panel shows, and the store's stamp."""
+        from jupyter_mlops._util.urls import redact
+        from jupyter_mlops._version import __version__
+
+        return {
+            "version": __version__,
+            "project_root": str(self.project_root),
+            "served_root": str(self.root_dir),
+            "tracking_uri": redact(self.config.tracking_uri),  # a database URI may hold one
+            "stamp": self.catalog.stamp(),
+            "features": {"serving": True, "monitoring": True, "pipelines": True},
+        }
+
+    # -- experiments and runs ------------------------------------------------------------
+    def experiments(self) -> list[dict[str, Any]]:
+        """Active experiments with their run counts, newest run first."""
+        return self.catalog.experiments()
+
+    def runs(
+        self,
+        *,
+        experiment: str | None = None,
+        text: str | None = None,
+        where: str | None = None,
+        limit: int = DEFAULT_PAGE,
+        page_token: str | None = None,
+    ) -> dict[str, Any]:
+        """One page of runs, newest first (see ``RunCatalog.page``)."""
+        _check_limit(limit)
+        page = self.catalog.page(
+            limit=limit, experiment=experiment, text=text, where=where, page_token=page_token
+        )
+        return {
+            "runs": [_run_row(r) for r in page.records],
+            "next_page_token": page.next_page_token,
+            "total": page.total,
+            "stamp": page.stamp,
+        }
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        """Everything the detail view shows about one run."""
+        details = self.catalog.details(run_id)
+        info, data = details.run.info, details.run.data
+        tags = dict(data.tags)
+        datasets = [
+            {
+                "name": d.dataset.name,
+                "digest": d.dataset.digest,
+                "content_hash": {t.key: t.value for t in d.tags}.get("mlops.content_hash"),
+            }
+            for d in (details.run.inputs.dataset_inputs if details.run.inputs else [])
+        ]
+        notebook = tags.get(TAG_NOTEBOOK)
+        models = _loads(tags.get(TAG_MODELS), "{}")
+        return _json_object(
+            {
+                "run_id": info.run_id,
+                "run_name": info.run_name or tags.get("mlflow.runName") or "",
+                "experiment_id": info.experiment_id,
+                "experiment": details.experiment,
+                "status": info.status,
+                "start_time": info.start_time,
+                "end_time": info.end_time,
+                "user": info.user_id,
+                "params": dict(sorted(data.params.items())),
+                "metrics": dict(sorted(data.metrics.items())),
+                "tags": {
+                    k: v for k, v in sorted(tags.items()) if not k.startswith(_HIDDEN_TAG_PREFIXES)
+                },
+                "models": [{"name": k, "uri": v} for k, v in sorted(models.items())],
+                "registered_versions": [
+                    {"name": name, "version": version}
+                    for name, version in details.registered_versions
+                ],
+                "data": _loads(tags.get(TAG_DATA), "[]"),
+                "datasets": datasets,
+                "source": details.source,
+                "source_sha256": tags.get(TAG_SOURCE_HASH),
+                "notebook": notebook,
+                "notebook_path": self.contents_path(notebook),
+                "git_commit": tags.get("mlflow.source.git.commit"),
+                "git_dirty": tags.get("mlops.git.dirty"),
+            }
+        )
+
+    # -- registry ------------------------------------------------------------------------
+    def models(self) -> list[dict[str, Any]]:
+        """Registered models: versions (newest first), aliases and recent alias history."""
+        if not self.catalog.store_exists():
+            return []
+        import jupyter_mlops.registry as registry
+
+        out = []
+        for model in registry.list_models(config=self.config):
+            events = registry.history(model.name, config=self.config)
+            out.append(
+                _jsonable(
+                    {
+                        "name": model.name,
+                        "aliases": model.aliases,
+                        "versions": model.versions,
+                        "history": [asdict(e) for e in events[-HISTORY_SHOWN:]][::-1],
+                    }
+                )
+            )
+        return out
+
+    def model(self, name: str) -> dict[str, Any]:
+        for model in self.models():
+            if model["name"] == name:
+                return model
+        raise NotFoundError(f"No registered model {name!r}")
+
+    def promote(self, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Body ``{version, alias, gate?, expected?}``: point ``name@alias`` at ``version``
+        if it passes ``gate`` (as ``%register``) and the alias still points at ``expected``
+        (the holder the caller saw; ``PromotionConflict`` if it moved)."""
+        import jupyter_mlops.registry as registry
+
+        version = str(_text_field(body, "version"))
+        alias = str(_text_field(body, "alias"))
+        gate = _text_field(body, "gate", required=False)
+        expected: dict[str, Any] = {}
+        if "expected" in body:
+            expected["expected"] = None if body["expected"] is None else str(body["expected"])
+        if not version.isdigit():
+            raise RequestError(f"version must be a number, got {version!r}")
+        event = registry.promote(
+            f"{name}/{version}", alias, gate=gate or None, context=dict(_CONTEXT), **expected
+        )
+        return _json_object(asdict(event))
+
+    def rollback(self, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Body ``{alias}``: move ``name@alias`` back to its previous holder (as
+        ``%register --rollback``)."""
+        import jupyter_mlops.registry as registry
+
+        alias = str(_text_field(body, "alias"))
+        event = registry.rollback(name, alias, context=dict(_CONTEXT))
+        return _json_object(asdict(event))
+
+    # -- deployments ---------------------------------------------------------------------
+    def deployments(self) -> dict[str, Any]:
+        """Deployments with health, traffic split and live figures."""
+        from jupyter_mlops import serving
+
+        out = []
+        for dep in serving.list_deployments(self.config):
+            item = dep.to_dict()
+            item.pop("log_file", None)  # a server path the browser has no use for
+            running = dep.status == "running"
+            item["figures"] = live_figures(dep.name, self.config, self._drift) if running else None
+            out.append(_jsonable(item))
+        return {"available": True, "monitoring": True, "message": None, "deployments": out}
+
+    def stop_deployment(self, name: str) -> dict[str, Any]:
+        from jupyter_mlops import serving
+
+        item = serving.stop(name, config=self.config).to_dict()
+        item.pop("log_file", None)
+        return _json_object(item)
+
+    # -- pipelines -----------------------------------------------------------------------
+    def pipelines(self, limit: int = 20) -> dict[str, Any]:
+        """The newest pipeline runs with per-step status and links to executed notebooks."""
+        from jupyter_mlops.pipelines import list_pipeline_runs
+
+        _check_limit(limit)
+        runs = list_pipeline_runs(config=self.config, limit=limit)
+        return {"available": True, "message": None, "runs": [self._pipeline(r) for r in runs]}
+
+    def pipeline(self, run_id: str) -> dict[str, Any]:
+        """One pipeline run (by id or unique prefix)."""
+        from jupyter_mlops.pipelines import get_pipeline_run
+
+        # The id becomes part of a glob under .mlops/pipelines: letters, digits, - _ . only.
+        if not _PIPELINE_RUN_ID.fullmatch(run_id):
+            raise NotFoundError(f"No pipeline run {run_id!r}")
+        return self._pipeline(get_pipeline_run(run_id, config=self.config))
+
+    def _pipeline(self, run: Any) -> dict[str, Any]:
+        steps = []
+        for step in run.steps.values():
+            executed = self._link(step.executed_notebook)
+            steps.append(
+                {
+                    "name": step.name,
+                    "status": step.status,
+                    "started": _epoch_ms(step.started),
+                    "ended": _epoch_ms(step.ended),
+                    "seconds": step.seconds,
+                    "error": step.error,
+                    "mlflow_run_id": step.mlflow_run_id,
+                    "metrics": dict(step.metrics),
+                    "notebook": step.notebook,
+                    "notebook_path": self._link(step.notebook)[0],
+                    "executed": step.executed_notebook,
+                    "executed_path": executed[0],
+                    "executed_hidden": executed[1],
+                }
+            )
+        return _json_object(
+            {
+                "run_id": run.run_id,
+                "pipeline": run.pipeline,
+                "status": run.status,
+                "started": _epoch_ms(run.started),
+                "ended": _epoch_ms(run.ended),
+                "params": dict(run.params),
+                "mlflow_run_id": run.mlflow_run_id,
+                "sweep": run.sweep,
+                "steps": steps,
+            }
+        )
+
+
+def _inside(path: Path, folder: Path) -> Path | None:
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError):
+        return None
+    return resolved if resolved.is_relative_to(folder) else None
