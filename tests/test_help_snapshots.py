@@ -39,7 +39,11 @@ def _magic_helps() -> dict[str, str]:
     out: dict[str, str] = {}
     for kind in ("line", "cell"):
         for name, method in MlopsMagics.magics[kind].items():
-            out[f"magic-{name}"] = getattr(MlopsMagics, method).__doc__ or ""
+            magic = getattr(MlopsMagics, method)
+            # ``?`` shows __doc__, formatted when the magics were imported, at that moment's
+            # terminal width; the parser formats it again at the snapshots' width.
+            assert magic.__doc__.startswith(f"::\n\n  %{name} "), magic.__doc__[:40]
+            out[f"magic-{name}"] = magic.parser.format_help()
     return out
 
 

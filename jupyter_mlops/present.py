@@ -1,4 +1,8 @@
-"""What ``%mlops`` and ``jupyter-mlops info`` show: the active configuration and recent runs."""
+"""Text and HTML tables shared by the magics and the command line.
+
+The project's configuration and store (``%mlops``, ``jupyter-mlops info``), runs, buffered
+runs, registered models and alias history, stored alert rules, tracking servers.
+"""
 
 from __future__ import annotations
 
@@ -187,3 +191,27 @@ def event_text(event: Any) -> Table:
         ["action", "user", "time (UTC)"],
         [[event.action, event.user, event.time[:19].replace("T", " ")]],
     )
+
+
+def rules_text(stored: Any) -> str:
+    """A deployment's stored alert rules (with their actions) and its webhook."""
+    lines = [f"{r.expression}{f'  -> {r.action}' if r.action else ''}" for r in stored.rules]
+    lines.append(f"webhook: {stored.webhook or 'none'}")
+    return "\n".join(lines)
+
+
+def servers_text() -> str:
+    """The tracking servers started from this project, each with its health."""
+    from jupyter_mlops._util.urls import redact
+    from jupyter_mlops.tracking import server
+
+    known = server.servers()
+    if not known:
+        return "No tracking server started from this project (`jupyter-mlops server start`)."
+    lines = []
+    for info, alive in known:
+        state = server.probe(info.url) if alive else "process gone"
+        lines.append(
+            f"{info.url}  pid {info.pid}  {state}  backend {redact(info.backend_store_uri)}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,178 @@
+"""Deployments: serve registered models as REST APIs, canary, blue-green, batch scoring.
+
+The magic takes a target and a mode flag (``%deploy NAME --canary MODEL``); the command line
+has a subcommand per mode (``jupyter-mlops deploy canary NAME MODEL``). Both are built
+from the same options and call the same functions of :mod:`jupyter_mlops.serving`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, ClassVar
+
+from jupyter_mlops.commands.base import Arguments, Command, Context, Face
+from jupyter_mlops.errors import UsageError
+
+
+def _serve_options(parser: Arguments) -> None:
+    add = parser.add_argument
+    add("--name", help="deployment name (default: from the model)")
+    add("--port", type=int, help="port (default: a free one)")
+    add("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    add("--workers", type=int, default=1, help="server worker processes")
+    add("--token", help="bearer token required by every endpoint but /health")
+
+
+def _weight(parser: Arguments) -> None:
+    parser.add_argument(
+        "--weight", type=float, default=10.0, help="canary share in percent (default 10)"
+    )
+
+
+def _no_log(parser: Arguments) -> None:
+    parser.add_argument("--no-log", action="store_true", help="do not keep a prediction log")
+
+
+def start(args: argparse.Namespace, context: Context) -> Any:
+    from jupyter_mlops import serving
+
+    return serving.deploy(
+        args.target,
+        name=args.name,
+        port=args.port,
+        host=args.host,
+        workers=args.workers,
+        token=args.token,
+        prediction_log=not args.no_log,
+    )
+
+
+def canary(args: argparse.Namespace, context: Context) -> Any:
+    from jupyter_mlops import serving
+
+    return serving.canary(args.name, args.canary, args.weight)
+
+
+def batch(args: argparse.Namespace, context: Context) -> Any:
+    from jupyter_mlops import serving
+
+    return serving.batch_predict(args.target, args.batch, args.output)
+
+
+def on_deployment(args: argparse.Namespace, context: Context) -> Any:
+    """promote, rollback, stop or status of the deployment ``args.name``."""
+    from jupyter_mlops import serving
+
+    action = {
+        "promote": serving.promote,
+        "rollback": serving.rollback,
+        "stop": serving.stop,
+        "status": serving.get_deployment,
+    }[args.action]
+    return action(args.name)
+
+
+def deployments(args: argparse.Namespace, context: Context) -> Any:
+    from jupyter_mlops import serving
+
+    return serving.list_deployments()
+
+
+_MODES = ("canary", "promote", "rollback", "stop", "status", "list", "batch")
+
+
+class Deploy(Command):
+    name = "deploy"
+    magic = "deploy"
+    help = "serve registered models as REST APIs"
+    doc = """Serve registered models as a REST API on 127.0.0.1, with canary and blue-green.
+
+        Examples::
+
+            %deploy iris-rf@champion
+            %deploy iris-rf@champion --port 8100 --name iris-prod --workers 2
+            %deploy iris-prod --canary iris-rf@challenger --weight 10
+            %deploy iris-prod --promote
+            %deploy iris-prod --rollback
+            %deploy --list
+            %deploy iris-prod --stop
+            %deploy iris-rf@champion --batch data/new.csv --output preds.parquet
+        """
+    face_specific: ClassVar[dict[str, str]] = {
+        f"--{mode}": f"magic mode; command line: `deploy {mode} ...`" for mode in _MODES
+    } | {"--output": "magic, with --batch; command line: `deploy batch MODEL INPUT OUTPUT`"}
+
+    def add_arguments(self, parser: Arguments) -> None:
+        if not parser.magic:
+            self._add_subcommands(parser)
+            return
+        add = parser.add_argument
+        add(
+            "target",
+            nargs="?",
+            help="model to serve (NAME@ALIAS, NAME/VERSION, a URI) or a deployment's name",
+        )
+        _serve_options(parser)
+        add("--canary", metavar="MODEL", help="send --weight percent of traffic to MODEL")
+        _weight(parser)
+        add("--promote", action="store_true", help="blue-green: the canary becomes primary")
+        add("--rollback", action="store_true", help="back to the previous primary")
+        add("--stop", action="store_true", help="stop the deployment")
+        add("--status", action="store_true", help="the deployment's models, traffic and health")
+        add("--list", action="store_true", help="deployments, versions, traffic, health")
+        add("--batch", metavar="INPUT", help="score a CSV/Parquet file instead of serving")
+        add("--output", metavar="OUTPUT", help="where --batch writes predictions")
+        _no_log(parser)
+
+    @staticmethod
+    def _add_subcommands(parser: Arguments) -> None:
+        q = parser.subcommand("start", "serve a model in a detached server on 127.0.0.1", start)
+        q.add_argument("target", metavar="MODEL", help="NAME@ALIAS, NAME/VERSION or a URI")
+        _serve_options(q)
+        _no_log(q)
+        q = parser.subcommand(
+            "canary", "send WEIGHT percent of a deployment's traffic to MODEL", canary
+        )
+        q.add_argument("name")
+        q.add_argument("canary", metavar="MODEL")
+        _weight(q)
+        for verb, text in (
+            ("promote", "blue-green: the canary becomes primary"),
+            ("rollback", "back to the previous primary"),
+            ("stop", "stop a deployment"),
+            ("status", "one deployment's models, traffic and health"),
+        ):
+            q = parser.subcommand(verb, text, on_deployment, action=verb)
+            q.add_argument("name")
+        parser.subcommand(
+            "list", "deployments, versions, traffic split, health, uptime", deployments
+        )
+        q = parser.subcommand("batch", "score a CSV/Parquet file with lineage columns", batch)
+        q.add_argument("target", metavar="MODEL")
+        q.add_argument("batch", metavar="input")
+        q.add_argument("output")
+
+    def run(self, args: argparse.Namespace, context: Context) -> Any:
+        if context.face is Face.CLI:  # each mode is a subcommand with its own function
+            return super().run(args, context)
+        modes = [getattr(args, mode) for mode in _MODES]
+        if sum(bool(m) for m in modes) > 1:
+            raise UsageError(
+                "Use one of --canary, --promote, --rollback, --stop, --status, --list, --batch"
+            )
+        if not args.list and not args.target:
+            raise UsageError("Say which model (NAME@ALIAS) or deployment; or use --list")
+        if args.list:
+            return deployments(args, context)
+        if args.batch:
+            if not args.output:
+                raise UsageError("--batch needs --output FILE (.csv or .parquet)")
+            return batch(args, context)
+        if args.canary:
+            args.name = args.target
+            return canary(args, context)
+        for mode in ("promote", "rollback", "stop", "status"):
+            if getattr(args, mode):
+                args.name, args.action = args.target, mode
+                return on_deployment(args, context)
+        return start(args, context)

@@ -1,0 +1,119 @@
+"""The project's state: configuration and store (info), latest runs, buffered runs (retry).
+
+The magic is ``%mlops [info|runs|pending|retry]``; the command line has ``info``, ``runs``
+and ``retry [--list]`` (``retry --list`` is ``%mlops pending``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, ClassVar
+
+from jupyter_mlops.commands.base import Arguments, Command, Context
+
+
+def _limit(parser: Arguments) -> None:
+    parser.add_argument(
+        "-n",
+        "--limit",
+        type=int,
+        default=10,
+        help="how many runs" + (" (for `runs`)" if parser.magic else ""),
+    )
+
+
+def info(args: argparse.Namespace, context: Context) -> Any:
+    from jupyter_mlops.present import describe
+
+    return describe()
+
+
+def runs(args: argparse.Namespace, context: Context) -> Any:
+    """The latest runs of this notebook (magic) or of every notebook (command line)."""
+    from jupyter_mlops.present import runs_table
+
+    return runs_table(limit=args.limit, all_notebooks=args.all, namespace=context.namespace)
+
+
+def pending(args: argparse.Namespace, context: Context) -> Any:
+    from jupyter_mlops.present import pending_table
+
+    return pending_table()
+
+
+def retry(args: argparse.Namespace, context: Context) -> Any:
+    from jupyter_mlops.present import retry_table
+
+    return retry_table()
+
+
+_ACTIONS = {"info": info, "runs": runs, "pending": pending, "retry": retry}
+
+
+class Mlops(Command):
+    """``%mlops``: the magic over the commands of this module."""
+
+    name = "mlops"
+    magic = "mlops"
+    cli = False
+    doc = """Show the active configuration and whether its store is reachable (``%mlops``),
+        this notebook's latest runs, or the runs buffered while the store was unreachable
+        (``%mlops pending``; ``%mlops retry`` logs them)."""
+    face_specific: ClassVar[dict[str, str]] = {
+        "--all": "magic only: the command line's `runs` lists every notebook's runs",
+        "--list": "command line (`retry --list`); magic: `%mlops pending`",
+    }
+
+    def add_arguments(self, parser: Arguments) -> None:
+        parser.add_argument(
+            "action",
+            nargs="?",
+            default="info",
+            choices=list(_ACTIONS),
+            capitalize=False,
+            help="info (store, reachability), runs, pending (buffered runs), retry (log them)",
+        )
+        _limit(parser)
+        parser.add_argument(
+            "--all", action="store_true", help="runs of every notebook (for `runs`)"
+        )
+
+    def run(self, args: argparse.Namespace, context: Context) -> Any:
+        return _ACTIONS[args.action](args, context)
+
+
+class Info(Command):
+    name = "info"
+    magic_form = "%mlops"
+    help = "show the project, tracking store and DVC state"
+
+    def run(self, args: argparse.Namespace, context: Context) -> Any:
+        return info(args, context)
+
+
+class Runs(Command):
+    name = "runs"
+    magic_form = "%mlops runs"
+    help = "list the latest runs"
+
+    def add_arguments(self, parser: Arguments) -> None:
+        _limit(parser)
+
+    def run(self, args: argparse.Namespace, context: Context) -> Any:
+        args.all = True
+        return runs(args, context)
+
+
+class Retry(Command):
+    name = "retry"
+    magic_form = "%mlops retry (--list: %mlops pending)"
+    help = "log the runs buffered while the tracking store was unreachable"
+
+    def add_arguments(self, parser: Arguments) -> None:
+        parser.add_argument("--list", action="store_true", help="only list them")
+
+    def run(self, args: argparse.Namespace, context: Context) -> Any:
+        return pending(args, context) if args.list else retry(args, context)
+
+
+COMMANDS = (Mlops(), Info(), Runs(), Retry())

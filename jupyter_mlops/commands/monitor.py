@@ -1,0 +1,206 @@
+"""Monitoring of a deployment: live figures, alert rules, checks for cron and CI.
+
+The magic shows a refreshing widget and takes its actions as flags (``--alert``,
+``--check``, ``--figures``); the command line has ``monitor check|figures|rules``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any, ClassVar
+
+from jupyter_mlops.commands.base import Arguments, Command, Context, Face
+
+
+def _deployment(parser: Arguments, help: str | None = None) -> None:
+    parser.add_argument("deployment", help=help)
+
+
+def _last(parser: Arguments) -> None:
+    parser.add_argument(
+        "--last", default="1h", help="window of the figures: 30m, 1h, 2d... (default 1h)"
+    )
+
+
+def _rule_options(parser: Arguments) -> None:
+    """Stored alert rules: added and removed (``--alert`` in the magic, ``--add`` here)."""
+    add_flag, remove_flag = ("--alert", "--remove-alert") if parser.magic else ("--add", "--remove")
+    parser.add_argument(
+        add_flag,
+        dest="add",
+        action="append",
+        metavar="RULE",
+        help='alert rule over the figures, e.g. "p99_ms > 50" (repeatable; stored)',
+    )
+    if not parser.magic:  # each face keeps its order of the options
+        _remove(parser, remove_flag)
+    added = "new --alert" if parser.magic else "added"
+    parser.add_argument("--action", metavar="KIND:ARG", help=f"action of the {added} rules")
+    parser.add_argument("--cooldown", type=float, default=0.0, help="seconds between notifications")
+    parser.add_argument(
+        "--webhook", metavar="URL", help='POST firing alerts to URL ("" removes it)'
+    )
+    if parser.magic:
+        _remove(parser, remove_flag)
+
+
+def _remove(parser: Arguments, flag: str) -> None:
+    parser.add_argument(
+        flag, dest="remove", action="append", metavar="RULE", help="remove a stored rule"
+    )
+
+
+def _no_notify(parser: Arguments) -> None:
+    scope = "With --check" if parser.magic else None
+    parser.add_argument(
+        "--no-notify", action="store_true", scope=scope, help="record only: no webhook, no action"
+    )
+
+
+def _no_drift(parser: Arguments) -> None:
+    scope = "With --figures" if parser.magic else None
+    parser.add_argument(
+        "--no-drift", action="store_true", scope=scope, help="skip drift_share/n_drifted"
+    )
+
+
+def update_rules(args: argparse.Namespace) -> Any:
+    """Remove and add stored rules as asked; the rules now stored, or None if none added."""
+    from jupyter_mlops import monitoring
+
+    if args.remove:
+        monitoring.remove_rules(args.deployment, args.remove)
+    if not args.add and args.webhook is None:
+        return None
+    rules = [
+        monitoring.AlertRule(r, action=args.action, cooldown_s=args.cooldown)
+        for r in args.add or []
+    ]
+    return monitoring.set_rules(args.deployment, rules, webhook=args.webhook)
+
+
+def check(args: argparse.Namespace, rules: list[str] | None, webhook: str | None) -> Any:
+    from jupyter_mlops import monitoring
+
+    return monitoring.check(
+        args.deployment, rules, last=args.last, webhook=webhook, notify=not args.no_notify
+    )
+
+
+def figures(args: argparse.Namespace) -> Any:
+    from jupyter_mlops import monitoring
+
+    return monitoring.figures(args.deployment, last=args.last, drift=not args.no_drift)
+
+
+def _check(args: argparse.Namespace, context: Context) -> Any:
+    return check(args, args.rule or None, args.webhook)
+
+
+def _figures(args: argparse.Namespace, context: Context) -> Any:
+    return figures(args)
+
+
+def _rules(args: argparse.Namespace, context: Context) -> Any:
+    from jupyter_mlops import monitoring
+    from jupyter_mlops.present import rules_text
+
+    stored = update_rules(args) or monitoring.get_rules(args.deployment)
+    return rules_text(stored)
+
+
+class Monitor(Command):
+    name = "monitor"
+    magic = "monitor"
+    help = "monitored figures and alert rules of a deployment"
+    doc = """Live monitoring of a deployment, and its alert rules.
+
+        Requests/s, p50/p95/p99 latency and error rate per model version (primary and
+        canary side by side), the prediction distribution and each feature's drift status,
+        refreshing while shown. ``--alert`` rules are stored under .mlops/ and evaluated
+        by ``jupyter-mlops monitor check`` too. Examples::
+
+            %monitor iris-prod
+            %monitor iris-prod --alert "drift_share > 0.3" --alert "p99_ms > 50"
+            %monitor iris-prod --alert "drift_share > 0.3" --action pipeline:retrain.yaml
+            %monitor iris-prod --webhook https://hooks.example.com/mlops --check
+        """
+    face_specific: ClassVar[dict[str, str]] = {
+        "--interval": "magic only: how often the widget refreshes",
+        "--check": "magic mode; command line: `monitor check`",
+        "--figures": "magic mode; command line: `monitor figures`",
+        "--alert": "magic; command line: `monitor rules --add`",
+        "--remove-alert": "magic; command line: `monitor rules --remove`",
+        "--add": "command line (`monitor rules --add`); magic: `--alert`",
+        "--remove": "command line (`monitor rules --remove`); magic: `--remove-alert`",
+        "--rule": "command line only: check these rules instead of the stored ones",
+        "--strict": "command line only: exit status 3 when a rule is unknown",
+        "--json": "command line only: print as JSON",
+    }
+
+    def add_arguments(self, parser: Arguments) -> None:
+        if not parser.magic:
+            self._add_subcommands(parser)
+            return
+        _deployment(parser, "deployment to monitor")
+        _last(parser)
+        add = parser.add_argument
+        add("--interval", type=float, default=5.0, help="seconds between refreshes")
+        _rule_options(parser)
+        add("--check", action="store_true", help="evaluate the stored rules now, no widget")
+        _no_notify(parser)
+        add("--figures", action="store_true", help="show the figures once, no widget")
+        _no_drift(parser)
+
+    @staticmethod
+    def _add_subcommands(parser: Arguments) -> None:
+        c = parser.subcommand(
+            "check", "evaluate the alert rules (exit 1 if one fires): for cron and CI", _check
+        )
+        _deployment(c)
+        _last(c)
+        c.add_argument("--rule", action="append", help="rule to check instead of the stored ones")
+        c.add_argument("--webhook", help="POST firing alerts here instead of the stored URL")
+        _no_notify(c)
+        c.add_argument("--strict", action="store_true", help="exit 3 when a rule is unknown")
+        c.add_argument("--json", action="store_true", help="print as JSON")
+
+        c = parser.subcommand("figures", "print the monitored figures", _figures)
+        _deployment(c)
+        _last(c)
+        _no_drift(c)
+        c.add_argument("--json", action="store_true")
+
+        c = parser.subcommand("rules", "list, add or remove the stored alert rules", _rules)
+        _deployment(c)
+        _rule_options(c)
+
+    def run(self, args: argparse.Namespace, context: Context) -> Any:
+        if context.face is Face.CLI:
+            return super().run(args, context)
+        stored = update_rules(args)
+        if stored is not None:
+            hook = f"; webhook {stored.webhook}" if stored.webhook else ""
+            context.say(f"{len(stored.rules)} alert rule(s) for {args.deployment}{hook}")
+        if args.check:
+            return check(args, None, None)
+        if args.figures:
+            return figures(args)
+        from jupyter_mlops.widgets.monitor import monitor
+
+        return monitor(args.deployment, last=args.last, interval=args.interval)
+
+    def render(self, args: argparse.Namespace, result: Any) -> Any:
+        if not getattr(args, "json", False):
+            return result
+        if args.handler is _check:
+            return json.dumps(result.to_dict(), indent=2, default=str)
+        return json.dumps({"figures": dict(result), "notes": result.notes}, indent=2)
+
+    def exit_code(self, args: argparse.Namespace, result: Any) -> int:
+        if args.handler is not _check:
+            return 0
+        if result.firing:
+            return 1
+        return 3 if args.strict and result.unknown else 0

@@ -1,0 +1,100 @@
+"""``%%track``: run a cell and record it as an MLflow run (a cell magic only).
+
+The command line's counterpart is ``jupyter-mlops execute``, which runs a whole notebook
+whose ``%%track`` cells record themselves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from jupyter_mlops.commands.base import Arguments, Command, Context
+from jupyter_mlops.commands.options import tags, variable_names
+from jupyter_mlops.errors import UsageError
+
+
+class Track(Command):
+    name = "track"
+    magic = "track"
+    cell = True
+    cli = False
+    doc = """Run the cell and record it as an MLflow run.
+
+        Params are the cell's literal assignments and the fitted models' hyperparameters;
+        metrics are numeric results with metric-like names (acc, f1, rmse, val_*, ...);
+        fitted scikit-learn models are logged in MLflow's format. Example::
+
+            %%track --experiment iris --data data/iris.csv
+            model = RandomForestClassifier(n_estimators=100).fit(X_train, y_train)
+            acc = accuracy_score(y_test, model.predict(X_test))
+        """
+
+    def add_arguments(self, parser: Arguments) -> None:
+        add = parser.add_argument
+        add("-e", "--experiment", help="MLflow experiment (default: the notebook's)")
+        add("-n", "--name", help="run name (default: MLflow picks one)")
+        add(
+            "--data",
+            action="append",
+            metavar="PATH",
+            help="file or folder the cell reads; snapshotted with DVC (repeatable)",
+        )
+        add("--params", action="append", metavar="NAMES", help="extra variables to log as params")
+        add("--metrics", action="append", metavar="NAMES", help="extra variables to log as metrics")
+        add("--model", metavar="NAME", help="log only this variable as the model")
+        add("--tag", action="append", metavar="KEY=VALUE", help="run tag (repeatable)")
+        add("--no-model", action="store_true", help="do not log models")
+        add("--quiet", action="store_true", help="do not show the run card")
+
+    def run(self, args: argparse.Namespace, context: Context) -> Any:
+        """Run ``args.cell`` in the kernel inside a tracked run; its last value is returned."""
+        if args.no_model and args.model:
+            raise UsageError("--model and --no-model contradict each other")
+        params, metrics, run_tags = (
+            variable_names(args.params),
+            variable_names(args.metrics),
+            tags(args.tag),
+        )
+        from jupyter_mlops._util.urls import redact
+        from jupyter_mlops.tracking import track_code
+
+        cells = context.cells
+        assert cells is not None and context.namespace is not None
+        source = cells.transform(args.cell)
+
+        def execute() -> Any:
+            try:
+                return cells.execute(source)
+            except BaseException as exc:
+                context.cell_error = exc
+                raise
+
+        def show(run: Any) -> None:
+            if run.status == "BUFFERED":  # said even with --quiet: the run is not in MLflow
+                print(
+                    f"jupyter-mlops: the tracking store {redact(run.config.tracking_uri)} is "
+                    f"unreachable ({run.offline}). The cell ran; its run is buffered as "
+                    f"{run.pending_id}. Run `%mlops retry` when the store is back.",
+                    file=sys.stderr,
+                )
+            if not args.quiet:
+                context.say(run.card())
+
+        result = track_code(
+            source,
+            context.namespace,
+            execute,
+            experiment=args.experiment,
+            name=args.name,
+            data=args.data or [],
+            params=params,
+            metrics=metrics,
+            model=args.model,
+            log_models=not args.no_model,
+            tags=run_tags,
+            raw_source=args.cell,
+            on_run=show,
+        )
+        return result.value
