@@ -434,6 +434,16 @@ def test_dvc_export_reruns_only_what_changed(project: Path) -> None:
     assert "upper:" in status and "other:" not in status
 
 
+def test_exporters_are_a_registry_by_engine_name(two_steps: Path) -> None:
+    assert pipelines.known_exporters() == ["dvc"]
+    spec = write_pipeline(two_steps, _spec())
+    path = pipelines.export_pipeline(spec, "dvc", run_dir="build/demo")
+    assert path.resolve() == (two_steps / "dvc.yaml").resolve()
+    assert list(yaml.safe_load(path.read_text())["stages"]) == ["prep", "fit"]
+    with pytest.raises(PipelineError, match=r"Unknown exporter 'airflow' \(known: dvc\)"):
+        pipelines.export_pipeline(spec, "airflow")
+
+
 # -- sweeps on Dask -----------------------------------------------------------------------------
 SQUARE = """\
 %%track --quiet

@@ -52,13 +52,13 @@ def parse_parameters(items: Iterable[str]) -> dict[str, Any]:
 def _kernel_manager_class() -> type[Any]:
     from jupyter_client.manager import AsyncKernelManager
 
-    class StepKernelManager(AsyncKernelManager):  # type: ignore[misc]
+    class StepKernelManager(AsyncKernelManager):
         """Starts the kernel with the step's own working directory and environment."""
 
         launch_env: Mapping[str, str] = {}
         launch_cwd: str | None = None
 
-        async def start_kernel(self, **kw: Any) -> None:
+        async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
             kw["env"] = {**os.environ, **self.launch_env}
             if self.launch_cwd:
                 kw["cwd"] = self.launch_cwd
@@ -83,7 +83,7 @@ def _kernel_name(path: Path, explicit: str | None) -> str:
         return explicit
     import nbformat
 
-    nb = nbformat.read(path, as_version=4)
+    nb = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
     return str(nb.metadata.get("kernelspec", {}).get("name") or "python3")
 
 

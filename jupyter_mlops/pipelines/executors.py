@@ -140,24 +140,26 @@ class DaskExecutor(cf.Executor):
             raise MlopsError(
                 "The dask executor needs Dask distributed: pip install 'dask[distributed]'"
             ) from None
-        self._cluster = None
+        # distributed's own annotations are partial: its objects are handled as Any.
+        self._cluster: Any = None
+        self.client: Any
         if options.scheduler:
             try:
-                self.client = Client(options.scheduler, timeout="10s")
+                self.client = Client(options.scheduler, timeout="10s")  # type: ignore[no-untyped-call]
             except OSError as exc:
                 raise MlopsError(
                     f"Cannot reach the Dask scheduler at {options.scheduler}: {exc}"
                 ) from None
         else:
-            self._cluster = LocalCluster(
+            self._cluster = LocalCluster(  # type: ignore[no-untyped-call]
                 n_workers=max(1, options.workers),
                 threads_per_worker=1,
                 processes=True,
                 host="127.0.0.1",
                 dashboard_address=None,
             )
-            self.client = Client(self._cluster)
-        self._executor = self.client.get_executor(pure=False)
+            self.client = Client(self._cluster)  # type: ignore[no-untyped-call]
+        self._executor: cf.Executor = self.client.get_executor(pure=False)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
         return self._executor.submit(fn, *args, **kwargs)

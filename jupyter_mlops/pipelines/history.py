@@ -9,8 +9,8 @@ from html import escape
 from typing import Any
 
 from jupyter_mlops.config import Config, load_config
-from jupyter_mlops.pipelines.retrain import RetrainDecision, list_decisions
-from jupyter_mlops.pipelines.runner import PipelineRun, list_pipeline_runs
+from jupyter_mlops.pipelines.decisions import RetrainDecision, list_decisions
+from jupyter_mlops.pipelines.records import PipelineRun, list_pipeline_runs
 
 
 @dataclass
@@ -23,7 +23,7 @@ class History:
 
     def rows(self) -> list[dict[str, Any]]:
         """One dict per entry: when, what, id, status and a one-line summary."""
-        rows = []
+        rows: list[dict[str, Any]] = []
         for run in self.runs:
             steps = ", ".join(f"{s.name}:{s.status}" for s in run.steps.values())
             metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(run.metrics.items())[:3])

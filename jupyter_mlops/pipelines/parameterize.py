@@ -107,7 +107,7 @@ def _read(notebook: str | os.PathLike[str]) -> tuple[Path, Any]:
     if not path.is_file():
         raise NotFoundError(f"Notebook {notebook} does not exist")
     try:
-        return path, nbformat.read(path, as_version=4)
+        return path, nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
     except Exception as exc:  # nbformat raises several unrelated types for bad files
         raise ParameterError(f"Cannot read notebook {notebook}: {exc}") from exc
 
@@ -153,16 +153,17 @@ def parameterize(
         index = tagged
     else:
         code_cells = [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
-        index = next((i for i, c in code_cells if _marked(c.source)), None)
-        if index is None:
-            index = next((i for i, c in code_cells if _is_literal_cell(c.source)), None)
-        if index is None:
+        found = next((i for i, c in code_cells if _marked(c.source)), None)
+        if found is None:
+            found = next((i for i, c in code_cells if _is_literal_cell(c.source)), None)
+        if found is None:
             raise ParameterError(
                 f"{path.name}: no parameters cell: no code cell is made only of literal "
                 "assignments (n_estimators = 100, data = 'data/iris.csv'). Put the "
                 "parameters in a cell of their own, or mark one with a first line "
                 "'# parameters' (or pass cell=N)."
             )
+        index = found
     literals, computed = _declared(nb.cells[index].source)
     if not literals and not computed:
         raise ParameterError(f"{path.name}: cell {index} assigns no variables")
@@ -175,5 +176,5 @@ def parameterize(
         tags = nb.cells[index].setdefault("metadata", {}).setdefault("tags", [])
         tags.append(PARAMETERS_TAG)
         if write:
-            nbformat.write(nb, path)
+            nbformat.write(nb, path)  # type: ignore[no-untyped-call]
     return Parameterized(path, index, literals, computed, changed)

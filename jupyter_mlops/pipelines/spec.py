@@ -36,7 +36,7 @@ from jupyter_mlops.errors import PipelineError
 _STEP_KEYS = {"name", "notebook", "params", "inputs", "outputs", "needs", "executor", "kernel",
               "timeout"}  # fmt: skip
 _TOP_KEYS = {"name", "experiment", "model", "metric", "params", "steps", "executor", "register"}
-_PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")  # ${name} in a value or path
 _STEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 BUILTIN_NAMES = ("run_dir", "run_id")  # placeholders every step can use
 
@@ -105,13 +105,7 @@ class Pipeline:
     ) -> Pipeline:
         """Build and check a pipeline from its parsed YAML."""
         where = path.name if path else "pipeline"
-        if not isinstance(data, Mapping):
-            raise PipelineError(f"{where}: expected a mapping with 'name' and 'steps'")
-        unknown = set(data) - _TOP_KEYS
-        if unknown:
-            raise PipelineError(
-                f"{where}: unknown key(s) {sorted(unknown)} (known: {sorted(_TOP_KEYS)})"
-            )
+        _check_keys(data, where, "'name' and 'steps'", _TOP_KEYS)
         raw_steps = data.get("steps")
         if not raw_steps:
             raise PipelineError(f"{where}: no steps")
@@ -230,15 +224,15 @@ class Pipeline:
                 )
         used_globals: set[str] = set()
         for step in self.steps.values():
-            declared = self.declared(step.name)
+            cell = self.declared(step.name)
             for key in step.params:
-                if declared is None:
+                if cell is None:
                     raise PipelineError(_no_cell(step))
-                if key not in declared:
-                    raise PipelineError(_unknown(step.name, key, declared, self.steps))
-            used_globals |= set(declared or {})
+                if key not in cell:
+                    raise PipelineError(_unknown(step.name, key, cell, self.steps))
+            used_globals |= set(cell or {})
             texts = [str(v) for v in step.params.values()] + step.inputs + step.outputs
-            used_globals |= {m for t in texts for m in _PLACEHOLDER.findall(t)}
+            used_globals |= {m for t in texts for m in PLACEHOLDER.findall(t)}
         unused = set(self.params) - used_globals
         if unused:
             raise PipelineError(
@@ -249,7 +243,7 @@ class Pipeline:
         names = set(steps) if steps is not None else set(self.steps)
         for name in names - set(self.steps):
             raise PipelineError(f"no step {name!r} (steps: {', '.join(self.steps)})")
-        run_dir_text = _display(run_dir, self.base)
+        run_dir_text = relative_path(run_dir, self.base)
         context = {**self.params, **{k: v for k, v in plain.items() if k in self.params}}
         context.update({"run_dir": run_dir_text, "run_id": run_id})
         executors = known_executors()
@@ -288,7 +282,7 @@ class Pipeline:
         for p in planned.values():
             for out in p.outputs:
                 if out in producers:
-                    where = _display(out, self.base)
+                    where = relative_path(out, self.base)
                     first = producers[out]
                     raise PipelineError(f"steps {first!r} and {p.name!r} both write {where}")
                 producers[out] = p.name
@@ -312,7 +306,7 @@ class Pipeline:
                 if producer is None:
                     p.external_inputs.append(path)
                 if not path.exists():
-                    missing.append(_display(path, self.base))
+                    missing.append(relative_path(path, self.base))
             if missing:
                 made = [m for m in missing if self._path(m) in producers]
                 hint = (
@@ -332,11 +326,23 @@ class Pipeline:
         return path if path.is_absolute() else (self.base / path).resolve()
 
 
-def _display(path: Path, base: Path) -> str:
+def relative_path(path: Path | str, base: Path) -> str:
+    """``path`` relative to ``base`` in POSIX form, or as given when it lies outside."""
     try:
-        return path.resolve().relative_to(base).as_posix()
+        return Path(path).resolve().relative_to(base).as_posix()
     except ValueError:
         return str(path)
+
+
+def is_yaml_value(value: Any) -> bool:
+    """Whether ``value`` survives a YAML round trip (scalars, lists, dicts keyed by text)."""
+    if isinstance(value, str | int | float | bool) or value is None:
+        return True
+    if isinstance(value, list | tuple):
+        return all(is_yaml_value(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and is_yaml_value(v) for k, v in value.items())
+    return False
 
 
 def _step(name: str, raw: Any, previous: str | None) -> Step:
@@ -344,13 +350,7 @@ def _step(name: str, raw: Any, previous: str | None) -> Step:
         raise PipelineError(f"step {name!r}: use letters, digits, '-', '_' or '.' in step names")
     if isinstance(raw, str):
         raw = {"notebook": raw}
-    if not isinstance(raw, Mapping):
-        raise PipelineError(f"step {name!r}: expected a mapping with 'notebook'")
-    unknown = set(raw) - _STEP_KEYS
-    if unknown:
-        raise PipelineError(
-            f"step {name!r}: unknown key(s) {sorted(unknown)} (known: {sorted(_STEP_KEYS)})"
-        )
+    _check_keys(raw, f"step {name!r}", "'notebook'", _STEP_KEYS)
     if not raw.get("notebook"):
         raise PipelineError(f"step {name!r}: no 'notebook'")
     params = raw.get("params") or {}
@@ -372,6 +372,15 @@ def _step(name: str, raw: Any, previous: str | None) -> Step:
         kernel=raw.get("kernel"),
         timeout=float(timeout) if timeout is not None else None,
     )
+
+
+def _check_keys(raw: Any, where: str, expected: str, known: set[str]) -> None:
+    """``raw`` must be a mapping whose keys are all ``known``."""
+    if not isinstance(raw, Mapping):
+        raise PipelineError(f"{where}: expected a mapping with {expected}")
+    unknown = set(raw) - known
+    if unknown:
+        raise PipelineError(f"{where}: unknown key(s) {sorted(unknown)} (known: {sorted(known)})")
 
 
 def _unknown(step: str, param: str, declared: Mapping[str, Any], steps: Mapping[str, Step]) -> str:
@@ -402,10 +411,10 @@ def _fill(value: Any, context: Mapping[str, Any], step: str) -> Any:
             )
         return context[name]
 
-    whole = _PLACEHOLDER.fullmatch(value)
+    whole = PLACEHOLDER.fullmatch(value)
     if whole:
         return lookup(whole.group(1))
-    return _PLACEHOLDER.sub(lambda m: str(lookup(m.group(1))), value)
+    return PLACEHOLDER.sub(lambda m: str(lookup(m.group(1))), value)
 
 
 def _check_acyclic(graph: Mapping[str, set[str]]) -> None:

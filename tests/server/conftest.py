@@ -100,7 +100,7 @@ def _make_project(root: Path) -> dict[str, Any]:
         ids["sweep"].append(run.run_id)
     jupyter_mlops.register(ids["baseline"], name="iris-clf", aliases=["champion"], config=config)
     jupyter_mlops.register(ids["better"], name="iris-clf", aliases=["challenger"], config=config)
-    from jupyter_mlops.pipelines.runner import PipelineRun, StepRun
+    from jupyter_mlops.pipelines.records import PipelineRun, StepRun
 
     folder = root / ".mlops" / "pipelines" / "20250101-retrain"
     (root / "runs").mkdir()

@@ -4,37 +4,25 @@ Each step becomes a stage whose command runs that one step through jupyter-mlops
 MLflow runs and run records as with ``pipeline run``); its deps are the notebook and the
 inputs, its outs the outputs, its params the keys of ``params.yaml`` it reads. ``${run_dir}``
 becomes a fixed folder (``build/pipelines/<name>`` by default), since DVC needs stable
-paths. Starter files for new pipelines are written here too.
+paths.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any
 
-from jupyter_mlops.pipelines.spec import Pipeline, PipelineError, load_pipeline
+from jupyter_mlops.errors import PipelineError
+from jupyter_mlops.pipelines.spec import (
+    PLACEHOLDER,
+    Pipeline,
+    is_yaml_value,
+    load_pipeline,
+    relative_path,
+)
 
 STEP_COMMAND = "python -m jupyter_mlops.pipelines step"
-_PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def _yaml_value(value: Any) -> bool:
-    if isinstance(value, str | int | float | bool) or value is None:
-        return True
-    if isinstance(value, list | tuple):
-        return all(_yaml_value(v) for v in value)
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _yaml_value(v) for k, v in value.items())
-    return False
-
-
-def _rel(path: Path, base: Path) -> str:
-    try:
-        return path.resolve().relative_to(base).as_posix()
-    except ValueError:
-        return str(path)
 
 
 def export_dvc(
@@ -66,7 +54,7 @@ def export_dvc(
         if not isinstance(values, dict):
             raise PipelineError(f"{params_file} must be a mapping to add parameters to")
     for name, value in spec.params.items():
-        if not _yaml_value(value):
+        if not is_yaml_value(value):
             raise PipelineError(f"pipeline parameter {name!r}: {value!r} cannot go to YAML")
         values[name] = value
     for step in spec.steps.values():
@@ -79,12 +67,12 @@ def export_dvc(
             values[step.name] = dict(step.params)
 
     stages: dict[str, Any] = {}
-    pipeline_file = _rel(spec.path, base)
+    pipeline_file = relative_path(spec.path, base)
     for planned in plan:
         step = spec.steps[planned.name]
         declared = spec.declared(step.name) or {}
         texts = [str(v) for v in step.params.values()] + step.inputs + step.outputs
-        used = {m for t in texts for m in _PLACEHOLDER.findall(t)}
+        used = {m for t in texts for m in PLACEHOLDER.findall(t)}
         keys = [k for k in spec.params if k in declared or k in used]
         keys += [f"{step.name}.{k}" for k in step.params]
         cmd = f"{command} {pipeline_file} {step.name} --run-dir {run_dir}"
@@ -92,12 +80,13 @@ def export_dvc(
             cmd += f" --params-file {params_file}"
         stage: dict[str, Any] = {
             "cmd": cmd,
-            "deps": [_rel(planned.notebook, base)] + [_rel(p, base) for p in planned.inputs],
+            "deps": [relative_path(planned.notebook, base)]
+            + [relative_path(p, base) for p in planned.inputs],
         }
         if keys:
             stage["params"] = keys if params_file == "params.yaml" else [{params_file: keys}]
         if planned.outputs:
-            stage["outs"] = [_rel(p, base) for p in planned.outputs]
+            stage["outs"] = [relative_path(p, base) for p in planned.outputs]
         stages[step.name] = stage
 
     out = Path(output) if output else base / "dvc.yaml"
@@ -107,7 +96,9 @@ def export_dvc(
     return out
 
 
-def params_from_file(spec: Pipeline, step: str, params_file: str | os.PathLike[str]) -> dict:
+def params_from_file(
+    spec: Pipeline, step: str, params_file: str | os.PathLike[str]
+) -> dict[str, Any]:
     """The overrides ``params.yaml`` holds for ``step``: pipeline keys and its own section."""
     import yaml
 
@@ -122,49 +113,3 @@ def params_from_file(spec: Pipeline, step: str, params_file: str | os.PathLike[s
     if isinstance(section, dict):
         out.update({f"{step}.{k}": v for k, v in section.items()})
     return out
-
-
-def new_pipeline(
-    notebook: str | os.PathLike[str],
-    path: str | os.PathLike[str] = "pipeline.yaml",
-    *,
-    name: str | None = None,
-    overwrite: bool = False,
-) -> Path:
-    """Write a starter ``pipeline.yaml`` with ``notebook`` as its one step.
-
-    The notebook is parameterized first; its literal parameters become the pipeline's
-    defaults, and those naming existing files become the step's inputs.
-    """
-    import yaml
-
-    from jupyter_mlops.pipelines.parameterize import parameterize
-
-    target = Path(path)
-    if target.exists() and not overwrite:
-        raise PipelineError(f"{target} exists; choose another path or overwrite it")
-    found = parameterize(notebook)
-    base = target.resolve().parent
-    nb_path = Path(notebook).resolve()
-    step = re.sub(r"[^A-Za-z0-9_.-]+", "-", nb_path.stem).strip("-") or "step"
-    params = {k: v for k, v in found.parameters.items() if _yaml_value(v)}
-    inputs = []
-    for key, value in params.items():
-        if isinstance(value, str) and value and (nb_path.parent / value).is_file():
-            # The notebook ran from its own folder; pipeline steps run from the pipeline's.
-            params[key] = os.path.relpath(nb_path.parent / value, base).replace(os.sep, "/")
-            inputs.append(f"${{{key}}}")
-    step_def: dict[str, Any] = {"notebook": _rel(nb_path, base)}
-    if inputs:
-        step_def["inputs"] = inputs
-    step_def["outputs"] = []
-    data = {"name": name or step, "params": params, "steps": {step: step_def}}
-    text = (
-        f"# Pipeline starter written by jupyter-mlops from {nb_path.name}.\n"
-        "# Add steps (notebook, params, inputs, outputs, needs), then:\n"
-        f"#   jupyter-mlops pipeline run {target.name} -p name=value\n"
-        + yaml.safe_dump(data, sort_keys=False)
-    )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(text, encoding="utf-8")
-    return target
