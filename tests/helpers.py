@@ -49,7 +49,7 @@ def register_iris(
     from sklearn.datasets import load_iris
     from sklearn.ensemble import RandomForestClassifier
 
-    from jupyter_mlops.tracking.store import client
+    from jupyter_mlops.client import client
 
     mlflow_client = client(config)
     X, y = load_iris(return_X_y=True, as_frame=True)

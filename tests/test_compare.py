@@ -97,9 +97,9 @@ def _stores(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, s
         for var in ("MLFLOW_TRACKING_URI", "JPY_SESSION_NAME", "JUPYTER_MLOPS_NOTEBOOK"):
             mp.delenv(var, raising=False)
         config = load_config()
-        from jupyter_mlops.tracking import store
+        from jupyter_mlops.client import client
 
-        store.client(config)  # creates the schema
+        client(config)  # creates the schema
         _snapshot(root, "empty.db")
         ids = _make_sweep()
         _snapshot(root, "sweep.db")

@@ -90,7 +90,7 @@ def expected(config: Config, iris_frame: pd.DataFrame) -> dict[str, list[int]]:
     """What each version predicts for the iris rows, in this process."""
     import mlflow.pyfunc
 
-    from jupyter_mlops.tracking.store import client
+    from jupyter_mlops.client import client
 
     client(config)  # points MLflow's global tracking URI at this project
     return {
@@ -683,7 +683,7 @@ def test_batch_predict_with_lineage(
 
 
 def _run_id_of_v1(config: Config) -> str:
-    from jupyter_mlops.tracking.store import client
+    from jupyter_mlops.client import client
 
     return str(client(config).get_model_version("iris-rf", "1").run_id)
 

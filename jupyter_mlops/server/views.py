@@ -58,9 +58,9 @@ def import_heavy() -> None:
         return
     with _IMPORT_LOCK:
         if not _imported:
-            from jupyter_mlops.tracking import store
+            from jupyter_mlops.client import quiet_mlflow
 
-            with store.quiet_mlflow():
+            with quiet_mlflow():
                 import mlflow  # noqa: F401
                 import pandas  # noqa: F401
             _imported = True

@@ -17,15 +17,13 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from jupyter_mlops._util.urls import redact
+from jupyter_mlops.client import client, quiet_mlflow
 from jupyter_mlops.config import Config, load_config
 from jupyter_mlops.errors import NotFoundError, TrackingError
 from jupyter_mlops.tracking import store
-
-if TYPE_CHECKING:
-    from jupyter_mlops.tracking.run import TrackedRun
+from jupyter_mlops.tracking.run import PENDING_PREFIX, TrackedRun
 
 PENDING_DIR = "pending"
 TAG_SUPERSEDED_BY = "mlops.superseded_by"
@@ -69,15 +67,15 @@ def pending_dir(config: Config) -> Path:
 def save(run: TrackedRun, status: str) -> Path:
     """Write ``run``'s whole record to the buffer; the run's status becomes BUFFERED.
 
-    Models are pickled with cloudpickle (what MLflow's sklearn flavour uses), together
+    Models are pickled with cloudpickle (what MLflow's scikit-learn flavour uses), together
     with the data they were fitted on, so the retried run gets the same model, signature
     and dataset fingerprint.
     """
-    import cloudpickle
+    import cloudpickle  # type: ignore[import-untyped]
 
     run.config.ensure_dirs()
-    if run.run_id.startswith("pending-"):
-        pending_id = run.run_id.removeprefix("pending-")
+    if run.run_id.startswith(PENDING_PREFIX):
+        pending_id = run.run_id.removeprefix(PENDING_PREFIX)
     else:
         pending_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{run.run_id[:8]}"
     folder = pending_dir(run.config) / pending_id
@@ -156,22 +154,20 @@ def pending(config: Config | None = None) -> list[Pending]:
 def _replay(item: Pending, config: Config) -> Replayed:
     import cloudpickle
 
-    from jupyter_mlops.tracking.run import TrackedRun
-
     data = json.loads((item.folder / "run.json").read_text())
     with (item.folder / "models.pkl").open("rb") as fh:
         model_inputs = cloudpickle.load(fh)
-    client = store.client(config)
+    mlflow_client = client(config)
     experiment_id = store.ensure_experiment(data["experiment"], config)
     tags = {**data["tags"], TAG_REPLAYED_FROM: item.id}
     if data.get("orphan_run_id"):
         tags[TAG_REPLAYED_FROM] += f" (half-written run {data['orphan_run_id']})"
     created = store.call(
-        client.create_run,
+        mlflow_client.create_run,
         experiment_id,
         start_time=int(data["started"] * 1000),
         tags=tags,
-        run_name=data["run_name"] if not data["run_name"].startswith("pending-") else None,
+        run_name=data["run_name"] if not data["run_name"].startswith(PENDING_PREFIX) else None,
     )
     run = TrackedRun(
         run_id=created.info.run_id,
@@ -192,21 +188,23 @@ def _replay(item: Pending, config: Config) -> Replayed:
                 run.log_model(model, name=name, X=X, y=y)
         if run.offline is not None:
             raise ConnectionError(f"The store went away again during the retry: {run.offline}")
-        store.call(client.set_terminated, run.run_id, data["status"], int(data["ended"] * 1000))
+        store.call(
+            mlflow_client.set_terminated, run.run_id, data["status"], int(data["ended"] * 1000)
+        )
     except BaseException:
         # Never leave a replay looking finished when it is not; the buffer stays, and
         # remembers the attempt so the next successful retry marks it FAILED.
         data.setdefault("abandoned", []).append(run.run_id)
         (item.folder / "run.json").write_text(json.dumps(data, indent=2, default=str))
         with contextlib.suppress(Exception):
-            store.call(client.set_terminated, run.run_id, "FAILED")
+            store.call(mlflow_client.set_terminated, run.run_id, "FAILED")
         raise
     for orphan in [data.get("orphan_run_id"), *data.get("abandoned", [])]:
         if not orphan:
             continue
         with contextlib.suppress(Exception):  # deleted meanwhile: nothing to mark
-            store.call(client.set_tag, orphan, TAG_SUPERSEDED_BY, run.run_id)
-            store.call(client.set_terminated, orphan, "FAILED")
+            store.call(mlflow_client.set_tag, orphan, TAG_SUPERSEDED_BY, run.run_id)
+            store.call(mlflow_client.set_terminated, orphan, "FAILED")
     orphan = data.get("orphan_run_id")
     return Replayed(item.id, run.run_id, orphan)
 
@@ -231,7 +229,7 @@ def retry(ids: list[str] | None = None, config: Config | None = None) -> list[Re
             # Buffered against another store: replay it there, not into this one.
             continue
         try:
-            with store.quiet_mlflow():
+            with quiet_mlflow():
                 done.append(_replay(item, config))
         except Exception as exc:
             if store.is_unavailable(exc):

@@ -2,19 +2,21 @@
 
 The cell's AST says which names it assigns and how (a literal, a computed value, the
 target of a ``.fit`` call); the namespace after execution says what those names hold.
-Nothing here imports MLflow or scikit-learn: estimators are recognised by duck typing so
-that inspecting a cell stays cheap.
+Nothing here imports MLflow or a model framework: the flavour registry recognises trained
+models (by duck typing, for scikit-learn style estimators) so that inspecting a cell
+stays cheap.
 """
 
 from __future__ import annotations
 
 import ast
-import math
-import numbers
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from jupyter_mlops.tracking import flavors
+from jupyter_mlops.tracking.values import MAX_PARAM_LENGTH, as_metric_value, as_param_value
 
 _METRIC_WORDS = (
     "acc|accuracy|f1|precision|recall|auc|roc_auc|pr_auc|rmse|mse|mae|mape|r2|loss|score|"
@@ -29,8 +31,6 @@ METRIC_NAME = re.compile(
 # Split-prefixed names (val_*, test_*) are metrics only when computed: `test_size = 0.2`
 # is a parameter.
 COMPUTED_METRIC_NAME = re.compile(r"^(?:val|valid|test|train|eval)_\w+$", re.IGNORECASE)
-_PARAM_VALUE_TYPES = (str, int, float, bool, type(None))
-MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
 
 
 @dataclass
@@ -147,79 +147,13 @@ def is_metric_name(name: str, *, literal: bool = False) -> bool:
     return not literal and bool(COMPUTED_METRIC_NAME.match(name))
 
 
-def as_metric_value(value: Any) -> float | None:
-    """A finite-or-not real scalar as float; None for anything else (bools excluded)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, numbers.Real):
-        return float(value)
-    # numpy 0-d arrays and numpy scalars that are not registered as numbers.Real
-    if getattr(value, "shape", None) == () and getattr(value, "dtype", None) is not None:
-        kind = getattr(value.dtype, "kind", "")
-        if kind in "iuf":
-            return float(value)
-    return None
-
-
-def as_param_value(value: Any) -> str | None:
-    """A value worth recording as a parameter, as MLflow will store it; None if not."""
-    if isinstance(value, _PARAM_VALUE_TYPES):
-        text = str(value)
-    elif isinstance(value, list | tuple | dict | set | frozenset):
-        text = repr(value)
-    elif as_metric_value(value) is not None:
-        text = str(value.item() if hasattr(value, "item") else value)
-    else:
-        return None
-    if len(text) > MAX_PARAM_LENGTH:
-        return None
-    return text
-
-
-def is_fitted_estimator(obj: Any) -> bool:
-    """A scikit-learn style estimator that has been fitted (duck-typed, no import)."""
-    if isinstance(obj, type) or not (hasattr(obj, "fit") and hasattr(obj, "get_params")):
-        return False
-    if not (hasattr(obj, "predict") or hasattr(obj, "transform")):
-        return False
-    module = type(obj).__module__ or ""
-    if module.startswith("sklearn"):
-        from sklearn.exceptions import NotFittedError  # sklearn already imported by the cell
-        from sklearn.utils.validation import check_is_fitted
-
-        try:
-            check_is_fitted(obj)
-        except (NotFittedError, TypeError):
-            return False
-        return True
-    # Third-party estimators (xgboost, lightgbm, ...) follow the trailing-underscore convention.
-    return any(k.endswith("_") and not k.startswith("_") for k in vars(obj))
-
-
-def estimator_params(model: Any) -> dict[str, str]:
-    """The model's hyperparameters that have a simple value, as MLflow param strings."""
-    try:
-        raw = model.get_params(deep=True)
-    except Exception:  # a broken get_params must not lose the run
-        return {}
-    out: dict[str, str] = {}
-    for key, value in raw.items():
-        if isinstance(value, float) and math.isnan(value):
-            out[key] = "nan"
-            continue
-        text = as_param_value(value) if isinstance(value, _PARAM_VALUE_TYPES) else None
-        if text is not None:
-            out[key] = text
-    return out
-
-
 @dataclass
 class Captured:
     """Everything read off one executed cell, ready to be logged."""
 
     params: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
-    models: dict[str, Any] = field(default_factory=dict)  # name -> fitted estimator
+    models: dict[str, Any] = field(default_factory=dict)  # name -> trained model
     training_data: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # name -> (X, y)
     skipped: dict[str, str] = field(default_factory=dict)  # name -> why it was not logged
 
@@ -278,24 +212,29 @@ def capture(
         for name in candidates:
             if name not in namespace:
                 out.skipped[name] = "named with --model but not defined"
-            elif not is_fitted_estimator(namespace[name]):
+            elif flavors.flavor_for(namespace[name]) is None:
                 out.skipped[name] = "named with --model but not a fitted estimator"
     else:
         candidates = [n for n in [*facts.assigned, *facts.fitted] if not n.startswith("_")]
     seen: set[int] = set()
+    model_flavors: dict[str, flavors.Flavor] = {}
     for name in dict.fromkeys(candidates):
         obj = namespace.get(name)
-        if obj is None or id(obj) in seen or not is_fitted_estimator(obj):
+        if obj is None or id(obj) in seen:
+            continue
+        flavor = flavors.flavor_for(obj)
+        if flavor is None:
             continue
         seen.add(id(obj))
         out.models[name] = obj
+        model_flavors[name] = flavor
         x_node, y_node = facts.fit_data.get(name, (None, None))
         out.training_data[name] = (_eval_name(x_node, namespace), _eval_name(y_node, namespace))
 
     # Hyperparameters: bare names for a single model, prefixed when several; a cell literal
     # of the same name wins, and a clash with a different value keeps both (prefixed).
     for name, model in out.models.items():
-        for key, text in estimator_params(model).items():
+        for key, text in model_flavors[name].params(model).items():
             bare = len(out.models) == 1
             param = key if bare else f"{name}.{key}"
             if param in out.params and out.params[param] != text:

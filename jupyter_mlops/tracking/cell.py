@@ -14,7 +14,8 @@ from typing import Any
 
 from jupyter_mlops.config import Config
 from jupyter_mlops.tracking.capture import analyse_cell, capture
-from jupyter_mlops.tracking.run import TrackedRun, track
+from jupyter_mlops.tracking.lifecycle import track
+from jupyter_mlops.tracking.run import TrackedRun
 
 
 @dataclass

@@ -1,34 +1,22 @@
-"""The MLflow side: one client per tracking URI, experiments, and retries on a busy store.
+"""The tracking store as a service: is it reachable, its experiments, calls that retry.
 
-Every face (magics, CLI, server extension, serving) reaches MLflow through here, so the
-tracking URI resolution of ``config`` is applied once and the same way everywhere.
+The client itself (one per tracking URI, its retry policy) is ``jupyter_mlops.client``;
+this module holds what runs need on top of it: telling an unreachable store from one that
+said no (a run is then buffered, not lost), experiment ids found once per process, and
+``call`` for a client method with busy-store retries.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import logging
-import os
 import random
-import sqlite3
-import time
-import warnings
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+from jupyter_mlops.client import client, retry_busy
 from jupyter_mlops.config import Config, load_config
 from jupyter_mlops.errors import TrackingError
 
-if TYPE_CHECKING:
-    from mlflow import MlflowClient
-
 T = TypeVar("T")
-_log = logging.getLogger(__name__)
-_PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
-_PRINT_URL = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
-_RETRYABLE = ("database is locked", "database table is locked", "TEMPORARILY_UNAVAILABLE")
 
 
 # Signs that the tracking store (server or database) cannot be reached at all, as opposed
@@ -48,13 +36,6 @@ _UNAVAILABLE = (
     "the database system is",  # starting up / shutting down
     "Name or service not known",
 )
-# MLflow's HTTP client retries 7 times with backoff factor 2 (minutes against a dead
-# server); a notebook should learn within seconds. Users' own settings win.
-_HTTP_DEFAULTS = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
-}
 
 
 def is_unavailable(exc: BaseException) -> bool:
@@ -100,128 +81,6 @@ def still_unavailable(uri: str) -> str | None:
         _DOWN.discard(uri)
         return None
     return f"still unreachable: {reach.detail}"
-
-
-def _is_retryable(exc: BaseException) -> bool:
-    text = f"{type(exc).__name__}: {exc}"
-    code = getattr(exc, "error_code", "")
-    return code == "TEMPORARILY_UNAVAILABLE" or any(s in text for s in _RETRYABLE)
-
-
-def retry_busy(fn: Callable[[], T], *, attempts: int = 8, what: str = "MLflow call") -> T:
-    """Run ``fn``, retrying with jittered backoff while the store reports it is busy.
-
-    SQLite allows one writer at a time; MLflow waits 20 s for the lock but a write that
-    upgrades a stale read transaction fails at once, so two kernels need this.
-    """
-    delay = 0.05
-    for attempt in range(attempts):
-        try:
-            return fn()
-        except Exception as exc:
-            if not _is_retryable(exc) or attempt == attempts - 1:
-                raise
-            _log.debug("%s: store busy (%s), retrying", what, exc)
-            time.sleep(delay * (1 + random.random()))
-            delay = min(delay * 2, 2.0)
-    raise AssertionError("unreachable")
-
-
-@contextlib.contextmanager
-def quiet_mlflow() -> Iterator[None]:
-    """Silence MLflow's chatter (schema creation, pickle warnings, dataset hints, tqdm)
-    during our own calls; the user's own MLflow calls keep MLflow's settings."""
-    loggers = [logging.getLogger(n) for n in ("mlflow", "mlflow.sklearn", "mlflow.models")]
-    levels = [lg.level for lg in loggers]
-    # Read per call: artifact progress bars, and the "View run at <server>" line printed
-    # when a run against a server ends (the run card says where the run is).
-    saved = {k: os.environ.get(k) for k in (_PROGRESS_BAR, _PRINT_URL)}
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    os.environ[_PROGRESS_BAR] = "false"
-    os.environ[_PRINT_URL] = "true"
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-def _enable_wal(db_path: Path) -> None:
-    # WAL lets readers and one writer work at once: two kernels tracking do not block.
-    # The journal mode is stored in the database file, so once is enough.
-    try:
-        with sqlite3.connect(db_path, timeout=30) as conn:
-            conn.execute("PRAGMA journal_mode=WAL")
-    except sqlite3.Error as exc:
-        _log.debug("could not enable WAL on %s: %s", db_path, exc)
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock across processes (no-op where fcntl is missing)."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: MLflow's own retries have to do
-        yield
-        return
-    with path.open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-@functools.cache
-def _client_for(tracking_uri: str) -> MlflowClient:
-    from mlflow import MlflowClient
-
-    if not tracking_uri.startswith("sqlite:///"):
-        return MlflowClient(tracking_uri)
-    db_path = Path(tracking_uri.removeprefix("sqlite:///"))
-    db_path.parent.mkdir(parents=True, exist_ok=True)
-    # Two kernels opening a new store at once would both run MLflow's schema migrations
-    # (when the tracking and the registry stores are first built); the lock makes the
-    # second wait and find the tables made.
-    with _file_lock(db_path.with_name(db_path.name + ".lock")), quiet_mlflow():
-        client = MlflowClient(tracking_uri)
-        retry_busy(lambda: client.search_experiments(max_results=1), what="open store")
-        retry_busy(lambda: client.search_registered_models(max_results=1), what="open registry")
-        _enable_wal(db_path)
-    return client
-
-
-def client(config: Config | None = None) -> MlflowClient:
-    """The MLflow client of the project's tracking store (created once per process)."""
-    with quiet_mlflow():  # tqdm warns at import time in kernels without ipywidgets
-        import mlflow
-
-    config = config or load_config()
-    if config.is_local_store:
-        config.ensure_dirs()
-    elif config.tracking_uri.startswith(("http://", "https://")):
-        for key, value in _HTTP_DEFAULTS.items():
-            os.environ.setdefault(key, value)
-    mlflow_client = _client_for(config.tracking_uri)
-    # The fluent API (mlflow.start_run, mlflow.sklearn.log_model) reads the global URI.
-    if mlflow.get_tracking_uri() != config.tracking_uri:
-        previous = os.environ.get("MLFLOW_TRACKING_URI")
-        mlflow.set_tracking_uri(config.tracking_uri)
-        # MLflow also exports the URI to the environment, where load_config would take our
-        # choice for the user's and pin every later project to this store.
-        if previous is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = previous
-    return mlflow_client
 
 
 _EXPERIMENT_IDS: dict[tuple[str, str], str] = {}

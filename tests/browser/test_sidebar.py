@@ -192,8 +192,8 @@ def test_track_cell_run_in_the_ui_appears_without_reload(
 def test_promote_alias_from_the_models_section(
     page: Any, lab: Lab, registered: dict[str, str], artifacts: Path
 ) -> None:
+    from jupyter_mlops.client import client as project_client
     from jupyter_mlops.config import load_config
-    from jupyter_mlops.tracking import store
 
     fired = _dialogs(page)
     _open_lab(page, lab)
@@ -216,7 +216,7 @@ def test_promote_alias_from_the_models_section(
     dialog.get_by_label("Gate (optional)").fill("accuracy >= 0.9")
     dialog.get_by_role("button", name="Promote").click()
     expect(model.locator(".jp-mlops-alias[data-alias='champion']")).to_contain_text("v2")
-    client = store.client(load_config(lab.root))
+    client = project_client(load_config(lab.root))
     assert str(client.get_model_version_by_alias("iris-clf", "champion").version) == "2"
     model.locator(".jp-mlops-history summary").click()
     models.screenshot(path=str(artifacts / "04-models-promoted.png"))

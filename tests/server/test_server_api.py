@@ -223,10 +223,10 @@ async def test_promote_with_gate_and_rollback(jp_fetch, sidebar_project) -> None
         body={"version": "2", "alias": "champion", "gate": "accuracy >= 0.9"},
     )
     assert (event["version"], event["previous"], event["action"]) == ("2", "1", "promote")
+    from jupyter_mlops.client import client as project_client
     from jupyter_mlops.config import load_config
-    from jupyter_mlops.tracking import store
 
-    client = store.client(load_config(root))
+    client = project_client(load_config(root))
     assert str(client.get_model_version_by_alias("iris-clf", "champion").version) == "2"
 
     event = await post(jp_fetch, "models", "iris-clf", "rollback", body={"alias": "champion"})
@@ -238,10 +238,10 @@ async def test_promote_with_gate_and_rollback(jp_fetch, sidebar_project) -> None
 
 async def test_promote_against_a_moved_alias_is_a_409(jp_fetch, sidebar_project) -> None:
     root, _ = sidebar_project
+    from jupyter_mlops.client import client as project_client
     from jupyter_mlops.config import load_config
-    from jupyter_mlops.tracking import store
 
-    client = store.client(load_config(root))
+    client = project_client(load_config(root))
     # The sidebar showed champion = 1; another user moved it to 2 before the click.
     code, body = await error(
         jp_fetch,

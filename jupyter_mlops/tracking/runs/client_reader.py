@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from jupyter_mlops.client import client
 from jupyter_mlops.config import Config
 from jupyter_mlops.tracking import store
 from jupyter_mlops.tracking.run import TAG_NOTEBOOK
@@ -19,7 +20,7 @@ class ClientReader:
     """MLflow's client, for tracking servers and databases other than SQLite."""
 
     def __init__(self, config: Config) -> None:
-        self.client = store.client(config)
+        self.client = client(config)
 
     def close(self) -> None:
         pass

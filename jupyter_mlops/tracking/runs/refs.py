@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from jupyter_mlops._util.urls import redact
+from jupyter_mlops.client import client as project_client
 from jupyter_mlops.config import Config, load_config
 from jupyter_mlops.errors import MlopsError, NotFoundError, QueryError
 from jupyter_mlops.tracking import store
@@ -96,7 +97,7 @@ def get_run(run_id: str, config: Config | None = None) -> Run:
     from mlflow.exceptions import MlflowException
 
     config = config or load_config()
-    mlflow_client = store.client(config)
+    mlflow_client = project_client(config)
     try:
         return store.call(mlflow_client.get_run, run_id)
     except MlflowException:
@@ -123,7 +124,7 @@ def find_run(run: str = LAST, *, notebook: str | None = None, config: Config | N
     config = config or load_config()
     if run != LAST:
         return get_run(run, config)
-    client = store.client(config)
+    client = project_client(config)
     notebook = notebook or notebook_path(None, config.root)
     exps = [e.experiment_id for e in store.call(client.search_experiments)]
     flt = "attributes.status = 'FINISHED'"
