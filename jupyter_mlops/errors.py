@@ -80,6 +80,10 @@ class ServingError(MlopsError):
     """A deployment cannot be started, changed, stopped or reached."""
 
 
+class DeploymentNotFoundError(NotFoundError, ServingError):
+    """No deployment of that name exists in the project."""
+
+
 class MonitoringError(MlopsError):
     """Monitoring figures or a drift report cannot be computed as asked."""
 

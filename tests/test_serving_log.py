@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from jupyter_mlops._util.layout import JOURNAL_DIR, deployments_root
 from jupyter_mlops.config import load_config
 from jupyter_mlops.predlog import Journal, LogWriter, replay_journal
 from jupyter_mlops.serving import (
@@ -18,7 +19,6 @@ from jupyter_mlops.serving import (
     read_predictions,
     register_prediction_store,
 )
-from jupyter_mlops.serving.state import JOURNAL_DIR, deployments_root
 
 
 def _record(i: int, deployment: str = "dep") -> dict:

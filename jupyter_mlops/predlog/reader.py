@@ -11,6 +11,8 @@ import datetime as dt
 import time
 from typing import TYPE_CHECKING, Any
 
+from jupyter_mlops._util.layout import JOURNAL_DIR, deployments_root, read_state
+from jupyter_mlops.errors import DeploymentNotFoundError
 from jupyter_mlops.predlog.base import default_store_url, loads, open_prediction_store
 from jupyter_mlops.predlog.journal import replay_journal
 
@@ -59,10 +61,6 @@ def read_predictions(
     Journal records not yet stored (a running or killed server) are included.
     """
     from jupyter_mlops.config import load_config
-
-    # The deployment's folder, state file and journal are the server's layout on disk.
-    from jupyter_mlops.serving.errors import DeploymentNotFoundError
-    from jupyter_mlops.serving.state import JOURNAL_DIR, deployments_root, read_state
 
     config = config or load_config()
     folder = deployments_root(config.mlops_dir) / deployment

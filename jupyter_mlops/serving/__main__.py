@@ -93,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise MlopsError("Give --deployment-dir, or --model to serve a model directly.")
         if args.model:
             _prepare_from_model(args, folder)
-        from jupyter_mlops.serving.state import read_state
+        from jupyter_mlops._util.layout import read_state
 
         state = read_state(folder)
         if state is None:

@@ -21,11 +21,11 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
+from jupyter_mlops._util.layout import read_state
 from jupyter_mlops.serving.auth import TokenAuth
 from jupyter_mlops.serving.errors import ServingError
 from jupyter_mlops.serving.protocols import INVOCATIONS_OPENAPI, PREDICT_OPENAPI, json_response
 from jupyter_mlops.serving.runtime import ServingRuntime
-from jupyter_mlops.serving.state import read_state
 
 __all__ = ["app_from_env", "create_app"]
 

@@ -6,7 +6,7 @@ can answer a bad request with a message that names the problem.
 
 from __future__ import annotations
 
-from jupyter_mlops.errors import NotFoundError, ServingError
+from jupyter_mlops.errors import DeploymentNotFoundError, ServingError
 
 __all__ = [
     "DeploymentNotFoundError",
@@ -20,10 +20,6 @@ __all__ = [
 
 class PortInUseError(ServingError):
     """The port asked for is already taken on that host."""
-
-
-class DeploymentNotFoundError(NotFoundError, ServingError):
-    """No deployment of that name exists in the project."""
 
 
 class InputError(ServingError):

@@ -16,12 +16,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from jupyter_mlops._util.layout import STATE_FILE, deployments_root, read_state
 from jupyter_mlops._util.processes import pid_alive
 from jupyter_mlops.config import Config, load_config
 from jupyter_mlops.registry.refs import ModelRef
 from jupyter_mlops.serving.deployment import Deployment, DeploymentList
 from jupyter_mlops.serving.errors import DeploymentNotFoundError, ServingError
-from jupyter_mlops.serving.state import STATE_FILE, deployments_root, locked, read_state
+from jupyter_mlops.serving.state import locked
 
 __all__ = [
     "START_TIMEOUT_S",

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from jupyter_mlops._util.layout import JOURNAL_DIR, read_state
 from jupyter_mlops._util.processes import pid_alive, stop_group
 from jupyter_mlops.config import Config, load_config
 from jupyter_mlops.predlog import default_store_url, open_prediction_store, replay_journal
@@ -42,12 +43,10 @@ from jupyter_mlops.serving.listing import (
 from jupyter_mlops.serving.state import (
     ACKS_DIR,
     DEFAULT_MAX_BODY_BYTES,
-    JOURNAL_DIR,
     LOG_FILE,
     locked,
     log_tail,
     pid_is_server,
-    read_state,
     record_event,
     write_state,
 )

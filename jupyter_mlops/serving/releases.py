@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from jupyter_mlops._util.layout import read_state
 from jupyter_mlops._util.processes import pid_alive
 from jupyter_mlops.config import Config
 from jupyter_mlops.registry.refs import ModelRef
@@ -31,7 +32,6 @@ from jupyter_mlops.serving.state import (
     locked,
     log_tail,
     read_acks,
-    read_state,
     record_event,
     write_state,
 )

@@ -25,6 +25,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import Response
 
+from jupyter_mlops._util.layout import JOURNAL_DIR, read_state
 from jupyter_mlops.predlog import LogWriter
 from jupyter_mlops.registry.refs import ModelRef
 from jupyter_mlops.serving.batching import Pending
@@ -40,8 +41,6 @@ from jupyter_mlops.serving.protocols import (
 )
 from jupyter_mlops.serving.state import (
     DEFAULT_MAX_BODY_BYTES,
-    JOURNAL_DIR,
-    read_state,
     state_stamp,
     write_ack,
 )

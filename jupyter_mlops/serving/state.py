@@ -18,23 +18,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from jupyter_mlops._util.layout import STATE_FILE
 from jupyter_mlops._util.processes import pid_alive
 
-STATE_FILE = "state.json"
 LOCK_FILE = "state.lock"
 LOG_FILE = "server.log"
 ACKS_DIR = "acks"
-JOURNAL_DIR = "journal"
 SCHEMA_VERSION = 1
 #: The largest request body a server reads unless the state sets ``max_body_bytes``.
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 #: How many change events (deploy, canary, promote, ...) a state keeps.
 EVENTS_KEPT = 100
-
-
-def deployments_root(mlops_dir: Path) -> Path:
-    """The folder holding one subfolder per deployment."""
-    return mlops_dir / "deployments"
 
 
 @contextlib.contextmanager
@@ -52,15 +46,6 @@ def locked(folder: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def read_state(folder: Path) -> dict[str, Any] | None:
-    """The deployment's state, or None when the folder holds none."""
-    try:
-        state: dict[str, Any] = json.loads((folder / STATE_FILE).read_text())
-    except FileNotFoundError:
-        return None
-    return state
 
 
 def write_state(folder: Path, state: dict[str, Any]) -> None:

@@ -332,10 +332,11 @@ async def test_pipelines_with_step_links_inside_the_project(jp_fetch) -> None:
 
 
 def _fake_deployment(root: Path, name: str) -> None:
+    from jupyter_mlops._util.layout import deployments_root
     from jupyter_mlops.config import load_config
     from jupyter_mlops.registry.refs import ModelRef
     from jupyter_mlops.serving.manager import new_state
-    from jupyter_mlops.serving.state import deployments_root, write_state
+    from jupyter_mlops.serving.state import write_state
 
     config = load_config(root)
     ref = ModelRef(

@@ -23,6 +23,7 @@ import httpx
 import psycopg
 import pytest
 
+from jupyter_mlops._util.layout import JOURNAL_DIR
 from jupyter_mlops.config import Config, load_config
 from jupyter_mlops.predlog import LogWriter
 from jupyter_mlops.predlog.postgres import PostgresPredictionStore
@@ -34,7 +35,6 @@ from jupyter_mlops.serving import (
     open_prediction_store,
     read_predictions,
 )
-from jupyter_mlops.serving.state import JOURNAL_DIR
 from tests.helpers import register_iris, running
 from tests.team.pg import Cluster, new_cluster
 from tests.test_serving import FEATURES, fire
