@@ -13,7 +13,6 @@ a file path without being checked against the project root.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import threading
@@ -25,20 +24,25 @@ from typing import Any
 
 from jupyter_mlops.config import Config, load_config
 from jupyter_mlops.errors import NotFoundError, RequestError
-from jupyter_mlops.tracking.run import TAG_DATA, TAG_MODELS, TAG_NOTEBOOK, TAG_SOURCE_HASH
-from jupyter_mlops.tracking.runs.catalog import RunCatalog, epoch_ms
+from jupyter_mlops.server.shapes import (
+    json_object,
+    jsonable,
+    pipeline_json,
+    run_json,
+    run_row,
+    text_field,
+)
+from jupyter_mlops.tracking.runs.catalog import RunCatalog
 
 _log = logging.getLogger(__name__)
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
-KEY_METRICS = 4
 HISTORY_SHOWN = 50
 LIVE_WINDOW = "5m"  # requests/s, p99 and errors over this window
 DRIFT_EVERY_S = 60.0
 FIGURES = ("rps", "p99_ms", "error_rate", "drift_share", "requests")
 _PIPELINE_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
-_HIDDEN_TAG_PREFIXES = ("mlflow.", "mlops.")
 # Recorded in the alias history: the change came from the sidebar, not a notebook.
 _CONTEXT = {"notebook": None, "source": "jupyterlab-sidebar"}
 
@@ -66,77 +70,9 @@ def import_heavy() -> None:
             _imported = True
 
 
-def _jsonable(value: Any) -> Any:
-    """NaN/inf -> None, numpy scalars -> Python, recursively (JSON has no NaN)."""
-    if isinstance(value, float):
-        return value if value == value and value not in (float("inf"), float("-inf")) else None
-    if isinstance(value, Mapping):
-        return _json_object(value)
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):  # numpy scalar
-        return _jsonable(value.item())
-    return value
-
-
-def _json_object(value: Mapping[str, Any]) -> dict[str, Any]:
-    """``value`` with JSON-safe values (see ``_jsonable``)."""
-    return {str(k): _jsonable(v) for k, v in value.items()}
-
-
-def _loads(raw: Any, default: Any) -> Any:
-    try:
-        return json.loads(raw or default)
-    except ValueError:
-        return json.loads(default)
-
-
-def _text_field(data: Mapping[str, Any], key: str, *, required: bool = True) -> str | None:
-    value = data.get(key)
-    if value is None or value == "":
-        if required:
-            raise RequestError(f"Missing {key!r} in the request body")
-        return None
-    if not isinstance(value, str | int) or isinstance(value, bool):
-        raise RequestError(f"{key!r} must be a string")
-    return str(value).strip()
-
-
 def _check_limit(limit: int) -> None:
     if not 1 <= limit <= MAX_PAGE:
         raise RequestError(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
-
-
-def _run_row(record: Mapping[str, Any]) -> dict[str, Any]:
-    """One run of a page, as the runs list shows it."""
-    metrics = {
-        k.removeprefix("metrics."): v
-        for k, v in sorted(record.items())
-        if k.startswith("metrics.") and v is not None and v == v
-    }
-    models_raw = record.get(f"tags.{TAG_MODELS}")
-    models = sorted(_loads(models_raw, "[]")) if isinstance(models_raw, str) else []
-    duration = record.get("duration")
-    return _json_object(
-        {
-            "run_id": record["run_id"],
-            "run_name": record.get("run_name") or "",
-            "experiment": record.get("experiment"),
-            "experiment_id": record.get("experiment_id"),
-            "status": record.get("status"),
-            "start_time": epoch_ms(record.get("start_time")),
-            "duration": duration if duration == duration else None,
-            "metrics": dict(list(metrics.items())[:KEY_METRICS]),
-            "metric_count": len(metrics),
-            "data": record.get("data"),
-            "notebook": record.get(f"tags.{TAG_NOTEBOOK}"),
-            "models": models,
-        }
-    )
-
-
-def _epoch_ms(seconds: float | None) -> float | None:
-    return None if seconds is None else float(seconds) * 1000
 
 
 # monitoring.live
@@ -267,7 +203,7 @@ class SidebarViews:
             limit=limit, experiment=experiment, text=text, where=where, page_token=page_token
         )
         return {
-            "runs": [_run_row(r) for r in page.records],
+            "runs": [run_row(r) for r in page.records],
             "next_page_token": page.next_page_token,
             "total": page.total,
             "stamp": page.stamp,
@@ -275,49 +211,7 @@ class SidebarViews:
 
     def run(self, run_id: str) -> dict[str, Any]:
         """Everything the detail view shows about one run."""
-        details = self.catalog.details(run_id)
-        info, data = details.run.info, details.run.data
-        tags = dict(data.tags)
-        datasets = [
-            {
-                "name": d.dataset.name,
-                "digest": d.dataset.digest,
-                "content_hash": {t.key: t.value for t in d.tags}.get("mlops.content_hash"),
-            }
-            for d in (details.run.inputs.dataset_inputs if details.run.inputs else [])
-        ]
-        notebook = tags.get(TAG_NOTEBOOK)
-        models = _loads(tags.get(TAG_MODELS), "{}")
-        return _json_object(
-            {
-                "run_id": info.run_id,
-                "run_name": info.run_name or tags.get("mlflow.runName") or "",
-                "experiment_id": info.experiment_id,
-                "experiment": details.experiment,
-                "status": info.status,
-                "start_time": info.start_time,
-                "end_time": info.end_time,
-                "user": info.user_id,
-                "params": dict(sorted(data.params.items())),
-                "metrics": dict(sorted(data.metrics.items())),
-                "tags": {
-                    k: v for k, v in sorted(tags.items()) if not k.startswith(_HIDDEN_TAG_PREFIXES)
-                },
-                "models": [{"name": k, "uri": v} for k, v in sorted(models.items())],
-                "registered_versions": [
-                    {"name": name, "version": version}
-                    for name, version in details.registered_versions
-                ],
-                "data": _loads(tags.get(TAG_DATA), "[]"),
-                "datasets": datasets,
-                "source": details.source,
-                "source_sha256": tags.get(TAG_SOURCE_HASH),
-                "notebook": notebook,
-                "notebook_path": self.contents_path(notebook),
-                "git_commit": tags.get("mlflow.source.git.commit"),
-                "git_dirty": tags.get("mlops.git.dirty"),
-            }
-        )
+        return run_json(self.catalog.details(run_id), self.contents_path)
 
     # -- registry ------------------------------------------------------------------------
     def models(self) -> list[dict[str, Any]]:
@@ -330,7 +224,7 @@ class SidebarViews:
         for model in registry.list_models(config=self.config):
             events = registry.history(model.name, config=self.config)
             out.append(
-                _jsonable(
+                jsonable(
                     {
                         "name": model.name,
                         "aliases": model.aliases,
@@ -353,9 +247,9 @@ class SidebarViews:
         (the holder the caller saw; ``PromotionConflict`` if it moved)."""
         import jupyter_mlops.registry as registry
 
-        version = str(_text_field(body, "version"))
-        alias = str(_text_field(body, "alias"))
-        gate = _text_field(body, "gate", required=False)
+        version = str(text_field(body, "version"))
+        alias = str(text_field(body, "alias"))
+        gate = text_field(body, "gate", required=False)
         expected: dict[str, Any] = {}
         if "expected" in body:
             expected["expected"] = None if body["expected"] is None else str(body["expected"])
@@ -364,16 +258,16 @@ class SidebarViews:
         event = registry.promote(
             f"{name}/{version}", alias, gate=gate or None, context=dict(_CONTEXT), **expected
         )
-        return _json_object(asdict(event))
+        return json_object(asdict(event))
 
     def rollback(self, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """Body ``{alias}``: move ``name@alias`` back to its previous holder (as
         ``%register --rollback``)."""
         import jupyter_mlops.registry as registry
 
-        alias = str(_text_field(body, "alias"))
+        alias = str(text_field(body, "alias"))
         event = registry.rollback(name, alias, context=dict(_CONTEXT))
-        return _json_object(asdict(event))
+        return json_object(asdict(event))
 
     # -- deployments ---------------------------------------------------------------------
     def deployments(self) -> dict[str, Any]:
@@ -386,7 +280,7 @@ class SidebarViews:
             item.pop("log_file", None)  # a server path the browser has no use for
             running = dep.status == "running"
             item["figures"] = live_figures(dep.name, self.config, self._drift) if running else None
-            out.append(_jsonable(item))
+            out.append(jsonable(item))
         return {"available": True, "monitoring": True, "message": None, "deployments": out}
 
     def stop_deployment(self, name: str) -> dict[str, Any]:
@@ -394,7 +288,7 @@ class SidebarViews:
 
         item = serving.stop(name, config=self.config).to_dict()
         item.pop("log_file", None)
-        return _json_object(item)
+        return json_object(item)
 
     # -- pipelines -----------------------------------------------------------------------
     def pipelines(self, limit: int = 20) -> dict[str, Any]:
@@ -403,7 +297,11 @@ class SidebarViews:
 
         _check_limit(limit)
         runs = list_pipeline_runs(config=self.config, limit=limit)
-        return {"available": True, "message": None, "runs": [self._pipeline(r) for r in runs]}
+        return {
+            "available": True,
+            "message": None,
+            "runs": [pipeline_json(r, self._link) for r in runs],
+        }
 
     def pipeline(self, run_id: str) -> dict[str, Any]:
         """One pipeline run (by id or unique prefix)."""
@@ -412,42 +310,7 @@ class SidebarViews:
         # The id becomes part of a glob under .mlops/pipelines: letters, digits, - _ . only.
         if not _PIPELINE_RUN_ID.fullmatch(run_id):
             raise NotFoundError(f"No pipeline run {run_id!r}")
-        return self._pipeline(get_pipeline_run(run_id, config=self.config))
-
-    def _pipeline(self, run: Any) -> dict[str, Any]:
-        steps = []
-        for step in run.steps.values():
-            executed = self._link(step.executed_notebook)
-            steps.append(
-                {
-                    "name": step.name,
-                    "status": step.status,
-                    "started": _epoch_ms(step.started),
-                    "ended": _epoch_ms(step.ended),
-                    "seconds": step.seconds,
-                    "error": step.error,
-                    "mlflow_run_id": step.mlflow_run_id,
-                    "metrics": dict(step.metrics),
-                    "notebook": step.notebook,
-                    "notebook_path": self._link(step.notebook)[0],
-                    "executed": step.executed_notebook,
-                    "executed_path": executed[0],
-                    "executed_hidden": executed[1],
-                }
-            )
-        return _json_object(
-            {
-                "run_id": run.run_id,
-                "pipeline": run.pipeline,
-                "status": run.status,
-                "started": _epoch_ms(run.started),
-                "ended": _epoch_ms(run.ended),
-                "params": dict(run.params),
-                "mlflow_run_id": run.mlflow_run_id,
-                "sweep": run.sweep,
-                "steps": steps,
-            }
-        )
+        return pipeline_json(get_pipeline_run(run_id, config=self.config), self._link)
 
 
 def _inside(path: Path, folder: Path) -> Path | None:

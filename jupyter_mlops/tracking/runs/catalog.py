@@ -17,10 +17,10 @@ import binascii
 import json
 import logging
 import threading
-import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from jupyter_mlops.client import client as project_client
 from jupyter_mlops.config import Config
 from jupyter_mlops.errors import NotFoundError, RequestError
 from jupyter_mlops.tracking import store
@@ -99,7 +99,6 @@ class RunDetails:
 class _Cached:
     stamp: str
     frame: pd.DataFrame
-    at: float
 
 
 class RunCatalog:
@@ -112,7 +111,7 @@ class RunCatalog:
         self._refreshing = threading.Lock()
 
     def client(self) -> MlflowClient:
-        return store.client(self.config)
+        return project_client(self.config)
 
     def store_exists(self) -> bool:
         """False for a local store that was never written (nothing to show, nothing made)."""
@@ -158,7 +157,7 @@ class RunCatalog:
             # Every active experiment: there is no notebook here, and all experiments are
             # shown even when the project names a default one.
             frame = runs(notebook="", config=replace(self.config, experiment=None))
-            self._cached = _Cached(stamp, frame, time.time())
+            self._cached = _Cached(stamp, frame)
             return frame
 
     def is_stale(self) -> bool:
