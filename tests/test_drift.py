@@ -353,8 +353,8 @@ def test_windows_parse() -> None:
 
 
 def test_log_to_mlflow(project: Path) -> None:
+    from jupyter_mlops.client import client
     from jupyter_mlops.config import load_config
-    from jupyter_mlops.tracking.store import client
 
     ref, cur = _frames()
     report = drift(ref, cur, current_info={"deployment": "iris-prod", "window": "last 1h"})
@@ -369,3 +369,33 @@ def test_log_to_mlflow(project: Path) -> None:
     assert names == {"drift/report.json", "drift/report.html", "drift/features.csv"}
     experiment = mlflow_client.get_experiment(run.info.experiment_id)
     assert experiment.name == "monitoring-iris-prod"
+
+
+def test_a_registered_statistic_is_in_every_output() -> None:
+    from jupyter_mlops.monitoring.stats import NUMERIC, Statistic, register, unregister
+
+    class MeanShift(Statistic):
+        name = "mean_shift"
+        kinds = (NUMERIC,)
+        fields = ("mean_shift",)
+
+        def exact(self, sample):  # type: ignore[no-untyped-def]
+            return {"mean_shift": float(sample.current.mean() - sample.profile.sorted.mean())}
+
+    ref, cur = _frames()
+    before = drift(ref, cur)
+    register(MeanShift())
+    try:
+        report = drift(ref, cur)
+        item = report.feature("mean_shift")
+        shift = cur["mean_shift"].mean() - ref["mean_shift"].mean()
+        assert item.mean_shift == pytest.approx(shift)
+        assert report.feature("colour").mean_shift is None  # numeric features only
+        data = json.loads(json.dumps(report.to_dict()))
+        assert list(data["features"][0])[-4:] == ["mean_shift", "exact", "notes", "plot"]
+        assert DriftReport.from_dict(data).feature("mean_shift").mean_shift == item.mean_shift
+        assert "mean_shift" in report.to_frame().columns
+        assert [f.status for f in report.features] == [f.status for f in before.features]
+    finally:
+        unregister("mean_shift")
+    assert "mean_shift" not in drift(ref, cur).to_dict()["features"][0]

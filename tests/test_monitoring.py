@@ -364,6 +364,23 @@ def test_actions_cooldown_and_failing_webhook(
     assert len(monitoring.alert_history("iris-prod", config=served.config)) == recorded + 5
 
 
+def test_an_action_named_by_reference_loads_when_it_fires(
+    served: Served, clean_rules: None
+) -> None:
+    monitoring.register_action("is-not", "operator:is_not")
+    monitoring.register_action("missing", "jupyter_mlops.no_such_module:run")
+    assert "pipeline" in monitoring.registered_actions()  # built in, not imported yet
+    rules = [
+        monitoring.AlertRule("n_drifted >= 1", action="is-not:x"),
+        monitoring.AlertRule("drift_share > 0.3", action="missing:x"),
+    ]
+    result = monitoring.check("iris-prod", rules, figures={"drift_share": 0.5, "n_drifted": 2.0},
+                              webhook="", record=False, config=served.config)  # fmt: skip
+    assert result[0].action_error is None and result[0].action_result is True
+    assert "cannot be loaded" in (result[1].action_error or "")
+    assert "jupyter_mlops.no_such_module" in (result[1].action_error or "")
+
+
 def test_rule_storage_validates(served: Served, clean_rules: None) -> None:
     from jupyter_mlops.conditions import ConditionError
 
@@ -385,6 +402,19 @@ def test_rule_storage_validates(served: Served, clean_rules: None) -> None:
 
 
 # -- the monitor widget --------------------------------------------------------------------
+
+
+def test_live_monitor_throttles_drift_and_carries_it_over(
+    served: Served, clean_rules: None
+) -> None:
+    live = monitoring.LiveMonitor("iris-prod", last="1h", drift_every=3600, config=served.config)
+    first = live.snapshot()
+    assert first.drift_fresh and first.figures["drift_share"] == 0.5
+    assert first.drift_report is not None and first.checks is None  # no stored rules
+    second = live.snapshot()
+    assert not second.drift_fresh and second.drift_report is first.drift_report
+    assert second.figures["drift_share"] == 0.5 and second.figures["n_drifted"] == 2
+    assert "drift_share" not in live.snapshot(drift=False).figures
 
 
 def test_monitor_widget_traces_and_refresh(served: Served) -> None:

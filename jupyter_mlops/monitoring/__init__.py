@@ -14,6 +14,8 @@ need them, so importing this package is cheap.
 
 from __future__ import annotations
 
+from jupyter_mlops.errors import MonitoringError
+from jupyter_mlops.monitoring.actions import register_action, registered_actions
 from jupyter_mlops.monitoring.alerts import (
     AlertRule,
     CheckResult,
@@ -22,23 +24,19 @@ from jupyter_mlops.monitoring.alerts import (
     alert_history,
     check,
     get_rules,
-    register_action,
-    registered_actions,
     remove_rules,
     set_rules,
 )
-from jupyter_mlops.monitoring.drift import (
-    MonitoringError,
-    ReferenceProfile,
-    drift,
-    drift_for_deployment,
-    parse_window,
-    profile,
-    read_table,
-    training_data,
-)
-from jupyter_mlops.monitoring.figures import Figures, figures, scrape, timeseries
-from jupyter_mlops.monitoring.report import DriftReport, DriftThresholds, FeatureDrift
+from jupyter_mlops.monitoring.deployment import drift_for_deployment
+from jupyter_mlops.monitoring.drift import drift
+from jupyter_mlops.monitoring.feature import FeatureDrift
+from jupyter_mlops.monitoring.live import LiveMonitor, LiveSnapshot
+from jupyter_mlops.monitoring.profile import ReferenceProfile, profile
+from jupyter_mlops.monitoring.reference import read_table, training_data
+from jupyter_mlops.monitoring.report import DriftReport
+from jupyter_mlops.monitoring.verdict import DriftThresholds
+from jupyter_mlops.monitoring.vitals import Figures, figures, scrape, timeseries
+from jupyter_mlops.monitoring.window import parse_window
 
 __all__ = [
     "AlertRule",
@@ -47,6 +45,8 @@ __all__ = [
     "DriftThresholds",
     "FeatureDrift",
     "Figures",
+    "LiveMonitor",
+    "LiveSnapshot",
     "MonitoringError",
     "ReferenceProfile",
     "RuleResult",

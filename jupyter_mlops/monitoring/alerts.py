@@ -3,7 +3,8 @@
 A rule is a :class:`~jupyter_mlops.conditions.Condition` over the names of
 :func:`~jupyter_mlops.monitoring.figures` (``drift_share > 0.3``, ``p99_ms > 50 and
 requests > 100``), optionally with an action (``webhook:https://...``,
-``pipeline:pipelines/retrain.yaml`` once the pipelines package registers ``pipeline``).
+``pipeline:pipelines/retrain.yaml``, or a kind added with
+:func:`~jupyter_mlops.monitoring.actions.register_action`).
 Per deployment, under ``.mlops/monitoring/<deployment>/``:
 
 * ``rules.json``: the rules and the webhook URL (written by ``%monitor --alert``), so
@@ -20,20 +21,19 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import importlib
 import json
 import os
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jupyter_mlops.conditions import Condition, ConditionError
-from jupyter_mlops.errors import MlopsError
+from jupyter_mlops.conditions import Condition
+from jupyter_mlops.errors import ConditionError, MlopsError
+from jupyter_mlops.monitoring import vitals
+from jupyter_mlops.monitoring.actions import check_url, post_json, registered_actions
 
 if TYPE_CHECKING:
     from jupyter_mlops.config import Config
@@ -41,14 +41,7 @@ if TYPE_CHECKING:
 RULES_FILE = "rules.json"
 ALERTS_FILE = "alerts.jsonl"
 STATE_FILE = "alert-state.json"
-WEBHOOK_TIMEOUT_S = 5.0
 FIRING, QUIET, UNKNOWN = "firing", "quiet", "unknown"
-
-#: ``kind -> fn(argument, event)``: what a rule's ``action = "kind:argument"`` runs.
-ActionFn = Callable[[str, dict[str, Any]], Any]
-_ACTIONS: dict[str, ActionFn] = {}
-# Action kinds provided by other parts of jupyter-mlops: module that registers each.
-_BUILTIN_PROVIDERS = {"pipeline": "jupyter_mlops.pipelines"}
 
 
 class AlertRule(Condition):
@@ -108,53 +101,13 @@ class AlertRule(Condition):
         return f"AlertRule({self.expression!r}{action})"
 
 
-def register_action(kind: str, fn: ActionFn) -> None:
-    """Make rules with ``action="<kind>:<argument>"`` call ``fn(argument, event)``.
-
-    ``event`` holds ``deployment``, ``rule``, ``value``, ``values``, ``time``,
-    ``figures``. What ``fn`` returns is recorded with the firing; what it raises is
-    recorded as the action's error (the check goes on).
-    """
-    if not kind or ":" in kind or not callable(fn):
-        raise MlopsError("register_action(kind, fn): a kind without ':' and a callable")
-    _ACTIONS[kind] = fn
-
-
-def registered_actions() -> dict[str, ActionFn]:
-    return dict(_ACTIONS)
-
-
-def post_json(url: str, payload: Mapping[str, Any], timeout: float = WEBHOOK_TIMEOUT_S) -> int:
-    """POST ``payload`` as JSON; returns the HTTP status, raises MlopsError on failure."""
-    if not url.startswith(("http://", "https://")):
-        raise MlopsError(f"Webhook URL must start with http:// or https://, not {url!r}")
-    body = json.dumps(payload, default=str).encode()
-    request = urllib.request.Request(
-        url,
-        data=body,
-        method="POST",
-        headers={"Content-Type": "application/json", "User-Agent": "jupyter-mlops"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        raise MlopsError(f"webhook {url} answered HTTP {exc.code}") from None
-    except (OSError, urllib.error.URLError) as exc:
-        raise MlopsError(f"webhook {url} unreachable: {exc}") from None
-
-
-register_action("webhook", lambda url, event: post_json(url, event))
-
-
 # -- storage ------------------------------------------------------------------------------
 
 
 def _folder(deployment: str, config: Config | None) -> Path:
     from jupyter_mlops.config import load_config
-    from jupyter_mlops.monitoring.figures import monitoring_dir
 
-    return monitoring_dir(deployment, config or load_config())
+    return vitals.monitoring_dir(deployment, config or load_config())
 
 
 def _read_json(path: Path, default: Any) -> Any:
@@ -207,7 +160,7 @@ def set_rules(
 
     parsed = [AlertRule.of(r) for r in rules]
     if webhook:
-        _check_url(webhook)
+        check_url(webhook)
     get_deployment(deployment, config=config)  # an unknown deployment is an error
     current = RuleSet([], None) if replace else get_rules(deployment, config=config)
     by_expr = {r.expression: r for r in current.rules}
@@ -235,11 +188,6 @@ def remove_rules(
     stored = RuleSet(kept, current.webhook)
     _write_json(_folder(deployment, config) / RULES_FILE, stored.to_dict())
     return stored
-
-
-def _check_url(url: str) -> None:
-    if not url.startswith(("http://", "https://")):
-        raise MlopsError(f"Webhook URL must start with http:// or https://, not {url!r}")
 
 
 def alert_history(
@@ -405,7 +353,6 @@ def check(
     result, not raised. ``figures`` can be given to skip computing them (tests, pipelines).
     """
     from jupyter_mlops.config import load_config
-    from jupyter_mlops.monitoring.figures import Figures, figures_of, monitoring_dir
 
     config = config or load_config()
     stored = get_rules(deployment, config=config)
@@ -417,14 +364,14 @@ def check(
             for r in chosen
             for m in r.metrics
         )
-        figs = figures_of(deployment, last=last, config=config, drift=needs_drift, token=token)
+        figs = vitals.figures(deployment, last=last, config=config, drift=needs_drift, token=token)
     else:
-        figs = Figures(figures, deployment=deployment, window=str(last))
+        figs = vitals.Figures(figures, deployment=deployment, window=str(last))
     notes = getattr(figs, "notes", {})
     result = CheckResult(
         [evaluate(rule, figs, notes) for rule in chosen], deployment=deployment, figures=figs
     )
-    folder = monitoring_dir(deployment, config)
+    folder = vitals.monitoring_dir(deployment, config)
     firing = result.firing
     if not firing:
         return result
@@ -490,13 +437,10 @@ def check(
 def _run_action(result: RuleResult, deployment: str, figs: Mapping[str, float]) -> None:
     assert result.action is not None
     kind, _, argument = result.action.partition(":")
-    if kind in _BUILTIN_PROVIDERS and kind not in _ACTIONS:
-        # Providers register their action kind on import; a cron `monitor check` may not
-        # have imported them yet.
-        importlib.import_module(_BUILTIN_PROVIDERS[kind])
-    fn = _ACTIONS.get(kind)
+    actions = registered_actions()
+    fn = actions.get(kind)
     if fn is None:
-        known = ", ".join(sorted(_ACTIONS)) or "none"
+        known = ", ".join(sorted(actions)) or "none"
         result.action_error = (
             f"no action {kind!r} is registered (known: {known}; "
             "jupyter_mlops.monitoring.register_action adds one)"

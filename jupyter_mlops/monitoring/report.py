@@ -29,18 +29,27 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from html import escape
 from typing import TYPE_CHECKING, Any
+
+from jupyter_mlops.monitoring.feature import FeatureDrift, json_safe
+from jupyter_mlops.monitoring.stats import registry
+from jupyter_mlops.monitoring.verdict import (
+    DRIFT,
+    INSUFFICIENT,
+    NOT_COMPUTED,
+    OK,
+    STATUS_ORDER,
+    WARNING,
+    DriftThresholds,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from jupyter_mlops.config import Config
 
-DRIFT, WARNING, OK = "drift", "warning", "ok"
-INSUFFICIENT, NOT_COMPUTED = "insufficient", "not computed"
-STATUS_ORDER = {DRIFT: 0, WARNING: 1, OK: 2, INSUFFICIENT: 3, NOT_COMPUTED: 4}
 STATUS_COLOURS = {
     DRIFT: "#cf222e",
     WARNING: "#bf8700",
@@ -51,115 +60,11 @@ STATUS_COLOURS = {
 REF_COLOUR, CUR_COLOUR = "#4c78a8", "#f58518"
 
 
-@dataclass(frozen=True)
-class DriftThresholds:
-    """When a feature, and the dataset, count as drifted (see the module docstring)."""
-
-    ks_alpha: float = 0.05
-    chi2_alpha: float = 0.05
-    psi_warning: float = 0.1
-    psi_drift: float = 0.25
-    wasserstein_drift: float = 0.1  # in reference standard deviations
-    min_samples: int = 30
-    missing_change: float = 0.1
-    share: float = 0.5  # dataset drift when this share of computed features drifts
-    bins: int = 10  # PSI bins (reference quantiles)
-
-    def replace(self, **changes: Any) -> DriftThresholds:
-        """A copy with some thresholds changed; unknown names raise ValueError."""
-        known = {f.name for f in fields(self)}
-        unknown = set(changes) - known
-        if unknown:
-            raise ValueError(
-                f"Unknown drift threshold(s) {sorted(unknown)}; known: {sorted(known)}"
-            )
-        return DriftThresholds(**{**asdict(self), **changes})
-
-
-@dataclass
-class FeatureDrift:
-    """One feature (or the prediction): its statistics, status, and why."""
-
-    name: str
-    kind: str | None  # numeric | categorical | None when not computed
-    status: str
-    reason: str | None = None  # why not computed / why drifted, in words
-    n_ref: int = 0
-    n_cur: int = 0
-    missing_ref: float = 0.0  # shares of missing values
-    missing_cur: float = 0.0
-    psi: float | None = None
-    ks_statistic: float | None = None
-    ks_pvalue: float | None = None
-    ks_bound: float | None = None  # exact KS statistic is within [ks, ks + bound]
-    wasserstein: float | None = None
-    wasserstein_norm: float | None = None
-    wasserstein_bound: float | None = None
-    chi2_statistic: float | None = None
-    chi2_pvalue: float | None = None
-    chi2_dof: int | None = None
-    exact: bool | None = None
-    notes: list[str] = field(default_factory=list)
-    plot: dict[str, Any] = field(default_factory=dict, repr=False)
-
-    @property
-    def score(self) -> float:
-        """The drift score features are ordered by: PSI (0 when not computed)."""
-        return self.psi if self.psi is not None and math.isfinite(self.psi) else 0.0
-
-    @property
-    def pvalue(self) -> float | None:
-        return self.ks_pvalue if self.kind == "numeric" else self.chi2_pvalue
-
-    @property
-    def computed(self) -> bool:
-        """Whether the feature votes in the dataset verdict."""
-        return self.status in (DRIFT, WARNING, OK)
-
-
-def classify(feature: FeatureDrift, th: DriftThresholds) -> None:
-    """Set ``feature.status`` and ``reason`` from its statistics and the thresholds."""
-    if feature.status == NOT_COMPUTED:
-        return
-    psi = feature.psi or 0.0
-    reasons: list[str] = []
-    if feature.kind == "numeric":
-        p, alpha = feature.ks_pvalue, th.ks_alpha
-        test = "KS"
-        wn = feature.wasserstein_norm
-        material_w = wn is not None and wn >= th.wasserstein_drift
-    else:
-        p, alpha = feature.chi2_pvalue, th.chi2_alpha
-        test = "chi-squared"
-        material_w = False
-    significant = p is not None and p < alpha
-    material = psi >= th.psi_warning or material_w
-    if psi >= th.psi_drift:
-        status = DRIFT
-        reasons.append(f"PSI {psi:.3g} >= {th.psi_drift:g}")
-    elif significant and material:
-        status = DRIFT
-        why = f"PSI {psi:.3g}" if psi >= th.psi_warning else f"Wasserstein {wn:.3g} sd"
-        reasons.append(f"{test} p={p:.2g} < {alpha:g} and {why}")
-    elif significant:
-        status = WARNING
-        reasons.append(f"{test} p={p:.2g} < {alpha:g}, but the shift is small")
-    elif psi >= th.psi_warning:
-        status = WARNING
-        reasons.append(f"PSI {psi:.3g} >= {th.psi_warning:g}")
-    else:
-        status = OK
-    if abs(feature.missing_cur - feature.missing_ref) > th.missing_change:
-        reasons.append(f"missing values {feature.missing_ref:.0%} -> {feature.missing_cur:.0%}")
-        if status == OK:
-            status = WARNING
-    low = min(feature.n_ref, feature.n_cur)
-    if low < th.min_samples:
-        side = "reference" if feature.n_ref < feature.n_cur else "current"
-        status = INSUFFICIENT
-        reasons.insert(0, f"only {low} {side} values (need {th.min_samples})")
-    feature.status = status
-    feature.reason = "; ".join(reasons) or None
+def verdict_colour(dataset_drift: bool | None) -> str:
+    """The colour of a dataset verdict: drift red, none green, unknown grey."""
+    if dataset_drift is None:
+        return STATUS_COLOURS[NOT_COMPUTED]
+    return STATUS_COLOURS[DRIFT] if dataset_drift else STATUS_COLOURS[OK]
 
 
 @dataclass
@@ -252,14 +157,12 @@ class DriftReport:
         """One row per feature (and the prediction), most drifted first."""
         import pandas as pd
 
-        columns = [
-            "feature", "role", "kind", "status", "reason", "psi", "ks_statistic", "ks_pvalue",
-            "ks_bound", "wasserstein", "wasserstein_norm", "chi2_statistic", "chi2_pvalue",
-            "chi2_dof", "n_ref", "n_cur", "missing_ref", "missing_cur", "exact",
-        ]  # fmt: skip
+        stats = registry.table_fields()
+        own = ["kind", "status", "reason", "n_ref", "n_cur", "missing_ref", "missing_cur", "exact"]
+        columns = ["feature", "role", *own[:3], *stats, *own[3:]]
         records = []
         for item in self.rows():
-            rec = {k: getattr(item, k, None) for k in columns[2:]}
+            rec = {k: getattr(item, k) for k in own} | {k: item.stats.get(k) for k in stats}
             rec["feature"] = item.name
             rec["role"] = "prediction" if item is self.prediction else "feature"
             records.append(rec)
@@ -272,11 +175,11 @@ class DriftReport:
             "dataset_drift": self.dataset_drift,
             "drift_share": self.drift_share,
             "n_drifted": self.n_drifted,
-            "features": [_clean(asdict(f)) for f in self.features],
-            "prediction": _clean(asdict(self.prediction)) if self.prediction else None,
+            "features": [f.to_dict() for f in self.features],
+            "prediction": self.prediction.to_dict() if self.prediction else None,
             "thresholds": asdict(self.thresholds),
-            "reference": _clean(self.reference),
-            "current": _clean(self.current),
+            "reference": json_safe(self.reference),
+            "current": json_safe(self.current),
             "notes": self.notes,
             "created": self.created,
             "elapsed_s": self.elapsed_s,
@@ -284,14 +187,10 @@ class DriftReport:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DriftReport:
-        known = {f.name for f in fields(FeatureDrift)}
-
-        def feature(d: Mapping[str, Any]) -> FeatureDrift:
-            return FeatureDrift(**{k: v for k, v in d.items() if k in known})
-
+        prediction = data.get("prediction")
         return cls(
-            features=[feature(f) for f in data.get("features", [])],
-            prediction=feature(data["prediction"]) if data.get("prediction") else None,
+            features=[FeatureDrift.from_dict(f) for f in data.get("features", [])],
+            prediction=FeatureDrift.from_dict(prediction) if prediction else None,
             thresholds=DriftThresholds(**data.get("thresholds", {})),
             reference=dict(data.get("reference") or {}),
             current=dict(data.get("current") or {}),
@@ -328,9 +227,7 @@ class DriftReport:
     def to_html(self, *, histograms: bool = True, header: bool = True) -> str:
         """Self-contained HTML: verdict, sources, and a table with an SVG histogram per row
         (``header=False``: the table alone)."""
-        colour = {True: STATUS_COLOURS[DRIFT], False: STATUS_COLOURS[OK]}.get(
-            self.dataset_drift, STATUS_COLOURS[NOT_COMPUTED]
-        )
+        colour = verdict_colour(self.dataset_drift)
         parts = ["<div class='mlops-drift-report' style='font-size:12px'>"]
         if header:
             parts.append(
@@ -348,8 +245,9 @@ class DriftReport:
         )
         for item in self.rows():
             name = escape(item.name) + (" <i>(prediction)</i>" if item is self.prediction else "")
-            test = "KS" if item.kind == "numeric" else "chi2" if item.kind else ""
-            stat = item.ks_statistic if item.kind == "numeric" else item.chi2_statistic
+            test = item.test
+            label = test.short_label if test else ""
+            stat = item.stats.get(test.statistic_field) if test and test.statistic_field else None
             badge = (
                 f"<span style='color:#fff;background:{STATUS_COLOURS.get(item.status, '#888')};"
                 f"padding:1px 6px;border-radius:8px'>{escape(item.status)}</span>"
@@ -357,7 +255,7 @@ class DriftReport:
             parts.append(
                 f"<tr><td>{name}</td><td>{badge}</td>"
                 + (f"<td>{histogram_svg(item)}</td>" if histograms else "")
-                + f"<td>{_num(item.psi)}</td><td>{test} {_num(stat)}</td>"
+                + f"<td>{_num(item.psi)}</td><td>{label} {_num(stat)}</td>"
                 f"<td>{_num(item.pvalue, '.2g')}</td><td>{_num(item.wasserstein_norm)}</td>"
                 f"<td>{item.n_ref:,} / {item.n_cur:,}</td>"
                 f"<td>{escape(item.reason or '')}{_notes_html(item)}</td></tr>"
@@ -385,11 +283,12 @@ class DriftReport:
         ``n_drifted`` and ``drift_psi.<feature>``; tags naming the deployment, model
         version and reference data, so the report sits beside the model's history.
         """
+        from jupyter_mlops.client import client as project_client
         from jupyter_mlops.config import load_config
         from jupyter_mlops.tracking import store
 
         config = config or load_config()
-        client = store.client(config)
+        client = project_client(config)
         deployment = self.current.get("deployment")
         created = run_id is None
         if run_id is None:
@@ -453,19 +352,6 @@ class DriftReport:
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
-def _clean(value: Any) -> Any:
-    """JSON-safe: NaN/inf -> None, numpy scalars -> Python."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, str | bytes):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _num(value: float | None, spec: str = ".3g") -> str:

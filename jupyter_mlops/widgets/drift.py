@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
+from jupyter_mlops.monitoring.feature import FeatureDrift
 from jupyter_mlops.monitoring.report import (
     CUR_COLOUR,
     REF_COLOUR,
     STATUS_COLOURS,
     DriftReport,
-    FeatureDrift,
+    verdict_colour,
 )
 
 if TYPE_CHECKING:
@@ -115,9 +116,7 @@ class DriftWidget(widgets.VBox):  # type: ignore[misc]
     def __init__(self, report: DriftReport, *, max_panels: int = MAX_PANELS) -> None:
         super().__init__()
         self.report = report
-        colour = {True: STATUS_COLOURS["drift"], False: STATUS_COLOURS["ok"]}.get(
-            report.dataset_drift, STATUS_COLOURS["not computed"]
-        )
+        colour = verdict_colour(report.dataset_drift)
         sources = "".join(
             f"<div style='font-size:12px'><b>{label}</b>: {escape(str(info['description']))}</div>"
             for label, info in (("reference", report.reference), ("current", report.current))

@@ -13,14 +13,17 @@ HTML summary in the output for nbconvert/GitHub.
 from __future__ import annotations
 
 import threading
-import time
 from html import escape
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
 from jupyter_mlops.errors import MlopsError
+from jupyter_mlops.monitoring.alerts import alert_history
+from jupyter_mlops.monitoring.live import LiveMonitor
 from jupyter_mlops.monitoring.report import STATUS_COLOURS
+from jupyter_mlops.monitoring.vitals import timeseries
+from jupyter_mlops.monitoring.window import predictions_window
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -66,12 +69,12 @@ class MonitorWidget(widgets.VBox):  # type: ignore[misc]
         self.interval = float(interval)
         self.drift_every = float(drift_every)
         self.config = config or load_config()
+        self.live = LiveMonitor(deployment, last=last, drift_every=drift_every, config=self.config)
         self.refreshes = 0
         self.error: str | None = None
         self.figures: Any = None
         self.checks: Any = None
         self.drift_report: Any = None
-        self._drift_at = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -113,8 +116,6 @@ class MonitorWidget(widgets.VBox):  # type: ignore[misc]
     # -- refreshing -------------------------------------------------------------------
     def refresh(self) -> None:
         """Recompute everything and redraw (called by the background thread)."""
-        from jupyter_mlops.monitoring.drift import predictions_window
-
         with self._lock:
             try:
                 frame = predictions_window(self.deployment, self.last, self.config)
@@ -133,45 +134,16 @@ class MonitorWidget(widgets.VBox):  # type: ignore[misc]
     def _refresh(self, frame: pd.DataFrame | None) -> None:
         import pandas as pd
 
-        from jupyter_mlops import monitoring
-
         empty = pd.DataFrame(columns=["request_id", "timestamp", "latency_ms"])
-        now = time.monotonic()
-        want_drift = frame is not None and now - self._drift_at >= self.drift_every
-        self.figures = monitoring.figures(
-            self.deployment,
-            last=self.last,
-            config=self.config,
-            drift=want_drift,
-            predictions=frame if frame is not None else empty,
-        )
-        if want_drift:
-            self._drift_at = now
-            self.drift_report = getattr(self.figures, "drift_report", None)
+        window = frame if frame is not None else empty
+        snap = self.live.snapshot(window, drift=frame is not None)
+        self.figures, self.checks = snap.figures, snap.checks
+        if snap.drift_fresh:
+            self.drift_report = snap.drift_report
             self._draw_drift()
-        series = monitoring.timeseries(
-            self.deployment,
-            last=self.last,
-            config=self.config,
-            predictions=frame if frame is not None else empty,
-        )
+        series = timeseries(self.deployment, last=self.last, config=self.config, predictions=window)
         self._draw_series(series)
         self._draw_predictions(frame)
-        rules = monitoring.get_rules(self.deployment, config=self.config).rules
-        self.checks = (
-            monitoring.check(
-                self.deployment,
-                rules,
-                figures=self.figures,
-                record=False,
-                notify=False,
-                config=self.config,
-            )
-            if rules
-            else None
-        )
-        if self.checks is not None:
-            self.checks.figures = self.figures
         self._show_alerts()
 
     def _draw_series(self, series: pd.DataFrame) -> None:
@@ -264,8 +236,6 @@ class MonitorWidget(widgets.VBox):  # type: ignore[misc]
         self.header.value = f"<div style='font-size:13px'>{text}</div>"
 
     def _show_alerts(self) -> None:
-        from jupyter_mlops.monitoring import alert_history
-
         parts = []
         if self.checks:
             for r in self.checks:

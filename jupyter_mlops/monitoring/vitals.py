@@ -1,4 +1,4 @@
-"""The monitored figures of a deployment: traffic, latency, errors and drift, by name.
+"""A deployment's vital signs as numbers, by name: traffic, latency, errors and drift.
 
 Where each number comes from:
 
@@ -34,7 +34,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jupyter_mlops.errors import MlopsError
+from jupyter_mlops.errors import MlopsError, MonitoringError
+from jupyter_mlops.monitoring.window import parse_window
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -101,7 +102,9 @@ def _fmt(value: float) -> str:
 # -- Prometheus readings ------------------------------------------------------------------
 
 
-def scrape(deployment: str, *, config: Config | None = None, token: str | None = None) -> dict:
+def scrape(
+    deployment: str, *, config: Config | None = None, token: str | None = None
+) -> dict[str, Any]:
     """Read the running server's request/error counters and keep the reading.
 
     Returns ``{"t", "pid", "started_at", "series": {"<version>|<role>": [requests,
@@ -154,7 +157,7 @@ def parse_counters(text: str) -> dict[str, list[float]]:
     return series
 
 
-def _append_reading(path: Path, reading: dict) -> None:
+def _append_reading(path: Path, reading: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps(reading) + "\n"
     with path.open("a") as fh:  # one short append: concurrent writers do not interleave
@@ -167,7 +170,7 @@ def _append_reading(path: Path, reading: dict) -> None:
         tmp.replace(path)
 
 
-def read_readings(path: Path) -> list[dict]:
+def read_readings(path: Path) -> list[dict[str, Any]]:
     """Kept metric readings, oldest first (corrupt lines skipped)."""
     out = []
     with contextlib.suppress(FileNotFoundError):
@@ -178,7 +181,7 @@ def read_readings(path: Path) -> list[dict]:
 
 
 def error_counts(
-    readings: list[dict], latest: dict, since: float | None
+    readings: list[dict[str, Any]], latest: dict[str, Any], since: float | None
 ) -> tuple[dict[str, list[float]], float, str | None]:
     """Per series [requests, errors] over the window, its start, and a note if partial."""
     same = [
@@ -230,8 +233,8 @@ def figures(
     per-version variants. Absent figures are explained in ``.notes``.
     """
     from jupyter_mlops.config import load_config
-    from jupyter_mlops.monitoring.drift import MonitoringError, parse_window
-    from jupyter_mlops.serving import get_deployment, read_predictions
+    from jupyter_mlops.predlog import read_predictions
+    from jupyter_mlops.serving import get_deployment
 
     config = config or load_config()
     dep = get_deployment(deployment, config=config)
@@ -262,7 +265,7 @@ def figures(
             out.notes["drift_share"] = "no predictions in the window"
         else:
             try:
-                from jupyter_mlops.monitoring.drift import drift_for_deployment
+                from jupyter_mlops.monitoring.deployment import drift_for_deployment
 
                 report = drift_for_deployment(
                     deployment, last=last, current=frame, prediction=False, config=config
@@ -296,7 +299,7 @@ def _traffic(out: Figures, frame: pd.DataFrame, span: float) -> None:
             groups.append((f"_{role}", part))
         for version, part in requests.groupby("model_version", sort=True):
             if version is not None and str(version) != "":
-                groups.append((f"_v{version}", part))
+                groups.append((f"_v{version!s}", part))
     for suffix, part in groups:
         n = len(part)
         out[f"requests{suffix}"] = float(n)
@@ -354,8 +357,7 @@ def timeseries(
     import pandas as pd
 
     from jupyter_mlops.config import load_config
-    from jupyter_mlops.monitoring.drift import parse_window
-    from jupyter_mlops.serving import read_predictions
+    from jupyter_mlops.predlog import read_predictions
 
     config = config or load_config()
     seconds = parse_window(last)
@@ -420,6 +422,3 @@ def _error_series(path: Path, since: float | None, step_s: float) -> pd.DataFram
     agg = frame.groupby(["time", "model_version", "role"], as_index=False)[["req", "errors"]].sum()
     agg["error_rate"] = agg["errors"] / agg["req"].where(agg["req"] > 0)
     return agg.drop(columns="req")
-
-
-figures_of = figures  # for modules where ``figures`` names something else
