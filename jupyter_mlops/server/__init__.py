@@ -17,6 +17,7 @@ def load(server_app: Any) -> None:
     The runs of the store are read once in a background thread, so that the first panel
     open does not pay for importing MLflow and pandas.
     """
+    from jupyter_mlops._util.urls import redact
     from jupyter_mlops.server.handlers import setup_handlers
     from jupyter_mlops.server.views import SidebarViews
 
@@ -29,5 +30,5 @@ def load(server_app: Any) -> None:
     server_app.log.info(
         "jupyter-mlops server extension: project %s, store %s",
         views.project_root,
-        views.config.tracking_uri,
+        redact(views.config.tracking_uri),  # a database URI may hold a password
     )
