@@ -1,5 +1,6 @@
-"""Widgets over the core API: run comparison (``compare``, in ``comparison.py``); the drift
-and monitoring widgets live in their own modules here.
+"""Widgets over the core API: run comparison (``compare``, building the ``CompareWidget`` of
+``comparison.py``, which draws with ``compare_plots`` and writes HTML with ``compare_html``);
+the drift and monitoring widgets live in their own modules here.
 
 Heavy libraries (pandas, plotly, ipywidgets) load when a widget is built, not on import.
 """
@@ -41,11 +42,11 @@ def compare(
     that says so; a malformed ``where`` raises ``QueryError``.
     """
     from jupyter_mlops.config import load_config
-    from jupyter_mlops.tracking import runs as query
+    from jupyter_mlops.tracking.runs import Where, mlflow_ui_url, runs
     from jupyter_mlops.widgets.comparison import CompareWidget
 
     config = config or load_config()
-    frame = query.runs(
+    frame = runs(
         experiment,
         run_ids=run_ids,
         where=where,
@@ -63,7 +64,7 @@ def compare(
     if top:
         described.append(f"top {top}")
     if frame.empty and where:
-        unknown = query.Where(where).missing_columns(query.runs(experiment, config=config))
+        unknown = Where(where).missing_columns(runs(experiment, config=config))
         if unknown:
             described.append(f"no run has {', '.join(unknown)}")
     title = None
@@ -77,6 +78,6 @@ def compare(
         title=title,
         description="; ".join(described),
         page_size=page_size,
-        ui_url=query.mlflow_ui_url(config, probe=ui_probe),
+        ui_url=mlflow_ui_url(config, probe=ui_probe),
         config=config,
     )

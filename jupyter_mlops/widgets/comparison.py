@@ -1,48 +1,45 @@
 """The comparison widget: a runs table, plots and the differences between selected runs.
 
-A face: the runs come from ``jupyter_mlops.tracking.query`` (filtering, sorting, metric
-histories, diffs) and the buttons call the core API (``registry.register``); this module
-only lays them out and keeps the selection in step across table and plots.
+A face: the runs come from ``jupyter_mlops.tracking.runs`` (filtering, sorting, metric
+histories, diffs) and the buttons call the core API (``registry.register``). This module
+keeps the widget's state (page, sort, metric, selection) and the selection in step across
+table and plots; ``table`` pages the runs table, ``compare_plots`` draws the figures,
+``compare_selection`` acts on the selected runs and ``compare_html`` writes the HTML.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
-from collections.abc import Iterable, Sequence
-from html import escape
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 import pandas as pd
 
-from jupyter_mlops.errors import MlopsError
-from jupyter_mlops.tracking import runs as query
-from jupyter_mlops.widgets import figures
-from jupyter_mlops.widgets.figures import fmt, short
+from jupyter_mlops.errors import MlopsError, QueryError
+from jupyter_mlops.tracking.runs import (
+    lower_is_better,
+    metric_columns,
+    metric_history,
+    model_names,
+    param_columns,
+    sort_runs,
+    varying,
+)
+from jupyter_mlops.widgets import compare_html, figures
+from jupyter_mlops.widgets.compare_html import as_text, note_html
+from jupyter_mlops.widgets.compare_plots import ComparePlots
+from jupyter_mlops.widgets.compare_selection import SelectionPanel
+from jupyter_mlops.widgets.figures import short
+from jupyter_mlops.widgets.table import RunPager, RunTable, run_columns
 
 if TYPE_CHECKING:
     from jupyter_mlops.config import Config
 
 PAGE_SIZE = 50
-PLOT_WIDTH = 960  # px; the scatter and the history take half each
-MAX_DIFF_RUNS = 6  # runs shown side by side
 MAX_HISTORY_RUNS = 10
 HISTORY_TOP = 5  # runs drawn in the history chart when none is selected
-STATIC_ROWS = 50
-_PLOT_MARGIN = {"l": 60, "r": 30, "t": 40, "b": 40}
-_COLOURS = [  # plotly's default colour sequence
-    "#636efa",
-    "#EF553B",
-    "#00cc96",
-    "#ab63fa",
-    "#FFA15A",
-    "#19d3f3",
-    "#FF6692",
-    "#B6E880",
-    "#FF97FF",
-    "#FECB52",
-]
 
 
 class CompareWidget(widgets.VBox):  # type: ignore[misc]
@@ -67,7 +64,7 @@ class CompareWidget(widgets.VBox):  # type: ignore[misc]
     ) -> None:
         super().__init__()
         self.config = config
-        self.title = title or _title(frame)
+        self.title = title or compare_html.title_of(frame)
         self.description = description
         self.page_size = max(1, page_size)
         self.ui_url = ui_url
@@ -75,20 +72,19 @@ class CompareWidget(widgets.VBox):  # type: ignore[misc]
         self.selected: list[str] = []
         self.notes: list[str] = []
         self._busy = False
-        self._quiet = False
         # The index numbers rows in the order given: sorting keeps it, so encodings made
         # once (on ``_base``) are put in the current order with a cheap take.
         self.frame = frame.reset_index(drop=True)
         # Plain object columns: pandas' arrow-backed strings are slow to visit one by one.
         texts = [c for c in self.frame.columns if pd.api.types.is_string_dtype(self.frame[c])]
         self.frame = self.frame.astype(dict.fromkeys(texts, object))
-        self.frame["models"] = query.model_names(self.frame)
+        self.frame["models"] = model_names(self.frame)
         self._base = self.frame
         self._encoded: dict[str, figures.Encoded] = {}
         self._rankings: dict[str | None, list[str]] = {}
-        self.metrics = query.metric_columns(self.frame)
-        all_params = query.param_columns(self.frame)
-        self.params = query.varying(self.frame, all_params) if len(self.frame) > 1 else all_params
+        self.metrics = metric_columns(self.frame)
+        all_params = param_columns(self.frame)
+        self.params = varying(self.frame, all_params) if len(self.frame) > 1 else all_params
         self.constant_params = [p for p in all_params if p not in self.params]
         self.metric = _pick_metric(self.frame, self.metrics, metric)
         self.ascending = ascending
@@ -98,7 +94,7 @@ class CompareWidget(widgets.VBox):  # type: ignore[misc]
             self.notes.append(f"no run has {', '.join(short(p) for p in missing)}")
             self.plot_params = [p for p in self.plot_params if p in self.frame.columns]
         if self.metric is not None:
-            self.frame = query.sort_runs(self.frame, self.metric, ascending=self._ascending())
+            self.frame = sort_runs(self.frame, self.metric, ascending=self._ascending())
         self._sort = {"column": self.metric or "start_time", "ascending": self._ascending()}
         if self.metric is None:
             self._sort["ascending"] = False
@@ -106,7 +102,7 @@ class CompareWidget(widgets.VBox):  # type: ignore[misc]
         self.header = widgets.HTML()
         self.message = widgets.HTML()
         if self.frame.empty:
-            self.children = (self.header, self.message)
+            self.children: tuple[Any, ...] = (self.header, self.message)
             self._show_header()
             return
         self._build()
@@ -115,11 +111,9 @@ class CompareWidget(widgets.VBox):  # type: ignore[misc]
     def _ascending(self) -> bool:
         if self.ascending is not None:
             return self.ascending
-        return query.lower_is_better(self.metric) if self.metric else False
+        return lower_is_better(self.metric) if self.metric else False
 
     def _build(self) -> None:
-        import plotly.graph_objects as go
-
         self.metric_box = widgets.Dropdown(
             description="metric",
             options=[(short(m), m) for m in self.metrics],
@@ -141,45 +135,29 @@ class CompareWidget(widgets.VBox):  # type: ignore[misc]
             value=self.metric,
             layout=widgets.Layout(width="240px"),
         )
-        self.table = _run_table()
+        self.table = RunTable()
         self.table.sort = dict(self._sort)
-        self.prev_button = widgets.Button(description="◀ previous", layout={"width": "110px"})
-        self.next_button = widgets.Button(description="next ▶", layout={"width": "110px"})
-        self.page_label = widgets.Label()
-        self.prev_button.on_click(lambda _: self.show_page(self.page - 1))
-        self.next_button.on_click(lambda _: self.show_page(self.page + 1))
+        self.pager = RunPager(self.table, self.show_page)
+        self.prev_button, self.next_button = self.pager.prev_button, self.pager.next_button
+        self.page_label = self.pager.label
 
-        wide, half = PLOT_WIDTH, PLOT_WIDTH // 2
-        self.parcoords = go.FigureWidget(
-            layout=_layout(width=wide, height=400, title="Params against metric")
-        )
-        self.parcoords.layout.margin.t = 90  # room for the title above the axis labels
-        self.scatter = go.FigureWidget(layout=_layout(width=half, height=360, title="Scatter"))
-        self.scatter.layout.showlegend = False  # one trace: its name says nothing
-        self.history = go.FigureWidget(
-            layout=_layout(width=half, height=360, title="Metric history")
-        )
-        self.history_box = widgets.Dropdown(
-            description="history", layout=widgets.Layout(width="240px")
-        )
-        self.selection_html = widgets.HTML()
-        self.model_name = widgets.Text(
-            placeholder="registered model name", layout={"width": "220px"}
-        )
-        self.model_choice = widgets.Dropdown(layout={"width": "160px", "display": "none"})
-        self.register_button = widgets.Button(
-            description="Register model",
-            icon="archive",
-            disabled=True,
-            tooltip="Register the selected run's model (select exactly one run with a model)",
-        )
-        self.clear_button = widgets.Button(description="Clear selection", disabled=True)
-        self.ui_link = widgets.HTML()
+        self.plots = ComparePlots(self._on_point_click, self._on_point_selection)
+        self.parcoords = self.plots.parcoords
+        self.scatter = self.plots.scatter
+        self.history = self.plots.history
+        self.history_box = self.plots.history_box
+        self.selection = SelectionPanel(self.message, ui_url=self.ui_url, config=self.config)
+        self.selection_html = self.selection.html
+        self.model_name = self.selection.model_name
+        self.model_choice = self.selection.model_choice
+        self.register_button = self.selection.register_button
+        self.clear_button = self.selection.clear_button
+        self.ui_link = self.selection.ui_link
         self.register_button.on_click(lambda _: self.register_selected())
         self.clear_button.on_click(lambda _: self.select([]))
 
         self._draw_parcoords()
-        self._draw_scatter(new=True)
+        self._draw_scatter()
         self._draw_history()
         self.show_page(0)
         self._show_selection()
@@ -188,7 +166,7 @@ class CompareWidget(widgets.VBox):  # type: ignore[misc]
         self.metric_box.observe(self._on_metric, names="value")
         self.x_box.observe(lambda _: self._guard(self._draw_scatter), names="value")
         self.y_box.observe(lambda _: self._guard(self._draw_scatter), names="value")
-        self.history_box.observe(self._on_history_metric, names="value")
+        self.plots.on_history_choice(lambda: self._guard(self._draw_history))
         self.table.observe(self._on_table_sort, names="sort")
         self.table.observe(self._on_table_select, names="selected")
         if self.parcoords.data:
@@ -198,33 +176,19 @@ class CompareWidget(widgets.VBox):  # type: ignore[misc]
             [self.metric_box, self.x_box, self.y_box, self.history_box],
             layout=widgets.Layout(flex_flow="row wrap"),
         )
-        pager = widgets.HBox([self.prev_button, self.page_label, self.next_button])
         plots = widgets.HBox(
-            [
-                self.scatter,
-                self.history,
-            ],
+            [self.scatter, self.history],
             layout=widgets.Layout(flex_flow="row wrap", width="100%"),
-        )
-        actions = widgets.HBox(
-            [
-                self.model_name,
-                self.model_choice,
-                self.register_button,
-                self.clear_button,
-                self.ui_link,
-            ],
-            layout=widgets.Layout(align_items="center", flex_flow="row wrap"),
         )
         self.children = (
             self.header,
             controls,
             self.table,
-            pager,
+            self.pager.box,
             self.parcoords,
             plots,
             self.selection_html,
-            actions,
+            self.selection.actions,
             self.message,
         )
         self.add_class("mlops-compare")
@@ -258,198 +222,100 @@ class CompareWidget(widgets.VBox):  # type: ignore[misc]
         try:
             fn(*args)
         except MlopsError as exc:
-            self.message.value = _note(str(exc), error=True)
+            self.message.value = note_html(str(exc), error=True)
         except Exception as exc:
-            self.message.value = _note(f"Could not redraw: {type(exc).__name__}: {exc}", True)
+            self.message.value = note_html(f"Could not redraw: {type(exc).__name__}: {exc}", True)
 
-    # -- drawing -----------------------------------------------------------------------
-    def _show_header(self) -> None:
-        count = len(self.frame)
-        parts = [f"<b>{escape(self.title)}</b>", f"{count:,} run{'s' if count != 1 else ''}"]
-        if self.description:
-            parts.append(escape(self.description))
-        if self.metric:
-            better = "lower" if self._ascending() else "higher"
-            parts.append(f"metric <code>{escape(short(self.metric))}</code> ({better} is better)")
-        notes = list(self.notes)
-        if self.constant_params and len(self.frame) > 1:
-            same = ", ".join(
-                f"{short(p)}={fmt(self.frame[p].iloc[0])}" for p in self.constant_params[:8]
-            )
-            more = len(self.constant_params) - 8
-            notes.append(
-                f"{len(self.constant_params)} param(s) equal in every run, not shown: {same}"
-                + (f" and {more} more" if more > 0 else "")
-            )
-        if self.frame.empty:
-            notes.append(self.description_empty())
-        body = " &middot; ".join(parts)
-        extra = "".join(f"<div style='color:#666'>{escape(n)}</div>" for n in notes)
-        self.header.value = f"<div style='font-size:13px'>{body}{extra}</div>"
-
-    def description_empty(self) -> str:
-        return "No runs to compare" + (f" ({self.description})" if self.description else "")
-
-    def _columns(self) -> list[dict[str, str]]:
-        cols = [
-            {"key": "run_name", "label": "run", "kind": "text"},
-            {"key": "run_id", "label": "id", "kind": "text"},
-            {"key": "status", "label": "status", "kind": "text"},
-            {"key": "start_time", "label": "started (UTC)", "kind": "text"},
-            {"key": "duration", "label": "duration (s)", "kind": "num"},
-        ]
-        metrics = sorted(self.metrics, key=lambda m: (m != self.metric, m))
-        cols += [{"key": m, "label": short(m), "kind": "num"} for m in metrics]
-        kinds = self._encodings(self.params)
-        for p in self.params:
-            numeric = kinds[p].kind == "num"
-            cols.append({"key": p, "label": short(p), "kind": "num" if numeric else "text"})
-        cols += [
-            {"key": "data", "label": "data", "kind": "text"},
-            {"key": "models", "label": "models", "kind": "text"},
-        ]
-        return cols
-
-    def show_page(self, page: int) -> None:
-        """Show rows ``page * page_size`` onwards in the table."""
-        pages = max(1, -(-len(self.frame) // self.page_size))
-        self.page = min(max(0, page), pages - 1)
-        start = self.page * self.page_size
-        rows = self.frame.iloc[start : start + self.page_size]
-        cols = self._columns()
-        texts = []
-        for record in rows[[c["key"] for c in cols]].itertuples(index=False, name=None):
-            texts.append([_cell(c["key"], v) for c, v in zip(cols, record, strict=True)])
-        with self.table.hold_sync():
-            self.table.columns = cols
-            self.table.rows = texts
-            self.table.row_ids = rows["run_id"].astype(str).tolist()
-        end = start + len(rows)
-        self.page_label.value = f"runs {start + 1:,}–{end:,} of {len(self.frame):,}"
-        self.prev_button.disabled = self.page == 0
-        self.next_button.disabled = self.page >= pages - 1
-
-    def _param_dims(self) -> list[str]:
-        if self.plot_params:
-            return self.plot_params
-        ranked = self._ranked()
-        dims = ranked[: figures.MAX_DIMENSIONS]
-        if len(ranked) > len(dims):
-            self._plot_note = (
-                f"parallel coordinates: the {len(dims)} params that go most with "
-                f"{short(self.metric or '')} of {len(ranked)} (choose with params=[...])"
-            )
-        return dims
-
-    def _draw_parcoords(self) -> None:
-        self._plot_note = ""
-        dims = self._param_dims()
-        if not dims:
-            self._plot_note = "params do not differ between these runs: metrics shown instead"
-            dims = [m for m in query.varying(self.frame, self.metrics) if m != self.metric]
-            dims = dims[: figures.MAX_DIMENSIONS]
-        encoded = self._encodings([*dims, self.metric])
-        trace, notes = figures.parcoords(self.frame, dims, self.metric, self.selected, encoded)
-        # The plot keeps this row order when the table is re-sorted: remember it.
-        self._parcoords_frame = self.frame[["run_id"]]
-        if notes:
-            self._plot_note = "; ".join(filter(None, [self._plot_note, *notes]))
-        title = "Params against " + short(self.metric) if self.metric else "Params"
-        with self.parcoords.batch_update():
-            if self.parcoords.data:
-                self.parcoords.data[0].dimensions = trace["dimensions"]
-                self.parcoords.data[0].line = trace["line"]
-            else:
-                self.parcoords.add_trace(trace)
-            self.parcoords.layout.title.text = title
-            if self._plot_note:
-                self.parcoords.layout.title.text = (
-                    f"{title}<br><sup>{escape(self._plot_note)}</sup>"
-                )
-
-    def _recolour_parcoords(self) -> None:
-        if not self.parcoords.data:
-            return
-        drawn = self._base.loc[self._parcoords_frame.index]  # in the plot's row order
-        encoded = self._encodings([self.metric], drawn)
-        trace, _ = figures.parcoords(drawn, [], self.metric, self.selected, encoded)
+    @contextmanager
+    def _muted(self) -> Iterator[None]:
+        """Changes made here are the widget's own: the table's selection and the brush
+        observers ignore them."""
         self._busy = True
         try:
-            self.parcoords.data[0].line = trace["line"]
+            yield
         finally:
             self._busy = False
 
-    def _draw_scatter(self, new: bool = False) -> None:
-        x, y = self.x_box.value, self.y_box.value
-        if x is None or y is None:
-            self.scatter.layout.title.text = "Scatter: no metrics to plot"
+    # -- drawing -----------------------------------------------------------------------
+    def _show_header(self) -> None:
+        notes = list(self.notes)
+        if self.frame.empty:
+            notes.append(
+                "No runs to compare" + (f" ({self.description})" if self.description else "")
+            )
+        constants = {}
+        if len(self.frame) > 1:
+            constants = {p: self.frame[p].iloc[0] for p in self.constant_params}
+        self.header.value = compare_html.header_html(
+            self.title,
+            len(self.frame),
+            self.description,
+            self.metric,
+            self._ascending(),
+            notes,
+            constants,
+        )
+
+    def _columns(self) -> list[dict[str, str]]:
+        kinds = self._encodings(self.params)
+        numeric = {p for p in self.params if kinds[p].kind == "num"}
+        return run_columns(self.metrics, self.metric, self.params, numeric)
+
+    def show_page(self, page: int) -> None:
+        """Show rows ``page * page_size`` onwards in the table."""
+        self.page = self.pager.show(self.frame, self._columns(), page, self.page_size)
+
+    def _param_dims(self) -> tuple[list[str], str]:
+        """The parallel-coordinates axes besides the metric, and a note on the choice."""
+        if self.plot_params:
+            return self.plot_params, ""
+        ranked = self._ranked()
+        dims = ranked[: figures.MAX_DIMENSIONS]
+        if len(ranked) > len(dims):
+            return dims, (
+                f"parallel coordinates: the {len(dims)} params that go most with "
+                f"{short(self.metric or '')} of {len(ranked)} (choose with params=[...])"
+            )
+        if not dims:
+            dims = [m for m in varying(self.frame, self.metrics) if m != self.metric]
+            note = "params do not differ between these runs: metrics shown instead"
+            return dims[: figures.MAX_DIMENSIONS], note
+        return dims, ""
+
+    def _draw_parcoords(self) -> None:
+        dims, note = self._param_dims()
+        encoded = self._encodings([*dims, self.metric])
+        self.plots.draw_parcoords(self.frame, dims, self.metric, self.selected, encoded, note)
+
+    def _recolour_parcoords(self) -> None:
+        if not self.parcoords.data or self.plots.parcoords_runs is None:
             return
-        trace, self._scatter_ids = figures.scatter(self.frame, x, y, self.selected)
-        with self.scatter.batch_update():
-            if new or not self.scatter.data:
-                self.scatter.add_trace(trace)
-                self.scatter.data[0].on_click(self._on_point_click)
-                self.scatter.data[0].on_selection(self._on_point_selection)
-            else:
-                points = self.scatter.data[0]
-                for key in ("x", "y", "text", "hovertemplate", "selectedpoints"):
-                    setattr(points, key, trace[key])
-            self.scatter.layout.xaxis.title.text = short(x) if x != "duration" else "duration (s)"
-            self.scatter.layout.yaxis.title.text = short(y)
-            self.scatter.layout.xaxis.type = "-"
-            self.scatter.layout.title.text = f"{short(y)} against {short(x)}"
-            self.scatter.layout.dragmode = "select"
+        drawn = self._base.loc[self.plots.parcoords_runs.index]  # in the plot's row order
+        encoded = self._encodings([self.metric], drawn)
+        with self._muted():
+            self.plots.recolour_parcoords(drawn, self.metric, self.selected, encoded)
+
+    def _draw_scatter(self) -> None:
+        self.plots.draw_scatter(self.frame, self.x_box.value, self.y_box.value, self.selected)
 
     def _history_runs(self) -> list[str]:
         if self.selected:
             return self.selected[:MAX_HISTORY_RUNS]
         if self.metric:
-            best = query.sort_runs(self.frame, self.metric, ascending=self._ascending())
+            best = sort_runs(self.frame, self.metric, ascending=self._ascending())
             return best["run_id"].head(HISTORY_TOP).astype(str).tolist()
         return self.frame["run_id"].head(HISTORY_TOP).astype(str).tolist()
 
     def _draw_history(self) -> None:
         run_ids = self._history_runs()
-        hist = query.metric_history(run_ids, config=self.config)
-        stepped = query.stepped_metrics(hist)
-        options = [(m, f"metrics.{m}") for m in stepped]
-        current = self.history_box.value
-        if [v for _, v in options] != [v for _, v in self.history_box.options]:
-            preferred = current if current in [v for _, v in options] else None
-            if preferred is None and self.metric in [v for _, v in options]:
-                preferred = self.metric
-            if preferred is None and options:
-                preferred = options[0][1]
-            self._quiet = True  # the observer would redraw in the middle of this
-            try:
-                self.history_box.options = options
-                self.history_box.value = preferred
-            finally:
-                self._quiet = False
         shown = self.frame[self.frame["run_id"].isin(run_ids)]
         names = {
-            str(rid): _text(name) or str(rid)[:8]
+            str(rid): as_text(name) or str(rid)[:8]
             for rid, name in zip(shown["run_id"], shown["run_name"], strict=True)
         }
-        chosen = self.history_box.value
-        traces = figures.history(hist, chosen, names) if chosen else []
         which = "selected runs" if self.selected else f"best {len(run_ids)} runs"
-        with self.history.batch_update():
-            self.history.data = ()
-            for trace in traces:
-                self.history.add_trace(trace)
-            if chosen:
-                self.history.layout.title.text = f"{short(chosen)} by step ({which})"
-            else:
-                self.history.layout.title.text = (
-                    f"Metric history: no metric of the {which} was logged at several steps"
-                )
-            self.history.layout.xaxis.title.text = "step"
-        self.history_box.layout.display = None if options else "none"
-
-    def _on_history_metric(self, change: dict[str, Any]) -> None:
-        if not self._quiet:
-            self._guard(self._draw_history)
+        history = metric_history(run_ids, config=self.config)
+        self.plots.draw_history(history, names, self.metric, which)
 
     # -- selection ---------------------------------------------------------------------
     def select(self, run_ids: Iterable[str]) -> None:
@@ -469,15 +335,10 @@ class CompareWidget(widgets.VBox):  # type: ignore[misc]
         self.selected = chosen
         if self.frame.empty:
             return
-        self._busy = True
-        try:
+        with self._muted():
             if list(self.table.selected) != chosen:
                 self.table.selected = chosen
-            if self.scatter.data:
-                points = figures.selected_points(self._scatter_ids, chosen)
-                self.scatter.data[0].selectedpoints = points
-        finally:
-            self._busy = False
+            self.plots.highlight_points(chosen)
         self._recolour_parcoords()
         self._guard(self._draw_history)
         self._show_selection()
@@ -487,7 +348,7 @@ class CompareWidget(widgets.VBox):  # type: ignore[misc]
             self.select(change["new"])
 
     def _on_point_click(self, trace: Any, points: Any, state: Any) -> None:
-        ids = [self._scatter_ids[i] for i in points.point_inds]
+        ids = [self.plots.scatter_ids[i] for i in points.point_inds]
         if not ids:
             return
         current = list(self.selected)
@@ -499,30 +360,15 @@ class CompareWidget(widgets.VBox):  # type: ignore[misc]
         self.select(current)
 
     def _on_point_selection(self, trace: Any, points: Any, selector: Any) -> None:
-        self.select([self._scatter_ids[i] for i in points.point_inds])
+        self.select([self.plots.scatter_ids[i] for i in points.point_inds])
 
     def _on_brush(self, trace: Any, dimensions: Any) -> None:
         """Brushing axes of the parallel-coordinates plot selects the runs inside."""
         if self._busy:
             return
-        import numpy as np
-
-        keep = np.ones(len(self.frame), dtype=bool)
-        brushed = False
-        for dim in dimensions or ():
-            ranges = dim.constraintrange
-            if not ranges:
-                continue
-            brushed = True
-            values = np.asarray(dim.values, dtype=float)
-            pairs = ranges if isinstance(ranges[0], list | tuple) else [ranges]
-            inside = np.zeros(len(values), dtype=bool)
-            for lo, hi in pairs:
-                inside |= (values >= lo) & (values <= hi)
-            keep &= inside
-        if brushed:  # the plot's rows are in the order it was drawn in
-            ids = self._parcoords_frame["run_id"].to_numpy(dtype=object)
-            self.select(ids[keep].tolist())
+        brushed = self.plots.brushed_runs(dimensions)
+        if brushed is not None:
+            self.select(brushed)
 
     def _on_table_sort(self, change: dict[str, Any]) -> None:
         sort = change["new"] or {}
@@ -533,7 +379,7 @@ class CompareWidget(widgets.VBox):  # type: ignore[misc]
 
     def sort_by(self, column: str, ascending: bool = True) -> None:
         """Order the table by ``column`` (numbers as numbers) and go to its first page."""
-        self.frame = query.sort_runs(self.frame, column, ascending=ascending)
+        self.frame = sort_runs(self.frame, column, ascending=ascending)
         self._sort = {"column": column, "ascending": ascending}
         if dict(self.table.sort) != self._sort:
             self.table.sort = dict(self._sort)
@@ -546,7 +392,7 @@ class CompareWidget(widgets.VBox):  # type: ignore[misc]
         """Rank, colour and plot by another metric."""
         column = metric if metric.startswith("metrics.") else f"metrics.{metric}"
         if column not in self.metrics:
-            raise query.QueryError(f"No metric {metric!r} in these runs")
+            raise QueryError(f"No metric {metric!r} in these runs")
         self.metric = column
         self.ascending = None
         if self.metric_box.value != column:
@@ -554,74 +400,18 @@ class CompareWidget(widgets.VBox):  # type: ignore[misc]
             return  # the observer comes back here
         self.y_box.value = column
         self.sort_by(column, self._ascending())
-        self._busy = True
-        try:
+        with self._muted():
             self._draw_parcoords()
-        finally:
-            self._busy = False
         self._draw_history()
         self._show_header()
 
     def _show_selection(self) -> None:
-        count = len(self.selected)
-        self.clear_button.disabled = count == 0
-        models = []
-        if count == 1:
-            row = self.frame[self.frame["run_id"] == self.selected[0]]
-            models = [m.strip() for m in _text(row["models"].iloc[0]).split(",") if m.strip()]
-        self.register_button.disabled = not models
-        self.model_choice.options = models
-        self.model_choice.layout.display = None if len(models) > 1 else "none"
-        self.ui_link.value = self._ui_html()
-        if count == 0:
-            self.selection_html.value = (
-                "<div style='color:#666;font-size:12px'>Click rows in the table or points in "
-                "the scatter (or drag a box) to select runs and see what differs between "
-                "them.</div>"
-            )
-            return
-        shown = self.selected[:MAX_DIFF_RUNS]
-        diff = query.diff_runs(self.frame, shown, config=self.config)
-        self.selection_html.value = diff_html(diff, self.metric, more=count - len(shown))
-
-    def _ui_html(self) -> str:
-        if not self.ui_url:
-            return (
-                "<span style='color:#888;font-size:12px;margin-left:8px'>MLflow UI: not running "
-                "(<code>mlflow ui --backend-store-uri &lt;store&gt;</code>, then rerun)</span>"
-            )
-        if len(self.selected) == 1:
-            row = self.frame[self.frame["run_id"] == self.selected[0]].iloc[0]
-            url = query.run_url(self.ui_url, str(row["experiment_id"]), str(row["run_id"]))
-            label = f"Open {escape(_text(row['run_name']) or row['run_id'][:8])} in MLflow ↗"
-        else:
-            exp = str(self.frame["experiment_id"].iloc[0])
-            url, label = f"{self.ui_url}/#/experiments/{exp}", "Open experiment in MLflow ↗"
-        return (
-            f"<a href='{escape(url, quote=True)}' target='_blank' rel='noopener' "
-            f"style='margin-left:8px'>{label}</a>"
-        )
+        self.selection.show(self.frame, self.selected, self.metric)
 
     # -- actions -----------------------------------------------------------------------
     def register_selected(self) -> Any:
         """Register the selected run's model under the name typed in (core registry API)."""
-        import jupyter_mlops.registry as registry
-
-        if len(self.selected) != 1:
-            self.message.value = _note("Select exactly one run to register its model.", True)
-            return None
-        name = self.model_name.value.strip()
-        if not name:
-            self.message.value = _note("Type the registered model's name first.", True)
-            return None
-        model = self.model_choice.value if len(self.model_choice.options) > 1 else None
-        try:
-            result = registry.register(self.selected[0], name=name, model=model, config=self.config)
-        except MlopsError as exc:
-            self.message.value = _note(str(exc), error=True)
-            return None
-        self.message.value = f"<pre style='font-size:12px'>{escape(str(result))}</pre>"
-        return result
+        return self.selection.register(self.selected)
 
     # -- display -----------------------------------------------------------------------
     def __repr__(self) -> str:
@@ -636,68 +426,10 @@ class CompareWidget(widgets.VBox):  # type: ignore[misc]
 
     def static_html(self) -> str:
         """The comparison as plain HTML: the first rows of the table and a bar chart."""
-        head = (
-            f"<div class='mlops-compare-static' style='font-size:12px'>"
-            f"<div>{self.header.value}</div>"
+        columns = [] if self.frame.empty else self._columns()
+        return compare_html.static_html(
+            self.header.value, self.frame, columns, self.metric, self._ascending()
         )
-        if self.frame.empty:
-            return head + "</div>"
-        cols = self._columns()
-        rows = self.frame.head(STATIC_ROWS)
-        th = "".join(f"<th style='text-align:left'>{escape(c['label'])}</th>" for c in cols)
-        body = []
-        for record in rows[[c["key"] for c in cols]].itertuples(index=False, name=None):
-            cells = "".join(
-                f"<td style='text-align:{'right' if c['kind'] == 'num' else 'left'}'>"
-                f"{escape(_cell(c['key'], v))}</td>"
-                for c, v in zip(cols, record, strict=True)
-            )
-            body.append(f"<tr>{cells}</tr>")
-        more = len(self.frame) - len(rows)
-        tail = f"<div style='color:#666'>… {more:,} more runs</div>" if more > 0 else ""
-        note = (
-            "<div style='color:#666'>Static copy: run the cell in a live kernel for the "
-            "interactive comparison.</div>"
-        )
-        return (
-            f"{head}{_bars_svg(self.frame, self.metric, self._ascending())}"
-            f"<table><thead><tr>{th}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-            f"{tail}{note}</div>"
-        )
-
-
-def _run_table() -> Any:
-    from jupyter_mlops.widgets.table import RunTable
-
-    return RunTable()
-
-
-def _layout(*, width: int, height: int, title: str) -> dict[str, Any]:
-    return {
-        # A fixed size: the figure is drawn before the notebook has laid out its box, and
-        # plotly's widget only resizes on window events.
-        "width": width,
-        "height": height,
-        "margin": _PLOT_MARGIN,
-        "title": {"text": title, "font": {"size": 13}},
-        # Plotly's named templates are deep-copied into every figure (~0.1 s each).
-        "template": "none",
-        "paper_bgcolor": "white",
-        "plot_bgcolor": "white",
-        "font": {"size": 11},
-        "colorway": _COLOURS,
-        "xaxis": {"gridcolor": "#eee", "zeroline": False},
-        "yaxis": {"gridcolor": "#eee", "zeroline": False},
-        "showlegend": True,
-        "legend": {"font": {"size": 10}, "orientation": "h", "y": -0.25},
-    }
-
-
-def _title(frame: pd.DataFrame) -> str:
-    if frame.empty or "experiment" not in frame.columns:
-        return "Runs"
-    names = sorted({str(e) for e in frame["experiment"].dropna()})
-    return ", ".join(names[:3]) + (f" (+{len(names) - 3})" if len(names) > 3 else "")
 
 
 def _pick_metric(frame: pd.DataFrame, metrics: Sequence[str], wanted: str | None) -> str | None:
@@ -705,139 +437,10 @@ def _pick_metric(frame: pd.DataFrame, metrics: Sequence[str], wanted: str | None
         column = wanted if wanted.startswith("metrics.") else f"metrics.{wanted}"
         if column not in metrics:
             have = ", ".join(short(m) for m in metrics) or "none"
-            raise query.QueryError(f"No run has metric {wanted!r} (metrics: {have})")
+            raise QueryError(f"No run has metric {wanted!r} (metrics: {have})")
         return column
     if not metrics:
         return None
     # The metric most runs have; ties alphabetically.
-    return max(metrics, key=lambda m: (int(frame[m].notna().sum()), [-ord(c) for c in m]))
-
-
-def _cell(key: str, value: Any) -> str:
-    import pandas as pd
-
-    if value is None or (not isinstance(value, str) and pd.isna(value)):
-        return ""
-    if key == "run_id":
-        return str(value)[:8]
-    if key in ("start_time", "end_time"):
-        return value.strftime("%Y-%m-%d %H:%M:%S")
-    return fmt(value)
-
-
-def _text(value: Any) -> str:
-    """A cell value as text; missing (None, NaN: pandas' str columns use NaN) as ""."""
-    return (
-        value if isinstance(value, str) else "" if value is None or value != value else str(value)
-    )
-
-
-def _note(text: str, error: bool = False) -> str:
-    colour = "#c62828" if error else "#555"
-    return f"<div style='color:{colour};font-size:12px'>{escape(text)}</div>"
-
-
-def diff_html(diff: query.RunDiff, metric: str | None, *, more: int = 0) -> str:
-    """Selected runs side by side: differing params and data, metrics, cell-source diff."""
-    head = "".join(
-        f"<th style='text-align:left'>{escape(n)}<br><code style='font-weight:normal'>"
-        f"{escape(r[:8])}</code></th>"
-        for n, r in zip(diff.names, diff.run_ids, strict=True)
-    )
-
-    def rows(title: str, items: dict[str, list[Any]], highlight: bool) -> str:
-        if not items:
-            return ""
-        style = "background:rgba(214,39,40,0.10)" if highlight else ""
-        out = [
-            f"<tr><th colspan='{len(diff.run_ids) + 1}' style='text-align:left'>{title}</th></tr>"
-        ]
-        for key, values in items.items():
-            cells = "".join(f"<td style='{style}'>{escape(fmt(v))}</td>" for v in values)
-            out.append(f"<tr><td><code>{escape(key)}</code></td>{cells}</tr>")
-        return "".join(out)
-
-    metrics = dict(
-        sorted(diff.metrics.items(), key=lambda kv: (f"metrics.{kv[0]}" != metric, kv[0]))
-    )
-    single = len(diff.run_ids) == 1
-    params = diff.params if not single else {k: [v] for k, v in diff.same_params.items()}
-    body = rows("metrics", metrics, False)
-    body += rows("params" if single else "params that differ", params, not single)
-    body += rows("data that differs", diff.data, True)
-    same = ""
-    if not single:
-        same = (
-            f"<div style='color:#666'>{len(diff.same_params)} param(s) equal in all selected runs"
-            + ("" if diff.params else "; no param differs")
-            + ("" if diff.data else "; same data")
-            + "</div>"
-        )
-    sources = ""
-    if len(diff.run_ids) > 1:
-        parts = []
-        for j in range(1, len(diff.run_ids)):
-            a, b = diff.sources[0], diff.sources[j]
-            if a is None or b is None:
-                continue
-            if a == b:
-                parts.append(
-                    f"<div>cell source of {escape(diff.names[j])}: same as {escape(diff.names[0])}"
-                    "</div>"
-                )
-                continue
-            table = difflib.HtmlDiff(wrapcolumn=70).make_table(
-                a.splitlines(),
-                b.splitlines(),
-                diff.names[0],
-                diff.names[j],
-                context=True,
-                numlines=2,
-            )
-            parts.append(f"<div class='mlops-source-diff'>{table}</div>")
-        if parts:
-            sources = "<div><b>cell source</b></div>" + "".join(parts)
-    extra = f"<div style='color:#666'>and {more} more selected</div>" if more > 0 else ""
-    return (
-        "<div class='mlops-selection' style='font-size:12px'>"
-        f"<b>Selected runs</b>{extra}<table><thead><tr><th></th>{head}</tr></thead>"
-        f"<tbody>{body}</tbody></table>{same}{sources}"
-        "<style>.mlops-source-diff table.diff{font-family:monospace;font-size:11px}"
-        ".mlops-source-diff .diff_add{background:#e6ffec}.mlops-source-diff .diff_chg"
-        "{background:#fff5b1}.mlops-source-diff .diff_sub{background:#ffebe9}</style></div>"
-    )
-
-
-def _bars_svg(frame: pd.DataFrame, metric: str | None, ascending: bool, top: int = 20) -> str:
-    """A small inline SVG bar chart of the best runs by ``metric`` (no JavaScript needed)."""
-    import numpy as np
-
-    if metric is None:
-        return ""
-    best = query.sort_runs(frame, metric, ascending=ascending).head(top)
-    values = best[metric].to_numpy(float)
-    finite = np.isfinite(values)
-    if not finite.any():
-        return ""
-    lo, hi = min(0.0, float(values[finite].min())), float(values[finite].max())
-    span = (hi - lo) or 1.0
-    width, bar, label_w = 520, 14, 160
-    lines = []
-    for i, (name, rid, value) in enumerate(
-        zip(best["run_name"], best["run_id"], values, strict=True)
-    ):
-        y = i * (bar + 4)
-        label = escape(_text(name) or str(rid)[:8])[:28]
-        length = 0 if not np.isfinite(value) else (value - lo) / span * (width - label_w - 60)
-        lines.append(
-            f"<text x='0' y='{y + bar - 3}' font-size='11'>{label}</text>"
-            f"<rect x='{label_w}' y='{y}' width='{length:.1f}' height='{bar}' fill='#1f77b4'/>"
-            f"<text x='{label_w + length + 4:.1f}' y='{y + bar - 3}' font-size='11'>"
-            f"{escape(fmt(value))}</text>"
-        )
-    height = len(lines) * (bar + 4)
-    return (
-        f"<div><b>{escape(short(metric))}</b>, best {len(lines)} runs</div>"
-        f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' "
-        f"role='img' aria-label='{escape(short(metric))} by run'>{''.join(lines)}</svg>"
-    )
+    counts = frame[list(metrics)].count()
+    return max(metrics, key=lambda m: (int(counts[m]), [-ord(c) for c in m]))

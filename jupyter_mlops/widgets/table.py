@@ -3,13 +3,24 @@
 An anywidget (plotly's ``FigureWidget`` already needs anywidget): the front end is a
 small ES module that draws the page it is given and reports header clicks (``sort``) and
 row clicks (``selected``); the kernel does the sorting and paging, so only one page of
-rows ever travels to the browser, however many runs there are.
+rows ever travels to the browser, however many runs there are. ``RunPager`` fills it a
+page at a time, with previous/next buttons.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import TYPE_CHECKING
+
 import anywidget
+import ipywidgets as widgets
 import traitlets
+
+from jupyter_mlops.widgets.compare_html import cell_text
+from jupyter_mlops.widgets.figures import short
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _ESM = r"""
 function render({ model, el }) {
@@ -91,7 +102,7 @@ _CSS = """
 """  # noqa: E501
 
 
-class RunTable(anywidget.AnyWidget):  # type: ignore[misc]
+class RunTable(anywidget.AnyWidget):
     """One page of the runs table; ``sort`` and ``selected`` come back from clicks."""
 
     _esm = _ESM
@@ -101,3 +112,67 @@ class RunTable(anywidget.AnyWidget):  # type: ignore[misc]
     row_ids = traitlets.List(traitlets.Unicode()).tag(sync=True)
     sort = traitlets.Dict().tag(sync=True)  # {column, ascending}
     selected = traitlets.List(traitlets.Unicode()).tag(sync=True)
+
+
+def run_columns(
+    metrics: Sequence[str], metric: str | None, params: Sequence[str], numeric: Collection[str]
+) -> list[dict[str, str]]:
+    """The table's columns ({key, label, kind}): the run, ``metrics`` (``metric`` first),
+    ``params`` (right-aligned if in ``numeric``), data and models."""
+    columns = [
+        {"key": "run_name", "label": "run", "kind": "text"},
+        {"key": "run_id", "label": "id", "kind": "text"},
+        {"key": "status", "label": "status", "kind": "text"},
+        {"key": "start_time", "label": "started (UTC)", "kind": "text"},
+        {"key": "duration", "label": "duration (s)", "kind": "num"},
+    ]
+    ordered = sorted(metrics, key=lambda m: (m != metric, m))
+    columns += [{"key": m, "label": short(m), "kind": "num"} for m in ordered]
+    for p in params:
+        columns.append({"key": p, "label": short(p), "kind": "num" if p in numeric else "text"})
+    columns += [
+        {"key": "data", "label": "data", "kind": "text"},
+        {"key": "models", "label": "models", "kind": "text"},
+    ]
+    return columns
+
+
+class RunPager:
+    """Shows one page of runs in ``table``, with previous/next buttons and "runs a–b of n"
+    (``box``); the buttons ask ``show`` for the page before or after."""
+
+    def __init__(self, table: RunTable, show: Callable[[int], None]) -> None:
+        self.table = table
+        self.page = 0
+        self.prev_button = widgets.Button(description="◀ previous", layout={"width": "110px"})
+        self.next_button = widgets.Button(description="next ▶", layout={"width": "110px"})
+        self.label = widgets.Label()
+        self.prev_button.on_click(lambda _: show(self.page - 1))
+        self.next_button.on_click(lambda _: show(self.page + 1))
+        self.box = widgets.HBox([self.prev_button, self.label, self.next_button])
+
+    def show(
+        self,
+        frame: pd.DataFrame,
+        columns: Sequence[Mapping[str, str]],
+        page: int,
+        page_size: int,
+    ) -> int:
+        """Show rows ``page * page_size`` onwards of ``frame`` in ``columns`` ({key, label,
+        kind}); the page shown (``page`` kept within the pages there are)."""
+        pages = max(1, -(-len(frame) // page_size))
+        self.page = min(max(0, page), pages - 1)
+        start = self.page * page_size
+        rows = frame.iloc[start : start + page_size]
+        texts = []
+        for record in rows[[c["key"] for c in columns]].itertuples(index=False, name=None):
+            texts.append([cell_text(c["key"], v) for c, v in zip(columns, record, strict=True)])
+        with self.table.hold_sync():
+            self.table.columns = [dict(c) for c in columns]
+            self.table.rows = texts
+            self.table.row_ids = rows["run_id"].astype(str).tolist()
+        end = start + len(rows)
+        self.label.value = f"runs {start + 1:,}–{end:,} of {len(frame):,}"
+        self.prev_button.disabled = self.page == 0
+        self.next_button.disabled = self.page >= pages - 1
+        return self.page
