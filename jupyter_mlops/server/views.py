@@ -16,11 +16,10 @@ from __future__ import annotations
 import logging
 import re
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jupyter_mlops.config import Config, load_config
 from jupyter_mlops.errors import NotFoundError, RequestError
@@ -33,6 +32,9 @@ from jupyter_mlops.server.shapes import (
     text_field,
 )
 from jupyter_mlops.tracking.runs.catalog import RunCatalog
+
+if TYPE_CHECKING:
+    from jupyter_mlops.monitoring.live import LiveMonitor
 
 _log = logging.getLogger(__name__)
 
@@ -75,33 +77,16 @@ def _check_limit(limit: int) -> None:
         raise RequestError(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
 
 
-# monitoring.live
-def live_figures(
-    name: str, config: Config, drift_seen: dict[str, tuple[float, Any, Any]]
-) -> dict[str, Any]:
-    """Live figures of one running deployment: traffic over the last few minutes every
-    call, drift (which compares logged inputs with the training data, so costs more) at
-    most every DRIFT_EVERY_S seconds; ``drift_seen`` keeps the last drift per deployment."""
-    import jupyter_mlops.monitoring as monitoring
-
-    cached = drift_seen.get(name)
-    drift_due = cached is None or time.monotonic() - cached[0] > DRIFT_EVERY_S
+def live_figures(monitor: LiveMonitor) -> dict[str, Any]:
+    """Live figures of one running deployment as JSON: traffic over LIVE_WINDOW every
+    call, drift at most every DRIFT_EVERY_S seconds (carried over in between)."""
     try:
-        raw = monitoring.figures(name, config=config, last=LIVE_WINDOW, drift=drift_due)
+        figs = monitor.snapshot().figures
     except Exception as exc:  # one deployment's metrics must not hide the others
         return {"error": f"{type(exc).__name__}: {exc}"}
-    values = raw if isinstance(raw, Mapping) else getattr(raw, "__dict__", {})
-    notes = dict(getattr(raw, "notes", {}) or {})
-    out: dict[str, Any] = {k: values.get(k) for k in FIGURES}
-    if drift_due:
-        drift_seen[name] = (time.monotonic(), values.get("drift_share"), notes.get("drift_share"))
-    else:
-        assert cached is not None
-        out["drift_share"] = cached[1]
-        if cached[2]:
-            notes["drift_share"] = cached[2]
-    out["notes"] = {k: str(v) for k, v in notes.items() if k in FIGURES}
-    out["window"] = getattr(raw, "window", None)
+    out: dict[str, Any] = {k: figs.get(k) for k in FIGURES}
+    out["notes"] = {k: str(v) for k, v in figs.notes.items() if k in FIGURES}
+    out["window"] = figs.window
     return out
 
 
@@ -117,7 +102,7 @@ class SidebarViews:
         # .mlops/); when it does not, the sidebar shows their path instead of a link.
         self.allow_hidden = allow_hidden
         self.catalog = RunCatalog(self.config)
-        self._drift: dict[str, tuple[float, Any, Any]] = {}  # name -> (when, share, note)
+        self._monitors: dict[str, LiveMonitor] = {}  # one throttle per deployment
         self.warmed = threading.Event()  # set once warm() is done (tests wait on it)
 
     @property
@@ -279,9 +264,19 @@ class SidebarViews:
             item = dep.to_dict()
             item.pop("log_file", None)  # a server path the browser has no use for
             running = dep.status == "running"
-            item["figures"] = live_figures(dep.name, self.config, self._drift) if running else None
+            item["figures"] = live_figures(self._monitor(dep.name)) if running else None
             out.append(jsonable(item))
         return {"available": True, "monitoring": True, "message": None, "deployments": out}
+
+    def _monitor(self, name: str) -> LiveMonitor:
+        """The live monitor of deployment ``name`` (it keeps that deployment's drift throttle)."""
+        if name not in self._monitors:
+            from jupyter_mlops.monitoring.live import LiveMonitor
+
+            self._monitors[name] = LiveMonitor(
+                name, last=LIVE_WINDOW, drift_every=DRIFT_EVERY_S, rules=False, config=self.config
+            )
+        return self._monitors[name]
 
     def stop_deployment(self, name: str) -> dict[str, Any]:
         from jupyter_mlops import serving

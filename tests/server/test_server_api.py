@@ -359,7 +359,7 @@ async def test_deployments_listing_figures_and_stop(jp_fetch, sidebar_project, m
     listing = await get(jp_fetch, "deployments")
     assert listing["available"] is True and listing["deployments"] == []
     _fake_deployment(root, "iris")
-    import jupyter_mlops.monitoring as monitoring
+    import jupyter_mlops.monitoring.live as live
     from jupyter_mlops.monitoring import Figures
     from jupyter_mlops.serving import listing as serving_listing
 
@@ -375,7 +375,7 @@ async def test_deployments_listing_figures_and_stop(jp_fetch, sidebar_project, m
         )
 
     monkeypatch.setattr(serving_listing, "deployment_status", lambda state, **_: "running")
-    monkeypatch.setattr(monitoring, "figures", figures)
+    monkeypatch.setattr(live, "figures", figures)
     for _ in range(2):
         listing = await get(jp_fetch, "deployments")
     (dep,) = listing["deployments"]
