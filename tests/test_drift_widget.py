@@ -59,10 +59,10 @@ def test_drift_widget_traces_follow_the_report() -> None:
 
 
 def test_drift_widget_leaves_static_html_for_nbconvert() -> None:
-    from jupyter_mlops.widgets.drift import DriftWidget, drift_widget
+    from jupyter_mlops.widgets.drift import DriftWidget
 
     report = _report()
-    bundle = drift_widget(report)._repr_mimebundle_()
+    bundle = DriftWidget(report)._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
     assert "<svg" in bundle["text/html"] and report.verdict in bundle["text/html"]
     assert bundle["text/plain"].startswith("Drift report:")

@@ -143,8 +143,3 @@ class DriftWidget(widgets.VBox):  # type: ignore[misc]
         # What a saved notebook shows where no kernel renders the widget.
         bundle["text/html"] = self.report.to_html()
         return bundle
-
-
-def drift_widget(report: DriftReport, **kwargs: Any) -> DriftWidget:
-    """The widget of ``report`` (for ``%drift``)."""
-    return DriftWidget(report, **kwargs)
