@@ -121,7 +121,7 @@ class Condition:
         if isinstance(node, ast.UnaryOp):
             value = self._value(node.operand, metrics)
             return -value if isinstance(node.op, ast.USub) else value
-        assert isinstance(node, ast.Constant)
+        assert isinstance(node, ast.Constant) and isinstance(node.value, int | float)
         return float(node.value)
 
     def _eval(self, node: ast.expr, metrics: Mapping[str, float], out: ConditionResult) -> bool:

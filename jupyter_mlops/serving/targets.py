@@ -68,7 +68,7 @@ def _example_record(source: str | None) -> dict[str, Any] | None:
             return {str(k): _plain(v) for k, v in example.iloc[0].to_dict().items()}
         if isinstance(example, dict) and example:
             return {str(k): _plain(v) for k, v in example.items()}
-        schema = model.get_input_schema()
+        schema = model.get_input_schema()  # type: ignore[no-untyped-call]  # MLflow
         if schema is None or not schema.has_input_names():
             return None
         defaults = {"double": 1.0, "float": 1.0, "long": 1, "integer": 1, "boolean": True}

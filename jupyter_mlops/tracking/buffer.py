@@ -71,7 +71,7 @@ def save(run: TrackedRun, status: str) -> Path:
     with the data they were fitted on, so the retried run gets the same model, signature
     and dataset fingerprint.
     """
-    import cloudpickle  # type: ignore[import-untyped]
+    import cloudpickle
 
     run.config.ensure_dirs()
     if run.run_id.startswith(PENDING_PREFIX):
