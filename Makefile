@@ -24,6 +24,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check jupyter_mlops tests benchmarks
 	$(BIN)/ruff format --check jupyter_mlops tests benchmarks
+	$(BIN)/mypy
 
 test: $(STAMP)
 	$(MAKE) lint
