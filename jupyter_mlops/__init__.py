@@ -19,7 +19,6 @@ from jupyter_mlops.errors import (
 )
 from jupyter_mlops.tracking import (
     TrackedRun,
-    get_run,
     latest_runs,
     restore_data,
     run_data,
@@ -27,7 +26,7 @@ from jupyter_mlops.tracking import (
     track_code,
 )
 
-# The registry is imported on first use (see __getattr__) so import stays light.
+# Heavier parts (registry, widgets, run queries) load on first use (see __getattr__).
 _LAZY = {
     "register": "jupyter_mlops.registry",
     "promote": "jupyter_mlops.registry",
@@ -37,6 +36,7 @@ _LAZY = {
     "list_models": "jupyter_mlops.registry",
     "compare": "jupyter_mlops.widgets",
     "runs": "jupyter_mlops.tracking.runs",
+    "get_run": "jupyter_mlops.tracking.runs.refs",
 }
 
 __all__ = [

@@ -4,13 +4,11 @@ from jupyter_mlops.tracking.cell import CellResult, track_code
 from jupyter_mlops.tracking.lifecycle import latest_runs, track
 from jupyter_mlops.tracking.lineage import restore_data, run_data
 from jupyter_mlops.tracking.run import ModelRecord, TrackedRun
-from jupyter_mlops.tracking.runs.refs import get_run
 
 __all__ = [
     "CellResult",
     "ModelRecord",
     "TrackedRun",
-    "get_run",
     "latest_runs",
     "restore_data",
     "run_data",

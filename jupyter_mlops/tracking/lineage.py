@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 from jupyter_mlops.config import Config, load_config
 from jupyter_mlops.errors import NotFoundError
 from jupyter_mlops.tracking.run import TAG_DATA
-from jupyter_mlops.tracking.runs.refs import get_run
 
 if TYPE_CHECKING:
     from jupyter_mlops.data import DataSnapshot
@@ -19,6 +18,7 @@ if TYPE_CHECKING:
 def run_data(run_id: str, config: Config | None = None) -> list[DataSnapshot]:
     """The DVC snapshots a run recorded with ``--data``."""
     from jupyter_mlops.data import DataSnapshot
+    from jupyter_mlops.tracking.runs.refs import get_run  # the runs package is not light
 
     run = get_run(run_id, config)
     raw = run.data.tags.get(TAG_DATA)
