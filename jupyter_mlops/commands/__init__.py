@@ -32,7 +32,14 @@ from jupyter_mlops.commands import (
     server,
     track,
 )
-from jupyter_mlops.commands.base import Arguments, CellRunner, Command, Context, Face
+from jupyter_mlops.commands.base import (
+    Arguments,
+    CellRunner,
+    Command,
+    Context,
+    Face,
+    ModalCommand,
+)
 
 #: Every command, in the order the command line lists them.
 COMMANDS: tuple[Command, ...] = (
@@ -97,6 +104,7 @@ __all__ = [
     "Command",
     "Context",
     "Face",
+    "ModalCommand",
     "cli_commands",
     "face_table",
     "magic_commands",

@@ -155,3 +155,30 @@ class Command:
     def exit_code(self, args: argparse.Namespace, result: Any) -> int:
         """The command line's exit status for a result (checks that fire say 1 or 3)."""
         return 0
+
+
+class ModalCommand(Command):
+    """A magic with modes (``%deploy NAME --promote``) that the command line spells as
+    subcommands (``deploy promote NAME``), each with its own run function: the faces share
+    the option helpers but not the parser, so each has its own builder and dispatch."""
+
+    def add_arguments(self, parser: Arguments) -> None:
+        if parser.magic:
+            self.add_magic_arguments(parser)
+        else:
+            self.add_subcommands(parser)
+
+    def add_magic_arguments(self, parser: Arguments) -> None:
+        """The magic's options: a mode flag or action word and the options of every mode."""
+
+    def add_subcommands(self, parser: Arguments) -> None:
+        """The command line's subcommands, each given its run function."""
+
+    def run(self, args: argparse.Namespace, context: Context) -> Any:
+        if context.face is Face.CLI:  # each mode is a subcommand with its own function
+            return super().run(args, context)
+        return self.run_magic(args, context)
+
+    def run_magic(self, args: argparse.Namespace, context: Context) -> Any:
+        """The magic: pick the mode from the flags and run it."""
+        raise NotImplementedError(self.name)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 from typing import Any, ClassVar
 
-from jupyter_mlops.commands.base import Arguments, Command, Context, Face
+from jupyter_mlops._util.records import attributes
+from jupyter_mlops.commands.base import Arguments, Context, ModalCommand
 from jupyter_mlops.errors import UsageError
 
 
@@ -38,12 +39,8 @@ def start(args: argparse.Namespace, context: Context) -> Any:
 
     return serving.deploy(
         args.target,
-        name=args.name,
-        port=args.port,
-        host=args.host,
-        workers=args.workers,
-        token=args.token,
         prediction_log=not args.no_log,
+        **attributes(args, "name", "port", "host", "workers", "token"),
     )
 
 
@@ -81,7 +78,7 @@ def deployments(args: argparse.Namespace, context: Context) -> Any:
 _MODES = ("canary", "promote", "rollback", "stop", "status", "list", "batch")
 
 
-class Deploy(Command):
+class Deploy(ModalCommand):
     name = "deploy"
     magic = "deploy"
     help = "serve registered models as REST APIs"
@@ -102,10 +99,7 @@ class Deploy(Command):
         f"--{mode}": f"magic mode; command line: `deploy {mode} ...`" for mode in _MODES
     } | {"--output": "magic, with --batch; command line: `deploy batch MODEL INPUT OUTPUT`"}
 
-    def add_arguments(self, parser: Arguments) -> None:
-        if not parser.magic:
-            self._add_subcommands(parser)
-            return
+    def add_magic_arguments(self, parser: Arguments) -> None:
         add = parser.add_argument
         add(
             "target",
@@ -124,8 +118,7 @@ class Deploy(Command):
         add("--output", metavar="OUTPUT", help="where --batch writes predictions")
         _no_log(parser)
 
-    @staticmethod
-    def _add_subcommands(parser: Arguments) -> None:
+    def add_subcommands(self, parser: Arguments) -> None:
         q = parser.subcommand("start", "serve a model in a detached server on 127.0.0.1", start)
         q.add_argument("target", metavar="MODEL", help="NAME@ALIAS, NAME/VERSION or a URI")
         _serve_options(q)
@@ -152,9 +145,7 @@ class Deploy(Command):
         q.add_argument("batch", metavar="input")
         q.add_argument("output")
 
-    def run(self, args: argparse.Namespace, context: Context) -> Any:
-        if context.face is Face.CLI:  # each mode is a subcommand with its own function
-            return super().run(args, context)
+    def run_magic(self, args: argparse.Namespace, context: Context) -> Any:
         modes = [getattr(args, mode) for mode in _MODES]
         if sum(bool(m) for m in modes) > 1:
             raise UsageError(

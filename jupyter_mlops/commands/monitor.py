@@ -10,7 +10,7 @@ import argparse
 import json
 from typing import Any, ClassVar
 
-from jupyter_mlops.commands.base import Arguments, Command, Context, Face
+from jupyter_mlops.commands.base import Arguments, Context, ModalCommand
 
 
 def _deployment(parser: Arguments, help: str | None = None) -> None:
@@ -110,7 +110,7 @@ def _rules(args: argparse.Namespace, context: Context) -> Any:
     return rules_text(stored)
 
 
-class Monitor(Command):
+class Monitor(ModalCommand):
     name = "monitor"
     magic = "monitor"
     help = "monitored figures and alert rules of a deployment"
@@ -139,10 +139,7 @@ class Monitor(Command):
         "--json": "command line only: print as JSON",
     }
 
-    def add_arguments(self, parser: Arguments) -> None:
-        if not parser.magic:
-            self._add_subcommands(parser)
-            return
+    def add_magic_arguments(self, parser: Arguments) -> None:
         _deployment(parser, "deployment to monitor")
         _last(parser)
         add = parser.add_argument
@@ -153,8 +150,7 @@ class Monitor(Command):
         add("--figures", action="store_true", help="show the figures once, no widget")
         _no_drift(parser)
 
-    @staticmethod
-    def _add_subcommands(parser: Arguments) -> None:
+    def add_subcommands(self, parser: Arguments) -> None:
         c = parser.subcommand(
             "check", "evaluate the alert rules (exit 1 if one fires): for cron and CI", _check
         )
@@ -176,9 +172,7 @@ class Monitor(Command):
         _deployment(c)
         _rule_options(c)
 
-    def run(self, args: argparse.Namespace, context: Context) -> Any:
-        if context.face is Face.CLI:
-            return super().run(args, context)
+    def run_magic(self, args: argparse.Namespace, context: Context) -> Any:
         stored = update_rules(args)
         if stored is not None:
             hook = f"; webhook {stored.webhook}" if stored.webhook else ""

@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 from typing import Any, ClassVar
 
-from jupyter_mlops.commands.base import Arguments, Command, Context, Face
+from jupyter_mlops._util.records import attributes
+from jupyter_mlops.commands.base import Arguments, Context, Face, ModalCommand
 from jupyter_mlops.errors import UsageError
 
 _PARAM_HELP = "override (NAME or STEP.NAME, repeatable); a,b,c sweeps over the values"
@@ -80,15 +81,8 @@ def new(args: argparse.Namespace, context: Context) -> Any:
 def run_pipeline(args: argparse.Namespace, context: Context) -> Any:
     from jupyter_mlops.pipelines import launch
 
-    return launch(
-        args.target,
-        args.param,
-        grid=args.grid,
-        executor=args.executor,
-        scheduler=args.scheduler,
-        workers=args.workers,
-        steps=args.step,
-    )
+    options = attributes(args, "grid", "executor", "scheduler", "workers")
+    return launch(args.target, args.param, steps=args.step, **options)
 
 
 def history(args: argparse.Namespace, context: Context) -> Any:
@@ -115,7 +109,7 @@ def export(args: argparse.Namespace, context: Context) -> Any:
 _ACTIONS = {"parameterize": parameterize, "new": new, "run": run_pipeline, "history": history}
 
 
-class Pipeline(Command):
+class Pipeline(ModalCommand):
     name = "pipeline"
     magic = "pipeline"
     help = "notebooks as papermill pipelines (pipeline.yaml)"
@@ -137,10 +131,7 @@ class Pipeline(Command):
         "--dvc": "command line only (`pipeline export --dvc`)",
     }
 
-    def add_arguments(self, parser: Arguments) -> None:
-        if not parser.magic:
-            self._add_subcommands(parser)
-            return
+    def add_magic_arguments(self, parser: Arguments) -> None:
         add = parser.add_argument
         add("action", choices=list(_ACTIONS), help="What to do")
         add(
@@ -154,8 +145,7 @@ class Pipeline(Command):
         _new_options(parser)
         _history_options(parser)
 
-    @staticmethod
-    def _add_subcommands(parser: Arguments) -> None:
+    def add_subcommands(self, parser: Arguments) -> None:
         q = parser.subcommand(
             "parameterize", "tag a notebook's parameters cell for papermill", parameterize
         )
@@ -186,9 +176,7 @@ class Pipeline(Command):
         q = parser.subcommand("history", "pipeline runs and retraining decisions", history)
         _history_options(q)
 
-    def run(self, args: argparse.Namespace, context: Context) -> Any:
-        if context.face is Face.CLI:
-            return super().run(args, context)
+    def run_magic(self, args: argparse.Namespace, context: Context) -> Any:
         if args.action in ("parameterize", "new") and args.target is None:
             if not context.notebook:
                 raise UsageError(

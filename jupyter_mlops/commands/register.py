@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, ClassVar
 
+from jupyter_mlops._util.records import attributes
 from jupyter_mlops.commands.base import Arguments, Command, Context, Face
 from jupyter_mlops.errors import UsageError
 
@@ -70,17 +71,9 @@ def register(args: argparse.Namespace, context: Context) -> Any:
         raise UsageError("Say which model to register into: --name NAME")
     import jupyter_mlops.registry as registry
 
+    options = ("name", "gate", "against", "metric", "min_delta", "lower_is_better", "model")
     return registry.register(
-        args.run,
-        name=args.name,
-        aliases=args.alias,
-        gate=args.gate,
-        against=args.against,
-        metric=args.metric,
-        min_delta=args.min_delta,
-        lower_is_better=args.lower_is_better,
-        model=args.model,
-        context=context.origin(),
+        args.run, aliases=args.alias, context=context.origin(), **attributes(args, *options)
     )
 
 

@@ -6,19 +6,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from jupyter_mlops._util.records import attributes
 from jupyter_mlops.commands.base import Arguments, Command, Context
 
 
 def start(args: argparse.Namespace, context: Context) -> Any:
     from jupyter_mlops.tracking import server
 
-    return server.start_server(
-        backend_store_uri=args.backend_store_uri,
-        artifacts_destination=args.artifacts_destination,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-    )
+    options = ("backend_store_uri", "artifacts_destination", "host", "port", "workers")
+    return server.start_server(**attributes(args, *options))
 
 
 def stop(args: argparse.Namespace, context: Context) -> Any:

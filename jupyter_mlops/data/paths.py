@@ -56,13 +56,15 @@ def resolve_paths(paths: Iterable[str | os.PathLike[str]], root: Path) -> list[P
         for b in resolved
         if a != b and a in b.parents
     ]
-    problems = []
-    if missing:
-        problems.append(f"not found (relative to {cwd}): {', '.join(missing)}")
-    if outside:
-        problems.append(f"outside the project root {root}: {', '.join(outside)}")
-    if internal:
-        problems.append(f"not snapshottable: {', '.join(internal)}")
+    problems = [
+        f"{what}: {', '.join(names)}"
+        for what, names in (
+            (f"not found (relative to {cwd})", missing),
+            (f"outside the project root {root}", outside),
+            ("not snapshottable", internal),
+        )
+        if names
+    ]
     if nested:
         problems.append(f"nested paths, give only one of each pair: {'; '.join(nested)}")
     if problems:

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from html import escape
 from typing import TYPE_CHECKING, Any
 
+from jupyter_mlops._util.records import attributes
 from jupyter_mlops.monitoring.feature import FeatureDrift, json_safe
 from jupyter_mlops.monitoring.stats import registry
 from jupyter_mlops.monitoring.verdict import (
@@ -171,18 +172,13 @@ class DriftReport:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: everything, verdict included (read back with :meth:`from_dict`)."""
         return {
-            "verdict": self.verdict,
-            "dataset_drift": self.dataset_drift,
-            "drift_share": self.drift_share,
-            "n_drifted": self.n_drifted,
+            **attributes(self, "verdict", "dataset_drift", "drift_share", "n_drifted"),
             "features": [f.to_dict() for f in self.features],
             "prediction": self.prediction.to_dict() if self.prediction else None,
             "thresholds": asdict(self.thresholds),
             "reference": json_safe(self.reference),
             "current": json_safe(self.current),
-            "notes": self.notes,
-            "created": self.created,
-            "elapsed_s": self.elapsed_s,
+            **attributes(self, "notes", "created", "elapsed_s"),
         }
 
     @classmethod

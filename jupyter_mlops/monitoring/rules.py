@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from jupyter_mlops._util.records import attributes
 from jupyter_mlops.conditions import Condition
 from jupyter_mlops.errors import MlopsError
 from jupyter_mlops.monitoring import vitals
@@ -65,12 +66,7 @@ class AlertRule(Condition):
         self.cooldown_s = float(cooldown_s)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "expression": self.expression,
-            "action": self.action,
-            "name": self.name,
-            "cooldown_s": self.cooldown_s,
-        }
+        return attributes(self, "expression", "action", "name", "cooldown_s")
 
     @classmethod
     def of(cls, rule: str | Mapping[str, Any] | AlertRule) -> AlertRule:

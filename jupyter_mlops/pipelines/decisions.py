@@ -10,16 +10,17 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from html import escape
 from pathlib import Path
 from typing import Any
 
+from jupyter_mlops._util.reprs import shown_as_text
 from jupyter_mlops.config import Config, load_config
 from jupyter_mlops.pipelines.records import new_run_id, runs_root
 
 RETRAIN_DIR = "retrain"
 
 
+@shown_as_text
 @dataclass
 class RetrainDecision:
     """One check of the retraining loop: why, what ran, what was compared, what changed."""
@@ -97,11 +98,6 @@ class RetrainDecision:
             lines.append(f"  canary: {self.canary}")
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
-
-    __repr__ = __str__
-
-    def _repr_html_(self) -> str:
-        return "<pre>" + escape(str(self)) + "</pre>"
 
 
 def list_decisions(

@@ -11,10 +11,10 @@ from __future__ import annotations
 import ast
 import os
 from dataclasses import dataclass, field
-from html import escape
 from pathlib import Path
 from typing import Any
 
+from jupyter_mlops._util.reprs import shown_as_text
 from jupyter_mlops.errors import MlopsError, NotFoundError
 from jupyter_mlops.tracking.capture import analyse_cell
 
@@ -26,6 +26,7 @@ class ParameterError(MlopsError):
     """A notebook has no usable parameters cell, or is asked for unknown parameters."""
 
 
+@shown_as_text
 @dataclass
 class Parameterized:
     """What :func:`parameterize` found: the cell and the parameters it declares."""
@@ -42,11 +43,6 @@ class Parameterized:
         lines += [f"  {name} = {value!r}" for name, value in self.parameters.items()]
         lines += [f"  {name} = <computed>" for name in self.computed]
         return "\n".join(lines)
-
-    __repr__ = __str__
-
-    def _repr_html_(self) -> str:
-        return "<pre>" + escape(str(self)) + "</pre>"
 
 
 def _python(source: str) -> str | None:

@@ -14,10 +14,10 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from html import escape
 from pathlib import Path
 from typing import Any
 
+from jupyter_mlops._util.reprs import shown_as_text
 from jupyter_mlops.config import Config, load_config
 from jupyter_mlops.errors import NotFoundError, PipelineError
 
@@ -51,6 +51,7 @@ class StepRun:
     output_files: dict[str, dict[str, Any]] = field(default_factory=dict)  # path -> md5, size
 
 
+@shown_as_text
 @dataclass
 class PipelineRun:
     """One run of a pipeline: what ran, how it went, and where everything is."""
@@ -133,12 +134,8 @@ class PipelineRun:
             lines.append(f"  MLflow run: {self.mlflow_run_id} (experiment {self.experiment})")
         return "\n".join(lines)
 
-    __repr__ = __str__
 
-    def _repr_html_(self) -> str:
-        return "<pre>" + escape(str(self)) + "</pre>"
-
-
+@shown_as_text
 @dataclass
 class Sweep:
     """Pipeline runs over a grid of parameters, comparable in one MLflow experiment."""
@@ -170,11 +167,6 @@ class Sweep:
         if self.runs and self.runs[0].experiment:
             lines.append(f"  compare: %compare -e {self.runs[0].experiment}")
         return "\n".join(lines)
-
-    __repr__ = __str__
-
-    def _repr_html_(self) -> str:
-        return "<pre>" + escape(str(self)) + "</pre>"
 
 
 def runs_root(config: Config) -> Path:

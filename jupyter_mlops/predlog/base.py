@@ -10,9 +10,10 @@ a store is opened, so reading this module costs nothing (no database driver).
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol, TypedDict, Unpack
 
 from jupyter_mlops.errors import ServingError
 
@@ -22,6 +23,8 @@ __all__ = [
     "DEFAULT_DB",
     "PAYLOAD_COLUMNS",
     "PredictionStore",
+    "SQLPredictionStore",
+    "Window",
     "column_definitions",
     "default_store_url",
     "dumps",
@@ -57,24 +60,54 @@ PAYLOAD_COLUMNS = ("inputs", "outputs")
 DEFAULT_DB = "predictions.db"
 
 
+class Window(TypedDict, total=False):
+    """Which rows :meth:`PredictionStore.read` returns: ``since <= ts < until``, and of those
+    only the latest ``limit`` (each None or left out: no bound)."""
+
+    since: float | None
+    until: float | None
+    limit: int | None
+
+
 class PredictionStore(Protocol):
     """Where predictions end up. Implementations must make ``write`` idempotent per id."""
 
     def write(self, records: Sequence[Mapping[str, Any]]) -> None:
         """Store journal records (dicts with the keys of ``COLUMNS``), ignoring known ids."""
 
-    def read(
-        self,
-        deployment: str,
-        *,
-        since: float | None = None,
-        until: float | None = None,
-        limit: int | None = None,
-    ) -> list[dict[str, Any]]:
-        """Rows of ``deployment`` with ``since <= ts < until``, oldest first (latest ``limit``)."""
+    def read(self, deployment: str, **window: Unpack[Window]) -> list[dict[str, Any]]:
+        """Rows of ``deployment`` in ``window``, oldest first."""
 
     def close(self) -> None:
         """Release connections."""
+
+
+class SQLPredictionStore(ABC):
+    """What the SQL stores share: the ``predictions`` table read with one ``SELECT`` of
+    :func:`window_query`. A store says its driver's placeholder ``mark``, the ``order`` that
+    makes "the latest ``limit``" exact, and how it runs a query (:meth:`_select`)."""
+
+    table: ClassVar[str] = "predictions"
+    mark: ClassVar[str]
+    order: ClassVar[tuple[str, ...]] = ("ts",)
+
+    @abstractmethod
+    def write(self, records: Sequence[Mapping[str, Any]]) -> None:
+        """Store journal records, ignoring request ids already stored."""
+
+    @abstractmethod
+    def _select(self, sql: str, args: Sequence[Any]) -> Sequence[Sequence[Any]]:
+        """The rows of one ``SELECT`` with its arguments."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections."""
+
+    def read(self, deployment: str, **window: Unpack[Window]) -> list[dict[str, Any]]:
+        """Rows of ``deployment`` with ``since <= ts < until``, oldest first (latest
+        ``limit``)."""
+        sql, args = window_query(self.table, deployment, mark=self.mark, order=self.order, **window)
+        return [dict(zip(COLUMNS, row, strict=True)) for row in self._select(sql, args)]
 
 
 def column_definitions(sql_types: Mapping[str, str]) -> str:
@@ -106,11 +139,11 @@ def window_query(
     table: str,
     deployment: str,
     *,
-    since: float | None,
-    until: float | None,
-    limit: int | None,
     mark: str,
     order: Sequence[str] = ("ts",),
+    since: float | None = None,
+    until: float | None = None,
+    limit: int | None = None,
 ) -> tuple[str, list[Any]]:
     """The ``SELECT`` (and its arguments) of :meth:`PredictionStore.read`: ``deployment``'s
     rows with ``since <= ts < until`` sorted by ``order``, only the latest ``limit``."""

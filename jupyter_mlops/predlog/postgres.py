@@ -28,9 +28,9 @@ from jupyter_mlops.predlog.base import (
     COLUMN_KINDS,
     COLUMNS,
     PAYLOAD_COLUMNS,
+    SQLPredictionStore,
     column_definitions,
     json_text,
-    window_query,
 )
 
 if TYPE_CHECKING:
@@ -93,13 +93,17 @@ def _column(name: str, values: list[Any]) -> list[Any]:
     return [None if v is None else cast(v) for v in values]
 
 
-class PostgresPredictionStore:
+class PostgresPredictionStore(SQLPredictionStore):
     """Predictions in the ``predictions`` table of a PostgreSQL database.
 
     Thread-safe: calls share one connection, one at a time (the server's ingester writes a
     few statements a second; readers are notebooks). The search path decides the schema
     (``?options=-csearch_path%3Dmlops`` in the URL).
     """
+
+    mark = "%s"
+    #: Timestamps may tie across hosts: the request id makes "the latest ``limit``" exact.
+    order = ("ts", "request_id")
 
     def __init__(self, url: str, *, connect: bool = True) -> None:
         """Open the store at ``url``; with ``connect``, connect (and create the table) now,
@@ -199,25 +203,11 @@ class PostgresPredictionStore:
 
         self._call(insert)
 
-    def read(
-        self,
-        deployment: str,
-        *,
-        since: float | None = None,
-        until: float | None = None,
-        limit: int | None = None,
-    ) -> list[dict[str, Any]]:
-        """Rows of ``deployment`` with ``since <= ts < until``, oldest first (latest
-        ``limit``)."""
-        sql, args = window_query(
-            TABLE, deployment, since=since, until=until, limit=limit, mark="%s",
-            order=("ts", "request_id"),
-        )  # fmt: skip
-
+    def _select(self, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
         def select(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
             return conn.execute(sql, args).fetchall()
 
-        return [dict(zip(COLUMNS, row, strict=True)) for row in self._call(select)]
+        return self._call(select)
 
     def close(self) -> None:
         """Close the connection (a later call opens a new one)."""

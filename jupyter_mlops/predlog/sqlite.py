@@ -17,9 +17,9 @@ from typing import Any
 from jupyter_mlops.predlog.base import (
     COLUMNS,
     PAYLOAD_COLUMNS,
+    SQLPredictionStore,
     column_definitions,
     json_text,
-    window_query,
 )
 
 __all__ = ["SQLitePredictionStore"]
@@ -27,8 +27,10 @@ __all__ = ["SQLitePredictionStore"]
 _SQL_TYPES = {"text": "TEXT", "real": "REAL", "integer": "INTEGER"}
 
 
-class SQLitePredictionStore:
+class SQLitePredictionStore(SQLPredictionStore):
     """The default store: one SQLite file (WAL mode) shared by the project's deployments."""
+
+    mark = "?"
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
@@ -81,21 +83,8 @@ class SQLitePredictionStore:
             raise
         conn.execute("COMMIT")
 
-    def read(
-        self,
-        deployment: str,
-        *,
-        since: float | None = None,
-        until: float | None = None,
-        limit: int | None = None,
-    ) -> list[dict[str, Any]]:
-        """Rows of ``deployment`` with ``since <= ts < until``, oldest first (latest
-        ``limit``)."""
-        sql, args = window_query(
-            "predictions", deployment, since=since, until=until, limit=limit, mark="?"
-        )
-        cur = self._conn().execute(sql, args)
-        return [dict(zip(COLUMNS, row, strict=True)) for row in cur.fetchall()]
+    def _select(self, sql: str, args: Sequence[Any]) -> list[Any]:
+        return self._conn().execute(sql, args).fetchall()
 
     def close(self) -> None:
         """Close this thread's connection (a later call opens a new one)."""

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from html import escape
 from pathlib import Path
 from typing import Any
 
+from jupyter_mlops._util.reprs import shown_as_text
 from jupyter_mlops.client import quiet_mlflow
 from jupyter_mlops.config import Config, load_config
 from jupyter_mlops.errors import NotFoundError, RegistryError
@@ -18,6 +18,7 @@ from jupyter_mlops.tracking import store
 from jupyter_mlops.tracking.run import TAG_NOTEBOOK, TAG_SOURCE_HASH
 
 
+@shown_as_text
 @dataclass
 class Lineage:
     """Model version -> run -> notebook, cell source, git commit, environment, data."""
@@ -76,11 +77,6 @@ class Lineage:
         for ds in self.datasets:
             lines.append(f"  <- dataset {ds['name']} digest={ds['digest']}")
         return "\n".join(lines)
-
-    __repr__ = __str__
-
-    def _repr_html_(self) -> str:
-        return "<pre>" + escape(str(self)) + "</pre>"
 
 
 def lineage(ref: str, *, config: Config | None = None) -> Lineage:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from html import escape
 from typing import TYPE_CHECKING, Any
 
+from jupyter_mlops._util.reprs import shown_as_text
 from jupyter_mlops.config import Config, load_config
 from jupyter_mlops.errors import NotFoundError, RegistryError
 from jupyter_mlops.registry.aliases import move_alias, undo_alias
@@ -34,6 +34,7 @@ _LINEAGE_TAGS = (TAG_NOTEBOOK, TAG_SOURCE_HASH, "mlflow.source.git.commit")
 _TAG_LIMIT = 4900  # MLflow's tag values hold 5000 characters
 
 
+@shown_as_text
 @dataclass
 class Registration:
     """A newly registered version (or the reason it was refused)."""
@@ -56,11 +57,6 @@ class Registration:
             lines.append(f"  {self.comparison['summary']}")
         lines.append(f"  load: mlflow.pyfunc.load_model('models:/{self.name}/{self.version}')")
         return "\n".join(lines)
-
-    __repr__ = __str__
-
-    def _repr_html_(self) -> str:
-        return "<pre>" + escape(str(self)) + "</pre>"
 
 
 @dataclass

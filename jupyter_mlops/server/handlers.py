@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -108,19 +108,30 @@ class MlopsHandler(APIHandler):
         await self.reply(call)
 
 
+def answer(view: str, doc: str) -> Callable[..., Awaitable[None] | None]:
+    """The verb of a handler that only answers ``views.<view>(*path arguments)``, with the
+    verb's ``doc`` (its JSON); authenticated like every verb."""
+
+    async def verb(self: MlopsHandler, *path: str) -> None:
+        await self.reply(getattr(self.views, view), *path)
+
+    verb.__doc__ = doc
+    return tornado.web.authenticated(verb)
+
+
 class StatusHandler(MlopsHandler):
-    @tornado.web.authenticated
-    async def get(self) -> None:
+    get = answer(
+        "status",
         """``{version, project_root, served_root, tracking_uri, stamp, features}``;
-        ``stamp`` changes whenever the tracking store is written (the panel polls it)."""
-        await self.reply(self.views.status)
+        ``stamp`` changes whenever the tracking store is written (the panel polls it).""",
+    )
 
 
 class ExperimentsHandler(MlopsHandler):
-    @tornado.web.authenticated
-    async def get(self) -> None:
-        """``{data: [{experiment_id, name, runs, last_run_time}]}``, latest activity first."""
-        await self.reply(self.views.experiments)
+    get = answer(
+        "experiments",
+        "``{data: [{experiment_id, name, runs, last_run_time}]}``, latest activity first.",
+    )
 
 
 class RunsHandler(MlopsHandler):
@@ -145,25 +156,19 @@ class RunsHandler(MlopsHandler):
 
 
 class RunHandler(MlopsHandler):
-    @tornado.web.authenticated
-    async def get(self, run_id: str) -> None:
-        """One run: params, metrics, tags, models, data snapshots, cell source, notebook
-        (``notebook_path`` is the path to open in JupyterLab, null if not served)."""
-        await self.reply(self.views.run, run_id)
+    get = answer(
+        "run",
+        """One run (path: its id): params, metrics, tags, models, data snapshots, cell source,
+        notebook (``notebook_path`` is the path to open in JupyterLab, null if not served).""",
+    )
 
 
 class ModelsHandler(MlopsHandler):
-    @tornado.web.authenticated
-    async def get(self) -> None:
-        """``{data: [{name, aliases, versions, history}]}``."""
-        await self.reply(self.views.models)
+    get = answer("models", "``{data: [{name, aliases, versions, history}]}``.")
 
 
 class ModelHandler(MlopsHandler):
-    @tornado.web.authenticated
-    async def get(self, name: str) -> None:
-        """``{name, aliases, versions, history}`` of one registered model."""
-        await self.reply(self.views.model, name)
+    get = answer("model", "``{name, aliases, versions, history}`` of one registered model.")
 
 
 class ModelPromoteHandler(MlopsHandler):
@@ -186,18 +191,17 @@ class ModelRollbackHandler(MlopsHandler):
 
 
 class DeploymentsHandler(MlopsHandler):
-    @tornado.web.authenticated
-    async def get(self) -> None:
+    get = answer(
+        "deployments",
         """``{available, monitoring, message, deployments: [...]}`` with health, traffic
-        split and, while running, ``figures`` (rps, p99_ms, error_rate, drift_share)."""
-        await self.reply(self.views.deployments)
+        split and, while running, ``figures`` (rps, p99_ms, error_rate, drift_share).""",
+    )
 
 
 class DeploymentStopHandler(MlopsHandler):
-    @tornado.web.authenticated
-    async def post(self, name: str) -> None:
-        """Stop deployment ``name`` (no body). Answers the stopped deployment."""
-        await self.reply(self.views.stop_deployment, name)
+    post = answer(
+        "stop_deployment", "Stop deployment ``name`` (no body). Answers the stopped deployment."
+    )
 
 
 class PipelinesHandler(MlopsHandler):
@@ -211,10 +215,7 @@ class PipelinesHandler(MlopsHandler):
 
 
 class PipelineHandler(MlopsHandler):
-    @tornado.web.authenticated
-    async def get(self, run_id: str) -> None:
-        """One pipeline run with its steps and links to the executed notebooks."""
-        await self.reply(self.views.pipeline, run_id)
+    get = answer("pipeline", "One pipeline run with its steps and links to the executed notebooks.")
 
 
 class UnknownHandler(MlopsHandler):

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jupyter_mlops._util.records import attributes
 from jupyter_mlops.registry.refs import ModelRef
 from jupyter_mlops.serving.errors import ServingError
 from jupyter_mlops.serving.state import LOG_FILE
@@ -147,21 +148,20 @@ class Deployment:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able summary (for the CLI's ``--json`` and the server extension)."""
         return {
-            "name": self.name,
-            "status": self.status,
-            "url": self.url,
-            "pid": self.pid,
-            "workers": self.workers,
+            **attributes(self, "name", "status", "url", "pid", "workers"),
             "primary": self.primary.to_dict(),
             "canary": self.canary.to_dict() if self.canary else None,
-            "canary_weight": self.canary_weight,
-            "traffic": self.traffic,
-            "history": self.history,
-            "started_at": self.started_at,
-            "stopped_at": self.stopped_at,
-            "uptime": self.uptime,
-            "token_required": self.token_required,
-            "generation": self.generation,
+            **attributes(
+                self,
+                "canary_weight",
+                "traffic",
+                "history",
+                "started_at",
+                "stopped_at",
+                "uptime",
+                "token_required",
+                "generation",
+            ),
             "log_file": str(self.log_file),
         }
 

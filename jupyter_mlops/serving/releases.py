@@ -14,7 +14,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from jupyter_mlops._util.layout import read_state
 from jupyter_mlops._util.processes import pid_alive
@@ -37,7 +37,7 @@ from jupyter_mlops.serving.state import (
 )
 from jupyter_mlops.serving.targets import resolve_target
 
-__all__ = ["SWITCH_TIMEOUT_S", "canary", "promote", "rollback"]
+__all__ = ["SWITCH_TIMEOUT_S", "Switch", "canary", "promote", "rollback"]
 
 #: How long the workers may take to load a model and switch to it.
 SWITCH_TIMEOUT_S = 120.0
@@ -76,12 +76,22 @@ def _await_generation(folder: Path, state: dict[str, Any], timeout: float) -> st
     )
 
 
+class Switch(TypedDict, total=False):
+    """How every change is applied: ``wait`` (default True) until all workers serve it, at
+    most ``timeout`` seconds (default :data:`SWITCH_TIMEOUT_S`); ``config``: the project."""
+
+    wait: bool
+    timeout: float
+    config: Config | None
+
+
 def _apply(
     name: str,
     change: Callable[[dict[str, Any]], None],
-    config: Config | None,
-    wait: bool,
-    timeout: float,
+    *,
+    wait: bool = True,
+    timeout: float = SWITCH_TIMEOUT_S,
+    config: Config | None = None,
 ) -> Deployment:
     """Write ``change(state)`` as the next generation and wait for the workers to serve it."""
     with _changing(name, config) as (folder, state):
@@ -105,10 +115,7 @@ def canary(
     name: str,
     target: str | None = None,
     weight: float = 10.0,
-    *,
-    wait: bool = True,
-    timeout: float = SWITCH_TIMEOUT_S,
-    config: Config | None = None,
+    **switch: Unpack[Switch],
 ) -> Deployment:
     """Send ``weight`` percent of ``name``'s traffic to ``target`` (sticky per request key).
 
@@ -117,7 +124,7 @@ def canary(
     """
     if not 0.0 <= float(weight) <= 100.0:
         raise ServingError(f"weight is a percentage between 0 and 100, not {weight}.")
-    ref = resolve_target(target, config) if target is not None else None
+    ref = resolve_target(target, switch.get("config")) if target is not None else None
 
     def change(state: dict[str, Any]) -> None:
         if ref is None and not state.get("canary"):
@@ -128,16 +135,17 @@ def canary(
         label = ModelRef.from_dict(state["canary"]).label
         record_event(state, "canary", canary=label, weight=float(weight))
 
-    return _apply(name, change, config, wait, timeout)
+    return _apply(name, change, **switch)
 
 
-def promote(
-    name: str,
-    *,
-    wait: bool = True,
-    timeout: float = SWITCH_TIMEOUT_S,
-    config: Config | None = None,
-) -> Deployment:
+def _replace_primary(state: dict[str, Any], model: dict[str, Any], action: str, now: float) -> None:
+    """Serve ``model`` as the primary from ``now`` on, recording ``action`` with both labels."""
+    old = ModelRef.from_dict(state["primary"]).label
+    state["primary"], state["primary_since"] = model, now
+    record_event(state, action, primary=ModelRef.from_dict(model).label, replaced=old)
+
+
+def promote(name: str, **switch: Unpack[Switch]) -> Deployment:
     """Blue-green switch: the canary becomes the primary for all traffic, in one step.
 
     The old primary goes on the history (and stays loaded), so :func:`rollback` is instant.
@@ -152,33 +160,22 @@ def promote(
             {"model": state["primary"], "since": state.get("primary_since"), "until": now}
         )
         state["history"] = history
-        old = ModelRef.from_dict(state["primary"]).label
-        state["primary"], state["primary_since"] = state["canary"], now
+        canary = state["canary"]
         state["canary"], state["canary_weight"] = None, 0.0
-        new = ModelRef.from_dict(state["primary"]).label
-        record_event(state, "promote", primary=new, replaced=old)
+        _replace_primary(state, canary, "promote", now)
 
-    return _apply(name, change, config, wait, timeout)
+    return _apply(name, change, **switch)
 
 
-def rollback(
-    name: str,
-    *,
-    wait: bool = True,
-    timeout: float = SWITCH_TIMEOUT_S,
-    config: Config | None = None,
-) -> Deployment:
+def rollback(name: str, **switch: Unpack[Switch]) -> Deployment:
     """Back to the previous primary (dropping any canary); with none, just drop the canary."""
 
     def change(state: dict[str, Any]) -> None:
         history = list(state.get("history") or [])
         if history:
             previous = history.pop()
-            old = ModelRef.from_dict(state["primary"]).label
-            state["primary"], state["primary_since"] = previous["model"], time.time()
             state["history"] = history
-            new = ModelRef.from_dict(previous["model"]).label
-            record_event(state, "rollback", primary=new, replaced=old)
+            _replace_primary(state, previous["model"], "rollback", time.time())
         elif state.get("canary"):
             dropped = ModelRef.from_dict(state["canary"]).label
             record_event(state, "rollback", dropped=dropped)
@@ -188,4 +185,4 @@ def rollback(
             )
         state["canary"], state["canary_weight"] = None, 0.0
 
-    return _apply(name, change, config, wait, timeout)
+    return _apply(name, change, **switch)

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jupyter_mlops._util.records import attributes
+
 NOTEBOOK_ENV = "JUPYTER_MLOPS_NOTEBOOK"  # set by our pipeline runner for papermill kernels
 
 
@@ -125,13 +127,7 @@ class Environment:
     packages: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "python": self.python,
-            "implementation": self.implementation,
-            "platform": self.platform,
-            "executable": self.executable,
-            "packages": self.packages,
-        }
+        return attributes(self)
 
 
 def capture_environment(namespace: Mapping[str, Any]) -> Environment:

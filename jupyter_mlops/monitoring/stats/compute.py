@@ -13,16 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from jupyter_mlops.monitoring.stats import samples
 from jupyter_mlops.monitoring.stats.base import CATEGORICAL, NUMERIC, Values
 from jupyter_mlops.monitoring.stats.grid import GRID, NumericAccumulator
 from jupyter_mlops.monitoring.stats.registry import statistics
-from jupyter_mlops.monitoring.stats.samples import (
-    BinnedSample,
-    CategoricalSample,
-    ConstantSample,
-    ExactSample,
-    NumericSample,
-)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -58,31 +52,31 @@ def numeric_stats(
     import numpy as np
 
     prof = acc.profile
-    sample: NumericSample
+    sample: samples.NumericSample
     if prof.constant:
-        sample = ConstantSample(acc)
+        sample = samples.ConstantSample(acc)
         return _numeric(sample, _compute(sample))
     values = acc.values()
     if values is None:
-        sample = BinnedSample(acc)
+        sample = samples.BinnedSample(acc)
         result = _compute(sample)
         too_wide = any(s.needs_exact(result, sample, th, tolerance) for s in statistics(NUMERIC))
         if not too_wide or raw is None:
             return _numeric(sample, result)
         raw = np.asarray(raw, dtype=np.float64)
         values = raw[np.isfinite(raw)]
-    sample = ExactSample(prof, np.sort(values), acc)
+    sample = samples.ExactSample(prof, np.sort(values), acc)
     return _numeric(sample, _compute(sample))
 
 
-def _compute(sample: NumericSample) -> Values:
+def _compute(sample: samples.NumericSample) -> Values:
     values: Values = {}
     for stat in statistics(NUMERIC):
         values.update(stat.numeric(sample))
     return values
 
 
-def _numeric(sample: NumericSample, values: Values) -> FeatureStats:
+def _numeric(sample: samples.NumericSample, values: Values) -> FeatureStats:
     acc, m = sample.acc, sample.n_cur
     out = FeatureStats(NUMERIC, sample.n_ref, m, values, sample.exact, sample.plot())
     for stat in statistics(NUMERIC):
@@ -100,7 +94,7 @@ def _numeric(sample: NumericSample, values: Values) -> FeatureStats:
 
 def categorical_stats(ref_counts: dict[str, int], cur_counts: dict[str, int]) -> FeatureStats:
     """Statistics over the union of categories seen on either side."""
-    sample = CategoricalSample(ref_counts, cur_counts)
+    sample = samples.CategoricalSample(ref_counts, cur_counts)
     values: Values = {}
     for stat in statistics(CATEGORICAL):
         values.update(stat.categorical(sample))

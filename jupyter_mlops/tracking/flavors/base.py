@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from jupyter_mlops._util.records import attributes
+
 if TYPE_CHECKING:
     from mlflow.models.model import ModelInfo
     from mlflow.models.signature import ModelSignature
@@ -69,12 +71,7 @@ class LogArgs:
     pip_requirements: list[str]
 
     def as_kwargs(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "signature": self.signature,
-            "input_example": self.input_example,
-            "pip_requirements": self.pip_requirements,
-        }
+        return attributes(self)
 
 
 def pinned(distributions: Iterable[str]) -> list[str]:
