@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, TypedDict, Unpack
+from typing import Any
 
 from jupyter_mlops._util.layout import JOURNAL_DIR, read_state
 from jupyter_mlops._util.processes import pid_alive, stop_group
@@ -52,14 +52,7 @@ from jupyter_mlops.serving.state import (
 )
 from jupyter_mlops.serving.targets import resolve_target
 
-__all__ = [
-    "ServerOptions",
-    "default_deployment_name",
-    "deploy",
-    "listening_socket",
-    "new_state",
-    "stop",
-]
+__all__ = ["default_deployment_name", "deploy", "listening_socket", "new_state", "stop"]
 
 
 def default_deployment_name(ref: ModelRef) -> str:
@@ -105,20 +98,6 @@ def _bind(host: str, port: int | None, config: Config) -> socket.socket:
         if exc.errno == errno.EADDRNOTAVAIL:
             raise ServingError(f"Cannot bind to {host}: no such address on this machine.") from exc
         raise ServingError(f"Cannot listen on {host}:{port}: {exc}") from exc
-
-
-class ServerOptions(TypedDict, total=False):
-    """How a deployment's server works, as :func:`deploy` takes it and :func:`new_state`
-    records it (defaults there): ``token``, ``batching``, ``max_batch_rows``,
-    ``max_wait_ms``, ``prediction_log``, ``durability``, ``max_body_bytes``."""
-
-    token: str | None
-    batching: bool
-    max_batch_rows: int
-    max_wait_ms: float
-    prediction_log: bool | str
-    durability: str
-    max_body_bytes: int
 
 
 def new_state(
@@ -231,8 +210,14 @@ def deploy(
     workers: int = 1,
     wait: bool = True,
     timeout: float = START_TIMEOUT_S,
+    token: str | None = None,
+    batching: bool = True,
+    max_batch_rows: int = 256,
+    max_wait_ms: float = 2.0,
+    prediction_log: bool | str = True,
+    durability: str = "write",
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     config: Config | None = None,
-    **server: Unpack[ServerOptions],
 ) -> Deployment:
     """Serve ``target`` (``name@alias``, ``name/version`` or a URI) in a detached server.
 
@@ -268,7 +253,19 @@ def deploy(
         try:
             bound = sock.getsockname()[1]
             state = new_state(
-                ref, name=name, host=host, port=bound, workers=workers, config=config, **server
+                ref,
+                name=name,
+                host=host,
+                port=bound,
+                workers=workers,
+                config=config,
+                token=token,
+                batching=batching,
+                max_batch_rows=max_batch_rows,
+                max_wait_ms=max_wait_ms,
+                prediction_log=prediction_log,
+                durability=durability,
+                max_body_bytes=max_body_bytes,
             )
             for ack in (folder / ACKS_DIR).glob("*.json"):
                 ack.unlink(missing_ok=True)

@@ -14,7 +14,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypedDict, Unpack
+from typing import Any
 
 from jupyter_mlops._util.layout import read_state
 from jupyter_mlops._util.processes import pid_alive
@@ -37,7 +37,7 @@ from jupyter_mlops.serving.state import (
 )
 from jupyter_mlops.serving.targets import resolve_target
 
-__all__ = ["SWITCH_TIMEOUT_S", "Switch", "canary", "promote", "rollback"]
+__all__ = ["SWITCH_TIMEOUT_S", "canary", "promote", "rollback"]
 
 #: How long the workers may take to load a model and switch to it.
 SWITCH_TIMEOUT_S = 120.0
@@ -76,15 +76,6 @@ def _await_generation(folder: Path, state: dict[str, Any], timeout: float) -> st
     )
 
 
-class Switch(TypedDict, total=False):
-    """How every change is applied: ``wait`` (default True) until all workers serve it, at
-    most ``timeout`` seconds (default :data:`SWITCH_TIMEOUT_S`); ``config``: the project."""
-
-    wait: bool
-    timeout: float
-    config: Config | None
-
-
 def _apply(
     name: str,
     change: Callable[[dict[str, Any]], None],
@@ -115,7 +106,10 @@ def canary(
     name: str,
     target: str | None = None,
     weight: float = 10.0,
-    **switch: Unpack[Switch],
+    *,
+    wait: bool = True,
+    timeout: float = SWITCH_TIMEOUT_S,
+    config: Config | None = None,
 ) -> Deployment:
     """Send ``weight`` percent of ``name``'s traffic to ``target`` (sticky per request key).
 
@@ -124,7 +118,7 @@ def canary(
     """
     if not 0.0 <= float(weight) <= 100.0:
         raise ServingError(f"weight is a percentage between 0 and 100, not {weight}.")
-    ref = resolve_target(target, switch.get("config")) if target is not None else None
+    ref = resolve_target(target, config) if target is not None else None
 
     def change(state: dict[str, Any]) -> None:
         if ref is None and not state.get("canary"):
@@ -135,7 +129,7 @@ def canary(
         label = ModelRef.from_dict(state["canary"]).label
         record_event(state, "canary", canary=label, weight=float(weight))
 
-    return _apply(name, change, **switch)
+    return _apply(name, change, wait=wait, timeout=timeout, config=config)
 
 
 def _replace_primary(state: dict[str, Any], model: dict[str, Any], action: str, now: float) -> None:
@@ -145,7 +139,13 @@ def _replace_primary(state: dict[str, Any], model: dict[str, Any], action: str, 
     record_event(state, action, primary=ModelRef.from_dict(model).label, replaced=old)
 
 
-def promote(name: str, **switch: Unpack[Switch]) -> Deployment:
+def promote(
+    name: str,
+    *,
+    wait: bool = True,
+    timeout: float = SWITCH_TIMEOUT_S,
+    config: Config | None = None,
+) -> Deployment:
     """Blue-green switch: the canary becomes the primary for all traffic, in one step.
 
     The old primary goes on the history (and stays loaded), so :func:`rollback` is instant.
@@ -164,10 +164,16 @@ def promote(name: str, **switch: Unpack[Switch]) -> Deployment:
         state["canary"], state["canary_weight"] = None, 0.0
         _replace_primary(state, canary, "promote", now)
 
-    return _apply(name, change, **switch)
+    return _apply(name, change, wait=wait, timeout=timeout, config=config)
 
 
-def rollback(name: str, **switch: Unpack[Switch]) -> Deployment:
+def rollback(
+    name: str,
+    *,
+    wait: bool = True,
+    timeout: float = SWITCH_TIMEOUT_S,
+    config: Config | None = None,
+) -> Deployment:
     """Back to the previous primary (dropping any canary); with none, just drop the canary."""
 
     def change(state: dict[str, Any]) -> None:
@@ -185,4 +191,4 @@ def rollback(name: str, **switch: Unpack[Switch]) -> Deployment:
             )
         state["canary"], state["canary_weight"] = None, 0.0
 
-    return _apply(name, change, **switch)
+    return _apply(name, change, wait=wait, timeout=timeout, config=config)
