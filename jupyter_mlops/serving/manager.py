@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_mlops._util.layout import JOURNAL_DIR, read_state
-from jupyter_mlops._util.processes import pid_alive, stop_group
+from jupyter_mlops._util.processes import group_alive, pid_alive, stop_group
 from jupyter_mlops.config import Config, load_config
 from jupyter_mlops.predlog import default_store_url, open_prediction_store, replay_journal
 from jupyter_mlops.registry.refs import ModelRef
@@ -298,7 +298,10 @@ def stop(name: str, *, timeout: float = 10.0, config: Config | None = None) -> D
     """Stop the server (SIGTERM, then SIGKILL after ``timeout``); its folder and log stay."""
     with locked_state(name, config) as (folder, state):
         pid = int(state.get("pid") or 0)
-        if pid and pid_alive(pid) and pid_is_server(pid):
+        # A server killed on its own may leave processes of its group (workers, forks that
+        # hold its journal's lock): a dead leader's group id is not reused while they live.
+        leader = pid_alive(pid) and pid_is_server(pid) if pid else False
+        if pid and (leader or (not pid_alive(pid) and group_alive(pid))):
             stop_group(pid, timeout)
         if state.get("status") != "stopped":
             state["status"], state["stopped_at"] = "stopped", time.time()
