@@ -21,6 +21,13 @@ def _serve_options(parser: Arguments) -> None:
     add("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     add("--workers", type=int, default=1, help="server worker processes")
     add("--token", help="bearer token required by every endpoint but /health")
+    add(
+        "--predict",
+        choices=("label", "proba"),
+        default="label",
+        help="what /predict answers by default: labels, or probabilities per class "
+        "(proba: classifiers only; a request may ask ?predict=)",
+    )
 
 
 def _weight(parser: Arguments) -> None:
@@ -44,6 +51,7 @@ def start(args: argparse.Namespace, context: Context) -> Any:
         workers=args.workers,
         token=args.token,
         prediction_log=not args.no_log,
+        predict=args.predict,
     )
 
 
@@ -91,6 +99,7 @@ class Deploy(Command):
 
             %deploy iris-rf@champion
             %deploy iris-rf@champion --port 8100 --name iris-prod --workers 2
+            %deploy iris-rf@champion --predict proba
             %deploy iris-prod --canary iris-rf@challenger --weight 10
             %deploy iris-prod --promote
             %deploy iris-prod --rollback
