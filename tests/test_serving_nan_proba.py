@@ -30,6 +30,7 @@ from jupyter_mlops.serving import (
     InputError,
     ServingError,
     batch_predict,
+    canary,
     deploy,
     read_predictions,
 )
@@ -327,6 +328,10 @@ def test_deploy_proba_logs_probabilities(config: Config, messy_frame: pd.DataFra
         assert labels == [str(v) for v in native.predict(messy_frame)]
         with httpx.Client(base_url=dep.url, timeout=30) as http:
             assert http.get("/version").json()["predict"] == "proba"
+            # a canary must answer probabilities too: refused, the deployment serves on
+            with pytest.raises(ServingError, match="has no predict_proba"):
+                canary("messy-proba", "price@champion", 10, config=config)
+            assert http.post("/predict", content=_json(MESSY[:1])).status_code == 200
     rows = answer["predictions"]
     assert np.allclose([[r[c] for c in CLASSES] for r in rows], native.predict_proba(messy_frame))
     log = read_predictions("messy-proba", config=config)
