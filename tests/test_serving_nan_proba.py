@@ -413,3 +413,27 @@ def test_faces_predict_proba(ip: Any, capsys: pytest.CaptureFixture[str]) -> Non
     finally:
         assert main(["deploy", "stop", "cli-p"]) == 0
         kill_process_group(cli_dep.pid)
+
+
+@pytest.mark.slow
+def test_shell_track_register_deploy_messy_rows(ip: Any) -> None:
+    """The notebook path: ``%%track`` fits the imputing pipeline (its signature from the
+    first rows), ``%register``, ``%deploy``; the messy rows are answered as in the kernel."""
+    from tests.helpers import kill_process_group
+
+    X, y = _training_frame()
+    ip.user_ns.update(X=X, y=y, make_pipeline=_pipeline)
+    ip.run_cell_magic("track", "-e messy -n shell", "model = make_pipeline().fit(X, y)\n")
+    ip.run_line_magic("register", "--name messy-shell --alias champion")
+    dep = ip.run_line_magic("deploy", "messy-shell@champion --name messy-shell")
+    try:
+        frame = pd.DataFrame(MESSY, columns=COLUMNS)
+        answer = dep.predict(MESSY)
+        assert answer["predictions"] == [str(v) for v in ip.user_ns["model"].predict(frame)]
+        proba = dep.predict(MESSY, proba=True)["predictions"]
+        assert np.allclose(
+            [[r[c] for c in CLASSES] for r in proba], ip.user_ns["model"].predict_proba(frame)
+        )
+    finally:
+        ip.run_line_magic("deploy", "messy-shell --stop")
+        kill_process_group(dep.pid)
