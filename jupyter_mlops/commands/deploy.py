@@ -22,6 +22,13 @@ def _serve_options(parser: Arguments) -> None:
     add("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     add("--workers", type=int, default=1, help="server worker processes")
     add("--token", help="bearer token required by every endpoint but /health")
+    add(
+        "--predict",
+        choices=("label", "proba"),
+        default="label",
+        help="what /predict answers by default: labels, or probabilities per class "
+        "(proba: classifiers only; a request may ask ?predict=)",
+    )
 
 
 def _weight(parser: Arguments) -> None:
@@ -40,6 +47,7 @@ def start(args: argparse.Namespace, context: Context) -> Any:
     return serving.deploy(
         args.target,
         prediction_log=not args.no_log,
+        predict=args.predict,
         **attributes(args, "name", "port", "host", "workers", "token"),
     )
 
@@ -88,6 +96,7 @@ class Deploy(ModalCommand):
 
             %deploy iris-rf@champion
             %deploy iris-rf@champion --port 8100 --name iris-prod --workers 2
+            %deploy iris-rf@champion --predict proba
             %deploy iris-prod --canary iris-rf@challenger --weight 10
             %deploy iris-prod --promote
             %deploy iris-prod --rollback

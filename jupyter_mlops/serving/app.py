@@ -17,6 +17,7 @@ import gc
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
@@ -24,7 +25,12 @@ from fastapi.responses import Response
 from jupyter_mlops._util.layout import read_state
 from jupyter_mlops.serving.auth import TokenAuth
 from jupyter_mlops.serving.errors import ServingError
-from jupyter_mlops.serving.protocols import INVOCATIONS_OPENAPI, PREDICT_OPENAPI, json_response
+from jupyter_mlops.serving.protocols import (
+    INVOCATIONS_OPENAPI,
+    PREDICT_OPENAPI,
+    json_response,
+    openapi_with_classes,
+)
 from jupyter_mlops.serving.runtime import ServingRuntime
 
 __all__ = ["app_from_env", "create_app"]
@@ -88,6 +94,12 @@ def create_app(deployment_dir: str | os.PathLike[str]) -> FastAPI:
         body, content_type = runtime.metrics.render()
         return Response(body, media_type=content_type)
 
+    def openapi() -> dict[str, Any]:
+        """FastAPI's schema (built once) plus what the served model answers, read per call
+        because a promote may change the model and so its classes."""
+        return openapi_with_classes(FastAPI.openapi(app), runtime.classes(), runtime.predict_mode)
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(TokenAuth, token_sha256=state.get("token_sha256"), metrics=runtime.metrics)
     return app
 

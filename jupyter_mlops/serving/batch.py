@@ -110,6 +110,52 @@ def _prediction_columns(raw: Any, n: int) -> dict[str, Any]:
     return {"prediction": values}
 
 
+def _integer_columns(schema: Any) -> list[tuple[str, str]]:
+    """The (name, type) of the signature's integer columns: MLflow refuses nulls in them."""
+    out = []
+    for spec in schema.inputs:
+        kind = getattr(spec.type, "name", None)
+        if kind in ("long", "integer"):
+            out.append((str(spec.name), str(kind)))
+    return out
+
+
+def _refuse_missing_integers(
+    features: pd.DataFrame, integers: list[tuple[str, str]], source: Path, offset: int
+) -> None:
+    """The error the server answers (422) for a missing integer, naming column and row."""
+    for name, kind in integers:
+        if name in features.columns:
+            missing = features[name].isna().to_numpy().nonzero()[0]
+            if len(missing):
+                raise InputError(
+                    f"Input file {source}: column {name!r} is an integer column ({kind}) and "
+                    f"row {offset + int(missing[0])} is empty: MLflow signatures allow no "
+                    "missing integers. Fill it, or log the model from data where this column "
+                    "has missing values (it becomes double).",
+                    code="MISSING_VALUE",
+                    column=name,
+                )
+
+
+def _predict(model: Any, features: pd.DataFrame, wanted: list[str] | None) -> Any:
+    """``model.predict``; when optional columns are absent (MLflow then leaves them out)
+    and the model fails, an error naming them, as the server answers."""
+    absent = [c for c in wanted or [] if c not in features.columns]
+    if not absent:
+        return model.predict(features)
+    try:
+        return model.predict(features)
+    except Exception as exc:
+        text = str(getattr(exc, "message", None) or exc).strip().splitlines()
+        raise InputError(
+            f"The model failed on this input: {text[0] if text else type(exc).__name__} "
+            f"(optional column(s) {absent} are absent from the file; the model may need "
+            "them: add them, empty where unknown)",
+            column=absent[0],
+        ) from exc
+
+
 def batch_predict(
     target: str,
     input_path: str | os.PathLike[str],
@@ -137,6 +183,7 @@ def batch_predict(
     schema = model.metadata.get_input_schema()
     wanted = schema.input_names() if schema is not None and schema.has_input_names() else None
     required = set(schema.required_input_names()) if wanted else set()
+    integers = _integer_columns(schema) if wanted else []
     md5 = file_md5(source)
     lineage: dict[str, Any] = {
         "model_name": ref.name,
@@ -161,9 +208,10 @@ def batch_predict(
                         column=missing[0],
                     )
                 features = chunk[[c for c in wanted if c in chunk.columns]]
+                _refuse_missing_integers(features, integers, source, rows)
             else:
                 features = chunk
-            predictions = _prediction_columns(model.predict(features), len(chunk))
+            predictions = _prediction_columns(_predict(model, features, wanted), len(chunk))
             clash = [c for c in (*predictions, *LINEAGE_COLUMNS) if c in chunk.columns]
             if clash:
                 raise ServingError(

@@ -36,6 +36,7 @@ class Pending:
     ts: float  # time.time() at arrival, for the log
     endpoint: str
     role: str
+    output: str = "label"  # "label" (predict) or "proba" (predict_proba): never mixed in a batch
     future: asyncio.Future[Any] | None = field(default=None, repr=False)
 
     @property
@@ -103,7 +104,11 @@ class Batcher:
             key = first.input.key  # type: ignore[union-attr]
             while self._queue:
                 nxt = self._queue[0]
-                if not nxt.joinable or nxt.input.key != key:  # type: ignore[union-attr]
+                if (
+                    not nxt.joinable
+                    or nxt.input.key != key  # type: ignore[union-attr]
+                    or nxt.output != first.output
+                ):
                     break
                 if rows + nxt.input.n_rows > self.max_rows:
                     break

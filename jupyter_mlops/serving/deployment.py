@@ -44,6 +44,7 @@ class Deployment:
     folder: Path
     generation: int
     events: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    predict_mode: str = "label"  # what /predict answers by default: "label" or "proba"
 
     @property
     def url(self) -> str:
@@ -80,12 +81,21 @@ class Deployment:
             f"-d {shlex.quote(json.dumps(record))}"
         )
 
-    def predict(self, data: Any, *, token: str | None = None, timeout: float = 30.0) -> Any:
-        """POST ``data`` (a record, a list of records or a DataFrame) to ``/predict``."""
+    def predict(
+        self,
+        data: Any,
+        *,
+        proba: bool | None = None,
+        token: str | None = None,
+        timeout: float = 30.0,
+    ) -> Any:
+        """POST ``data`` (a record, a list of records or a DataFrame) to ``/predict``;
+        ``proba`` True asks for class probabilities, False for labels, None for the default."""
         if hasattr(data, "to_dict") and hasattr(data, "columns"):
             data = json.loads(data.to_json(orient="records"))
+        query = "" if proba is None else f"?predict={'proba' if proba else 'label'}"
         request = urllib.request.Request(
-            f"{self.url}/predict",
+            f"{self.url}/predict{query}",
             data=json.dumps(data).encode(),
             headers={"Content-Type": "application/json"},
             method="POST",
@@ -114,6 +124,8 @@ class Deployment:
         if self.history:
             earlier = ", ".join(ModelRef.from_dict(h["model"]).label for h in self.history)
             out.append(f"  previous primaries: {earlier}")
+        if self.predict_mode == "proba":
+            out.append("  answers: class probabilities (?predict=label for labels)")
         if self.status in ("running", "starting"):
             out.append(f"  docs:    {self.url}/docs")
             out.append(f"  example: {self.curl_example()}")
@@ -163,6 +175,7 @@ class Deployment:
                 "generation",
             ),
             "log_file": str(self.log_file),
+            "predict": self.predict_mode,
         }
 
 

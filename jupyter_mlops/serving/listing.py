@@ -125,6 +125,7 @@ def deployment_from_state(
         folder=folder,
         generation=int(state.get("generation") or 0),
         events=list(state.get("events") or []),
+        predict_mode=str(state.get("predict") or "label"),
     )
 
 

@@ -40,6 +40,7 @@ from jupyter_mlops.serving.listing import (
     list_deployments,
     locked_state,
 )
+from jupyter_mlops.serving.proba import check_predict_mode
 from jupyter_mlops.serving.state import (
     ACKS_DIR,
     DEFAULT_MAX_BODY_BYTES,
@@ -115,8 +116,10 @@ def new_state(
     prediction_log: bool | str = True,
     durability: str = "write",
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    predict: str = "label",
 ) -> dict[str, Any]:
     """The initial ``state.json`` of a deployment (also used by the container entry point)."""
+    check_predict_mode(predict)
     if durability not in ("write", "fsync"):
         raise ServingError(f"durability must be 'write' or 'fsync', not {durability!r}")
     if prediction_log is True:  # the project's store: prediction_log in config, else SQLite
@@ -154,6 +157,7 @@ def new_state(
             "max_wait_ms": float(max_wait_ms),
         },
         "max_body_bytes": int(max_body_bytes),
+        "predict": predict,
         "log_file": LOG_FILE,
     }
     record_event(state, "deploy", primary=ref.label)
@@ -217,6 +221,7 @@ def deploy(
     prediction_log: bool | str = True,
     durability: str = "write",
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    predict: str = "label",
     config: Config | None = None,
 ) -> Deployment:
     """Serve ``target`` (``name@alias``, ``name/version`` or a URI) in a detached server.
@@ -226,13 +231,18 @@ def deploy(
     ``token`` protects every endpoint but ``/health`` (only its hash is stored).
     ``prediction_log`` is True (the project's ``prediction_log`` setting, else its SQLite
     file), False, or a store URL (``sqlite:///...``, ``postgresql://...``); ``durability``
-    ``"write"`` survives a killed server, ``"fsync"`` also a machine crash.
+    ``"write"`` survives a killed server, ``"fsync"`` also a machine crash. ``predict``
+    ``"proba"`` answers class probabilities by default (a model without ``predict_proba`` is
+    refused here, before any server starts); requests choose with ``?predict=``.
     """
     config = config or load_config()
     config.ensure_dirs()
     if workers < 1:
         raise ServingError("workers must be at least 1.")
+    check_predict_mode(predict)
     ref = resolve_target(target, config)
+    if predict == "proba":
+        _require_proba(ref)
     name = name or default_deployment_name(ref)
     folder = deployment_folder(name, config)
     with locked(folder):
@@ -253,20 +263,11 @@ def deploy(
         try:
             bound = sock.getsockname()[1]
             state = new_state(
-                ref,
-                name=name,
-                host=host,
-                port=bound,
-                workers=workers,
-                config=config,
-                token=token,
-                batching=batching,
-                max_batch_rows=max_batch_rows,
-                max_wait_ms=max_wait_ms,
-                prediction_log=prediction_log,
-                durability=durability,
-                max_body_bytes=max_body_bytes,
-            )
+                ref, name=name, host=host, port=bound, workers=workers,
+                config=config, token=token, batching=batching, max_batch_rows=max_batch_rows,
+                max_wait_ms=max_wait_ms, prediction_log=prediction_log, durability=durability,
+                max_body_bytes=max_body_bytes, predict=predict,
+            )  # fmt: skip
             for ack in (folder / ACKS_DIR).glob("*.json"):
                 ack.unlink(missing_ok=True)
             write_state(folder, state)
@@ -292,6 +293,15 @@ def deploy(
         current["status"] = "running"
         write_state(folder, current)
     return deployment_from_state(folder, current, "running")
+
+
+def _require_proba(ref: ModelRef) -> None:
+    """Refuse ``predict="proba"`` for a model without ``predict_proba`` (loads it here)."""
+    from jupyter_mlops.serving.proba import no_proba_message, proba_of
+    from jupyter_mlops.serving.targets import load_pyfunc
+
+    if proba_of(load_pyfunc(ref)) is None:
+        raise ServingError(no_proba_message(ref.label))
 
 
 def stop(name: str, *, timeout: float = 10.0, config: Config | None = None) -> Deployment:

@@ -22,14 +22,15 @@ from jupyter_mlops.predlog import LogWriter
 from jupyter_mlops.registry.refs import ModelRef
 from jupyter_mlops.serving.batching import Batcher, Pending
 from jupyter_mlops.serving.errors import PredictionError, log_failed
+from jupyter_mlops.serving.frames import to_frame
 from jupyter_mlops.serving.metrics import Metrics
+from jupyter_mlops.serving.proba import proba_of, proba_rows
 from jupyter_mlops.serving.targets import load_pyfunc, requirement_mismatches
 from jupyter_mlops.serving.validation import (
     InputSpec,
     RawInput,
     TableInput,
     records_input,
-    to_frame,
 )
 
 __all__ = ["LoadedModel", "load_model"]
@@ -67,6 +68,7 @@ class LoadedModel:
         self.model = model
         self.deployment = deployment
         self.spec = InputSpec.from_model(model)
+        self.proba = proba_of(model)  # predict_proba and class order, None for labels only
         self.log = log
         self.metrics = metrics
         self.labels = (ref.name or "", ref.version or "")
@@ -89,7 +91,10 @@ class LoadedModel:
                 pending.append(durable)
         return outcomes, _all_done(pending) if pending else None
 
-    def _predict(self, data: Any, params: dict[str, Any] | None) -> Any:
+    def _predict(self, data: Any, params: dict[str, Any] | None, output: str = "label") -> Any:
+        if output == "proba":
+            assert self.proba is not None  # the runtime refuses proba requests otherwise
+            return proba_rows(self.proba.fn(data), self.proba.classes)
         if params:
             return self.model.predict(data, params=params)
         return self.model.predict(data)
@@ -100,7 +105,7 @@ class LoadedModel:
         first = batch[0]
         try:
             if isinstance(first.input, RawInput):
-                raw = self._predict(_as_array(first.input.value), first.params)
+                raw = self._predict(_as_array(first.input.value), first.params, first.output)
                 outputs: list[Any] = [_jsonable(raw)]
                 total = first.input.n_rows
             else:
@@ -112,7 +117,7 @@ class LoadedModel:
                         for k in first.input.key
                     }
                 total = sum(p.input.n_rows for p in batch)
-                raw = self._predict(to_frame(data, self.spec), first.params)
+                raw = self._predict(to_frame(data, self.spec), first.params, first.output)
                 rows = _rows_of(raw)
                 if rows is None or len(rows) != total:
                     if len(batch) > 1:  # not row-shaped: predict the requests one by one
@@ -126,7 +131,9 @@ class LoadedModel:
         except Exception as exc:
             if len(batch) > 1:  # isolate the request that broke the batch
                 return self._one_by_one(batch)
-            return [_prediction_failed(exc)], None
+            sent = first.input.data if isinstance(first.input, TableInput) else {}
+            absent = [n for n in self.spec.names if sent and n not in sent]
+            return [_prediction_failed(exc, absent)], None
         self.metrics.observe_batch(self.labels, total)
         if self.log is None:
             return outputs, None
@@ -193,11 +200,17 @@ def _jsonable(raw: Any) -> Any:
     return raw
 
 
-def _prediction_failed(exc: Exception) -> PredictionError:
+def _prediction_failed(exc: Exception, absent: list[str]) -> PredictionError:
     text = str(getattr(exc, "message", None) or exc).strip().splitlines()
     message = text[0] if text else type(exc).__name__
     # MLflow's own schema enforcement: the input does not fit the model.
     status = 422 if "schema" in message.lower() or "incompatible" in message.lower() else 500
+    if absent:  # optional columns left out, as MLflow leaves them out: say so
+        status = 422
+        message += (
+            f" (optional column(s) {absent} were absent from the request; the model may need "
+            "them: send them, null where unknown)"
+        )
     return PredictionError(f"The model failed on this input: {message}", status=status)
 
 

@@ -34,6 +34,7 @@ __all__ = [
     "answer",
     "error_response",
     "json_response",
+    "openapi_with_classes",
     "parse_request",
     "read_body",
 ]
@@ -113,6 +114,15 @@ def error_response(
 
 
 _RECORD_EXAMPLE = {"sepal length (cm)": 5.1, "sepal width (cm)": 3.5}
+_PREDICT_PARAMETER = {
+    "name": "predict",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string", "enum": ["label", "proba"]},
+    "description": "label: the model's predict; proba: one {class: probability} per row, "
+    "in the class order of /version (classifiers only; the default is the deployment's "
+    "--predict).",
+}
 #: OpenAPI details of ``/predict`` (request body and the sticky routing header).
 PREDICT_OPENAPI = {
     "requestBody": {
@@ -137,6 +147,7 @@ PREDICT_OPENAPI = {
             "schema": {"type": "string"},
             "description": "Sticky routing key: the same key always reaches the same model.",
         },
+        _PREDICT_PARAMETER,
     ],
 }
 #: OpenAPI details of ``/invocations``.
@@ -155,4 +166,47 @@ INVOCATIONS_OPENAPI = {
             "text/csv": {"schema": {"type": "string"}},
         },
     },
+    "parameters": [_PREDICT_PARAMETER],
 }
+
+
+def openapi_with_classes(
+    schema: dict[str, Any], classes: list[Any] | None, default: str
+) -> dict[str, Any]:
+    """The app's OpenAPI schema with what this deployment answers: the default ``predict``
+    mode and, for a classifier, its class order and the shape of a probability row."""
+    import copy
+
+    schema = copy.deepcopy(schema)
+    schema.setdefault("info", {})["x-predict"] = default
+    schema["info"]["x-classes"] = classes
+    label = {"description": "the model's prediction for the row (label)"}
+    row: dict[str, Any] = label
+    if classes is not None:
+        names = [str(c) for c in classes]
+        proba = {
+            "type": "object",
+            "description": f"probabilities per class, in the order {names}",
+            "properties": {n: {"type": "number", "minimum": 0, "maximum": 1} for n in names},
+            "required": names,
+            "x-classes": classes,
+        }
+        row = {"oneOf": [label, proba]}
+    for path in ("/predict", "/invocations"):
+        operation = schema.get("paths", {}).get(path, {}).get("post")
+        if operation is None:
+            continue
+        for parameter in operation.get("parameters", []):
+            if parameter.get("name") == "predict":
+                parameter["schema"]["default"] = default
+                if classes is not None:
+                    parameter["description"] += f" Classes: {[str(c) for c in classes]}."
+        predictions = {"type": "array", "items": row}
+        properties: dict[str, Any] = {"predictions": predictions}
+        if path == "/predict":
+            properties |= {"request_id": {"type": "string"}, "model": {"type": "object"}}
+        operation.setdefault("responses", {})["200"] = {
+            "description": "Predictions, one per input row",
+            "content": {JSON: {"schema": {"type": "object", "properties": properties}}},
+        }
+    return schema

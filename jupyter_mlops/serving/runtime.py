@@ -32,6 +32,7 @@ from jupyter_mlops.serving.batching import Pending
 from jupyter_mlops.serving.errors import InputError, PredictionError, ServingError
 from jupyter_mlops.serving.metrics import Metrics
 from jupyter_mlops.serving.models import LoadedModel, load_model
+from jupyter_mlops.serving.proba import no_proba_message, request_mode
 from jupyter_mlops.serving.protocols import (
     answer,
     error_response,
@@ -90,6 +91,7 @@ class ServingRuntime:
         self.name = str(state["name"])
         self.max_body = int(state.get("max_body_bytes") or DEFAULT_MAX_BODY_BYTES)
         self.batching = dict(state.get("batching") or {})
+        self.predict_mode = str(state.get("predict") or "label")  # what requests get by default
         self.metrics = Metrics(self.name)
         self.predict_pool = ThreadPoolExecutor(2, thread_name_prefix="predict")
         self.load_pool = ThreadPoolExecutor(1, thread_name_prefix="load")
@@ -132,7 +134,7 @@ class ServingRuntime:
         self.load_pool.shutdown(wait=False)
 
     def _new_model(self, ref: ModelRef) -> LoadedModel:
-        return LoadedModel(
+        loaded = LoadedModel(
             ref,
             load_model(ref),
             deployment=self.name,
@@ -141,6 +143,15 @@ class ServingRuntime:
             metrics=self.metrics,
             batching=self.batching,
         )
+        if self.predict_mode == "proba" and loaded.proba is None:  # refused like a bad load
+            raise ServingError(no_proba_message(ref.label))
+        return loaded
+
+    def classes(self) -> list[Any] | None:
+        """The primary model's class order (None when it answers labels only)."""
+        table = self.table
+        proba = table.primary.proba if table is not None else None
+        return list(proba.classes) if proba is not None else None
 
     async def apply(self, state: dict[str, Any], *, initial: bool = False) -> None:
         """Serve what ``state`` says: load new models first, then switch in one step."""
@@ -223,8 +234,13 @@ class ServingRuntime:
         try:
             body = await read_body(request, self.max_body)
             content_type = request.headers.get("content-type")
+            output = request_mode(request.query_params.get("predict"), self.predict_mode)
+            if output == "proba" and model.proba is None:
+                raise InputError(
+                    no_proba_message(model.ref.label), status=400, code="NO_PREDICT_PROBA"
+                )
             inp, params = parse_request(endpoint, body, content_type, model.spec)
-            pending = Pending(inp, params, request_id, started, ts, endpoint, role)
+            pending = Pending(inp, params, request_id, started, ts, endpoint, role, output)
             outputs = await model.batcher.submit(pending)
             rows = inp.n_rows
             response = json_response(
@@ -253,9 +269,12 @@ class ServingRuntime:
         table = self.table
         assert table is not None
         models = [
-            {**m.info, "uri": m.ref.uri, "target": m.ref.target, "role": role, "weight": w}
+            {
+                **m.info, "uri": m.ref.uri, "target": m.ref.target, "role": role, "weight": w,
+                "classes": list(m.proba.classes) if m.proba is not None else None,
+            }
             for m, role, w in table.split()
-        ]
+        ]  # fmt: skip
         if table.canary is not None and table.weight <= 0:
             models.append(
                 {
@@ -264,6 +283,7 @@ class ServingRuntime:
                     "role": "canary",
                     "target": table.canary.ref.target,
                     "weight": 0.0,
+                    "classes": list(table.canary.proba.classes) if table.canary.proba else None,
                 }
             )
         primary = table.primary.info
@@ -272,6 +292,8 @@ class ServingRuntime:
             "model_name": primary["name"],
             "model_version": primary["version"],
             "run_id": primary["run_id"],
+            "predict": self.predict_mode,
+            "classes": self.classes(),
             "models": models,
             "traffic": {entry["role"]: entry["weight"] for entry in models},
             "generation": table.generation,

@@ -1,10 +1,19 @@
 """Request bodies -> model inputs, checked against the model's signature.
 
 Every problem becomes an :class:`InputError` with an HTTP status and a message that names the
-column and what is wrong with it (missing, unexpected, wrong type, null/NaN), so clients can
-fix their request and the server stays up. Inputs are kept column-major (``{column: [values]}``)
-so that the micro-batcher can join requests by concatenating lists, build one DataFrame per
-batch, and the prediction log can store them as they came.
+column and what is wrong with it (missing, unexpected, wrong type, a null MLflow refuses), so
+clients can fix their request and the server stays up. Inputs are kept column-major
+(``{column: [values]}``) so that the micro-batcher can join requests by concatenating lists,
+build one DataFrame per batch, and the prediction log can store them as they came.
+
+The checks follow MLflow's own signature enforcement (``mlflow.models.utils._enforce_schema``,
+what ``mlflow.pyfunc`` and MLflow's scoring server apply), so a request is refused here exactly
+when MLflow would refuse it: *required* means the column must be present, not that its values
+must be set. ``null``/``NaN`` are accepted in double, float, string, boolean, binary and
+datetime columns (a pipeline that imputes gets them as NaN/None); integer columns cannot hold
+a missing value in MLflow, so a null there is refused. An optional column absent from a whole
+request stays absent, as in MLflow; a record lacking a column that other records of the
+request have gets null for it, as ``pandas.DataFrame(records)`` does.
 """
 
 from __future__ import annotations
@@ -27,14 +36,6 @@ except ImportError:  # pragma: no cover
     _fast_loads, _FastDecodeError = json.loads, ValueError
 
 MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
-
-_NUMPY_DTYPES = {
-    "double": "float64",
-    "float": "float32",
-    "long": "int64",
-    "integer": "int32",
-    "boolean": "bool",
-}
 
 
 @dataclass(frozen=True)
@@ -279,15 +280,10 @@ def from_records(records: list[Any], spec: InputSpec) -> TableInput:
         try:
             data[name] = [rec[name] for rec in records]
         except KeyError:
-            if column.required:
-                missing_at = next(i for i, rec in enumerate(records) if name not in rec)
-                raise InputError(
-                    f"Missing column {name!r} in record {missing_at}; expected columns: "
-                    f"{spec.names}.",
-                    code="MISSING_COLUMN",
-                    column=name,
-                ) from None
-            data[name] = [rec.get(name) for rec in records]
+            if any(name in layout for layout in seen_layouts):  # null where a record lacks it
+                data[name] = [rec.get(name) for rec in records]
+            elif column.required:
+                raise _missing(column, spec) from None
     return _check(data, len(records), spec, already_named=True)
 
 
@@ -302,30 +298,32 @@ def _check(
         if extra:
             raise _unexpected(extra[0], spec)
         for column in spec.columns:
-            if column.name not in data:
-                if column.required:
-                    raise InputError(
-                        f"Missing column {column.name!r}; expected columns: {spec.names}.",
-                        code="MISSING_COLUMN",
-                        column=column.name,
-                    )
-                data[column.name] = [None] * n_rows
-        data = {c.name: data[c.name] for c in spec.columns}
+            if column.required and column.name not in data:
+                raise _missing(column, spec)
+        data = {c.name: data[c.name] for c in spec.columns if c.name in data}
     for column in spec.columns:
-        _check_values(column, data[column.name])
+        if column.name in data:
+            _check_values(column, data[column.name])
     return TableInput(data, n_rows, tuple(data))
 
 
+def _missing(column: Column, spec: InputSpec) -> InputError:
+    return InputError(
+        f"Missing column {column.name!r} (required by the model's signature); expected "
+        f"columns: {spec.names}.",
+        code="MISSING_COLUMN",
+        column=column.name,
+    )
+
+
 def _check_values(column: Column, values: list[Any]) -> None:
+    """Refuse what MLflow's enforcement refuses; ``None`` and ``NaN`` are both "missing"."""
     kind = column.type
     if kind in ("double", "float"):
         for i, v in enumerate(values):
             t = type(v)
-            if t is float:
-                if v != v and column.required:
-                    raise _null(column, i, "NaN")
-            elif t is not int:
-                _other(column, i, v, "a number")
+            if t is not float and t is not int and v is not None:
+                _wrong(column, i, v, "a number")
     elif kind in ("long", "integer"):
         for i, v in enumerate(values):
             t = type(v)
@@ -333,26 +331,25 @@ def _check_values(column: Column, values: list[Any]) -> None:
                 continue
             if t is float and v.is_integer():
                 values[i] = int(v)  # 3.0 from a JSON encoder that writes all numbers as floats
-            elif t is float and math.isnan(v):
-                if column.required:
-                    raise _null(column, i, "NaN")
+            elif v is None or (t is float and math.isnan(v)):
+                raise _null_integer(column, i, "null" if v is None else "NaN")
             else:
-                _other(column, i, v, "an integer")
+                _wrong(column, i, v, "an integer")
     elif kind == "boolean":
         for i, v in enumerate(values):
-            if type(v) is not bool:
-                _other(column, i, v, "true or false")
+            if type(v) is not bool and not _is_null(v):
+                _wrong(column, i, v, "true or false")
     elif kind in ("string", "binary", "datetime"):
         for i, v in enumerate(values):
-            if type(v) is not str:
-                _other(column, i, v, "a string")
+            if type(v) is not str and not _is_null(v):
+                _wrong(column, i, v, "a string")
 
 
-def _other(column: Column, i: int, value: Any, expected: str) -> None:
-    if value is None:
-        if column.required:
-            raise _null(column, i, "null")
-        return
+def _is_null(value: Any) -> bool:
+    return value is None or (type(value) is float and math.isnan(value))
+
+
+def _wrong(column: Column, i: int, value: Any, expected: str) -> None:
     raise InputError(
         f"Column {column.name!r} expects {expected} ({column.type}); record {i} has "
         f"{_json_type(value)} {_short(value)}.",
@@ -361,9 +358,12 @@ def _other(column: Column, i: int, value: Any, expected: str) -> None:
     )
 
 
-def _null(column: Column, i: int, what: str) -> InputError:
+def _null_integer(column: Column, i: int, what: str) -> InputError:
+    """MLflow cannot put a missing value in an integer column (pandas makes it float)."""
     return InputError(
-        f"Column {column.name!r} is required but record {i} has {what}.",
+        f"Column {column.name!r} is an integer column ({column.type}) and record {i} has "
+        f"{what}: MLflow signatures allow no missing integers. Send a number, or log the "
+        "model from data where this column has missing values (it becomes double).",
         code="MISSING_VALUE",
         column=column.name,
     )
@@ -405,26 +405,3 @@ def _json_type(value: Any) -> str:
 def _short(value: Any) -> str:
     text = json.dumps(value, default=str)
     return text if len(text) <= 40 else text[:37] + "..."
-
-
-# -- TableInput(s) -> DataFrame -----------------------------------------------------------
-
-
-def to_frame(data: dict[str, list[Any]], spec: InputSpec) -> Any:
-    """One DataFrame from column lists, with the dtypes the signature asks for."""
-    import numpy as np
-    import pandas as pd
-
-    if spec.columns is None:
-        return pd.DataFrame(data)
-    columns: dict[str, Any] = {}
-    for column in spec.columns:
-        values = data[column.name]
-        dtype = _NUMPY_DTYPES.get(column.type)
-        if dtype is not None and None not in values:
-            columns[column.name] = np.asarray(values, dtype=dtype)
-        elif column.type == "datetime":
-            columns[column.name] = pd.to_datetime(values)
-        else:
-            columns[column.name] = pd.Series(values, dtype=object if dtype is None else None)
-    return pd.DataFrame(columns, copy=False)
