@@ -337,3 +337,42 @@ def test_evaluator_runs_only_side_effect_free_expressions() -> None:
     )
     X, y = inputs["m"]
     assert list(X.columns) == ["a", "b"] and len(X) == 2 and y is None
+
+
+# -- the same in a real kernel ------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_kernel_run_logs_predictor_search_and_array_signature(project: Path) -> None:
+    import nbformat
+
+    from jupyter_mlops.pipelines.execute import execute_notebook
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    cells = [
+        "%load_ext jupyter_mlops",
+        SETUP,
+        # a scaler fitted on its own, then a search over a classifier on the scaled array
+        "%%track -e kernel\n"
+        "A = df[cols].values\n"
+        "scaler = StandardScaler().fit(A)\n"
+        "S = scaler.transform(A)\n"
+        'search = GridSearchCV(LogisticRegression(max_iter=500), {"C": [0.1, 1.0]}, cv=3)\n'
+        "search.fit(A[:400], y_all[:400])\n",
+    ]
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
+    path = project / "search.ipynb"
+    nbformat.write(nb, path)
+    out = nbformat.read(execute_notebook(path, project / "search.out.ipynb"), as_version=4)
+    mlflow.set_tracking_uri(load_config().tracking_uri)  # the kernel's store, for model reads
+    card = json.dumps(out.cells[2].outputs)
+    assert "scaler: StandardScaler only transforms" in card
+    run = _last_run()
+    assert list(_models(run)) == ["search"]
+    assert run.data.params["C"] in ("0.1", "1.0") and "best_cv_score" in run.data.metrics
+    assert [c["name"] for c in _inputs(_models(run)["search"])] == COLS
