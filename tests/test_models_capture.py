@@ -260,7 +260,7 @@ def test_messy_data_signature_allows_missing_values(shell) -> None:  # type: ign
 messy = pd.concat([df[cols]] * 3, ignore_index=True)
 y3 = pd.concat([y_all] * 3, ignore_index=True)
 messy["size"] = np.where(messy["mean area"] > 600, "large", "small").astype(object)
-messy.loc[1500:, "mean texture"] = np.nan  # missing values only after the first 1,000 rows
+messy.loc[1500:, "mean texture"] = np.nan  # missing values only after the first 200 rows
 messy.loc[1600:1610, "size"] = None
 numeric = make_pipeline(SimpleImputer(), StandardScaler())
 categorical = make_pipeline(SimpleImputer(strategy="most_frequent"), OneHotEncoder())

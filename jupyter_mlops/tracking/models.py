@@ -359,7 +359,7 @@ def select_models(
 
 # -- what a signature is inferred from ----------------------------------------------------
 
-SIGNATURE_ROWS = 1000  # rows a signature is inferred from (and the model predicts on)
+SIGNATURE_ROWS = 200  # rows a signature is inferred from (and the model predicts on)
 
 
 def head(X: Any, n: int) -> Any:
@@ -387,14 +387,14 @@ def signature_sample(X: Any) -> Any:
         return first
     try:
         missing = X.isna()
-        later = [
-            c for c in X.columns if missing[c].any() and not missing[c].iloc[: len(first)].any()
-        ]
+        seen = missing.iloc[: len(first)].any()
+        later = [c for c, anywhere in missing.any().items() if anywhere and not seen[c]]
         if not later:
             return first
         import pandas as pd
 
-        rows = [X.loc[missing[c]].iloc[:1] for c in later]
-        return pd.concat([first, *rows])
+        # the first row where each such column is missing (argmax of a boolean column)
+        rows = sorted({int(missing[c].to_numpy().argmax()) for c in later})
+        return pd.concat([first, X.iloc[rows]])
     except Exception:  # an unusual frame: its first rows still give a signature
         return first
