@@ -17,7 +17,12 @@ from mlflow import MlflowClient
 
 import jupyter_mlops
 from jupyter_mlops.config import load_config
-from jupyter_mlops.tracking.models import evaluate, fit_inputs_from_cell
+from jupyter_mlops.tracking.models import (
+    evaluate,
+    fit_inputs_from_cell,
+    name_columns,
+    select_models,
+)
 
 from .helpers import free_port, running
 
@@ -337,6 +342,28 @@ def test_evaluator_runs_only_side_effect_free_expressions() -> None:
     )
     X, y = inputs["m"]
     assert list(X.columns) == ["a", "b"] and len(X) == 2 and y is None
+
+
+def test_select_models_takes_recorded_fit_inputs() -> None:
+    """The interface for a recorder of the actual fit-call arguments (receiver -> (X, y))."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    frame = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0], "b": [1.0, 0.0, 1.0, 0.0]})
+    first_batch = frame.to_numpy()[:2]
+    labels = [0, 1, 0, 1]
+    ns = {
+        "frame": frame,
+        "arr": frame.to_numpy(),
+        "scaler": StandardScaler().fit(frame),
+        "clf": LogisticRegression().fit(frame.to_numpy(), labels),
+    }
+    tree = ast.parse("arr = frame.to_numpy()\nclf.partial_fit(arr[:2], y)\n")
+    recorded = name_columns({"clf": (first_batch, labels[:2])}, tree, ns)
+    models, training, skipped = select_models(["scaler", "clf"], ns, recorded)
+    assert list(models) == ["clf"] and "scaler" in skipped
+    X, y = training["clf"]
+    assert list(X.columns) == ["a", "b"] and X.shape == (2, 2) and y == [0, 1]
 
 
 # -- the same in a real kernel ------------------------------------------------------------
