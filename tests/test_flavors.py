@@ -89,6 +89,9 @@ def test_capture_asks_the_registry(registry: None) -> None:
     class Thing:
         toy = 7
 
+        def predict(self, X: Any) -> Any:  # a predictor: only predictors are a cell's models
+            return X
+
     flavors.register(_Toy())
     facts = analyse_cell("thing = Thing()\nn = 3\n")
     got = capture(facts, {"thing": Thing(), "n": 3})

@@ -24,7 +24,10 @@ class Track(Command):
 
         Params are the cell's literal assignments and the fitted models' hyperparameters;
         metrics are numeric results with metric-like names (acc, f1, rmse, val_*, ...);
-        fitted scikit-learn models are logged in MLflow's format. Example::
+        the fitted predictors are logged in MLflow's format, with a signature from the data
+        their fit received (transformers fitted on their own are listed as skipped). A
+        hyperparameter search logs its best estimator, best params, best CV score and
+        mlops/cv_results.csv. Example::
 
             %%track --experiment iris --data data/iris.csv
             model = RandomForestClassifier(n_estimators=100).fit(X_train, y_train)
@@ -46,6 +49,11 @@ class Track(Command):
         add("--model", metavar="NAME", help="log only this variable as the model")
         add("--tag", action="append", metavar="KEY=VALUE", help="run tag (repeatable)")
         add("--no-model", action="store_true", help="do not log models")
+        add(
+            "--search-runs",
+            action="store_true",
+            help="log one child run per candidate of a hyperparameter search",
+        )
         add("--quiet", action="store_true", help="do not show the run card")
 
     def run(self, args: argparse.Namespace, context: Context) -> Any:
@@ -93,6 +101,7 @@ class Track(Command):
             metrics=metrics,
             model=args.model,
             log_models=not args.no_model,
+            search_runs=args.search_runs,
             tags=run_tags,
             raw_source=args.cell,
             on_run=show,

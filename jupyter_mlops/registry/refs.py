@@ -73,6 +73,8 @@ class ModelRef:
     target: str | None = None
     source: str | None = None
     example: dict[str, Any] | None = field(default=None, compare=False)
+    # False: the model has no signature, so a server cannot check its inputs (None: unknown)
+    signature: bool | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not self.uri:

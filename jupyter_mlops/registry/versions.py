@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from jupyter_mlops._util.reprs import shown_as_text
@@ -32,6 +32,11 @@ if TYPE_CHECKING:
 # Run tags copied onto the version, so its lineage is readable without the run.
 _LINEAGE_TAGS = (TAG_NOTEBOOK, TAG_SOURCE_HASH, "mlflow.source.git.commit")
 _TAG_LIMIT = 4900  # MLflow's tag values hold 5000 characters
+TAG_SIGNATURE = "mlops.signature"  # "missing" on a version whose model has no signature
+NO_SIGNATURE_WARNING = (
+    "the model has no signature: a deployment will not check its inputs (track the cell "
+    "that fits it on named training data, or log it with a signature)"
+)
 
 
 @shown_as_text
@@ -46,9 +51,11 @@ class Registration:
     aliases: list[str]
     gate: GateResult | None = None
     comparison: dict[str, Any] | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         lines = [f"Registered {self.name} version {self.version} from run {self.run_id}"]
+        lines.extend(f"  warning: {text}" for text in self.warnings)
         if self.aliases:
             lines.append(f"  aliases: {', '.join(self.aliases)}")
         if self.gate:
@@ -131,6 +138,10 @@ def register(
             expected[against] = comparison.incumbent_version
 
     tags = _version_tags(found, model_name, gate if gate_result is not None else None)
+    warnings = []
+    if _signature_missing(model_uri):
+        tags[TAG_SIGNATURE] = "missing"
+        warnings.append(NO_SIGNATURE_WARNING)
     version = _create_version(client, name, model_uri, found.info.run_id, tags)
     _set_aliases(
         client,
@@ -149,7 +160,22 @@ def register(
         list(aliases),
         gate_result,
         comparison.to_dict() if comparison else None,
+        warnings,
     )
+
+
+def _signature_missing(model_uri: str) -> bool:
+    """True if the model at ``model_uri`` was logged without a signature.
+
+    False when its metadata cannot be read: the warning is for a known gap, and the
+    registration itself does not depend on it.
+    """
+    from mlflow.models import get_model_info
+
+    try:
+        return get_model_info(model_uri).signature is None
+    except Exception:
+        return False
 
 
 def _check_request(

@@ -108,6 +108,15 @@ class Deployment:
         except urllib.error.HTTPError as exc:
             raise ServingError(f"{self.name}: HTTP {exc.code}: {exc.read().decode()}") from exc
 
+    @property
+    def unchecked_inputs(self) -> list[str]:
+        """A warning per served model that has no signature: its inputs are not checked."""
+        return [
+            f"not checked for {ref.label} (the model has no signature)"
+            for _, ref, _ in self._model_lines()
+            if ref.signature is False
+        ]
+
     def _model_lines(self) -> list[tuple[str, ModelRef, float]]:
         lines = [("primary", self.primary, 100.0 - (self.canary_weight if self.canary else 0))]
         if self.canary is not None:
@@ -126,6 +135,7 @@ class Deployment:
             out.append(f"  previous primaries: {earlier}")
         if self.predict_mode == "proba":
             out.append("  answers: class probabilities (?predict=label for labels)")
+        out.extend(f"  inputs:  {text}" for text in self.unchecked_inputs)
         if self.status in ("running", "starting"):
             out.append(f"  docs:    {self.url}/docs")
             out.append(f"  example: {self.curl_example()}")
@@ -151,6 +161,7 @@ class Deployment:
             "<table><tr><th>role</th><th>model</th><th>traffic</th><th>run</th><th>uri</th></tr>"
             f"{rows}</table>"
         )
+        body += "".join(f"<p>inputs: {esc(text)}</p>" for text in self.unchecked_inputs)
         if self.status in ("running", "starting"):
             body += f"<pre>{esc(self.curl_example())}</pre>"
         else:
@@ -176,6 +187,7 @@ class Deployment:
             ),
             "log_file": str(self.log_file),
             "predict": self.predict_mode,
+            "unchecked_inputs": self.unchecked_inputs,
         }
 
 

@@ -80,6 +80,18 @@ def _example_record(source: str | None) -> dict[str, Any] | None:
         return None
 
 
+def _has_signature(source: str | None) -> bool | None:
+    """Whether the model in ``source`` has a signature (None when it cannot be read)."""
+    if source is None:
+        return None
+    try:
+        from mlflow.models import Model
+
+        return Model.load(source).signature is not None
+    except Exception:
+        return None
+
+
 def _plain(value: Any) -> Any:
     item = getattr(value, "item", None)
     return item() if callable(item) else value
@@ -115,6 +127,7 @@ def resolve_target(target: str, config: Config | None = None) -> ModelRef:
                 name=Path(local).name,
                 source=local,
                 example=_example_record(local),
+                signature=_has_signature(local),
             )
     mlflow_client = client(config)
     try:
@@ -179,6 +192,7 @@ def _resolve_models_uri(mlflow_client: Any, target: str, uri: str) -> ModelRef:
             run_id=logged.source_run_id,
             source=source,
             example=_example_record(source),
+            signature=_has_signature(source),
         )
     name, version = mv.name, str(mv.version)
     try:
@@ -194,6 +208,7 @@ def _resolve_models_uri(mlflow_client: Any, target: str, uri: str) -> ModelRef:
         alias=alias,
         source=source,
         example=_example_record(source),
+        signature=_has_signature(source),
     )
 
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from jupyter_mlops.tracking import flavors
+from jupyter_mlops.tracking import flavors, models
 from jupyter_mlops.tracking.values import MAX_PARAM_LENGTH, as_metric_value, as_param_value
 
 _METRIC_WORDS = (
@@ -41,6 +41,7 @@ class CellFacts:
     literals: dict[str, Any] = field(default_factory=dict)  # name -> literal value
     fitted: list[str] = field(default_factory=list)  # names whose .fit(...) was called
     fit_data: dict[str, tuple[ast.expr | None, ast.expr | None]] = field(default_factory=dict)
+    tree: ast.Module | None = field(default=None, repr=False)  # for tracking/models.py
 
 
 def _target_names(target: ast.expr) -> Iterable[str]:
@@ -85,8 +86,8 @@ def analyse_cell(source: str) -> CellFacts:
 
     ``source`` must be plain Python (IPython syntax already transformed).
     """
-    facts = CellFacts()
     tree = ast.parse(source)
+    facts = CellFacts(tree=tree)
 
     def assign(name: str, value: ast.expr | None) -> None:
         if name not in facts.assigned:
@@ -158,13 +159,6 @@ class Captured:
     skipped: dict[str, str] = field(default_factory=dict)  # name -> why it was not logged
 
 
-def _eval_name(node: ast.expr | None, namespace: Mapping[str, Any]) -> Any:
-    """The value of a fit argument when it is a plain name (``X_train``); else None."""
-    if isinstance(node, ast.Name):
-        return namespace.get(node.id)
-    return None
-
-
 def capture(
     facts: CellFacts,
     namespace: Mapping[str, Any],
@@ -216,20 +210,21 @@ def capture(
                 out.skipped[name] = "named with --model but not a fitted estimator"
     else:
         candidates = [n for n in [*facts.assigned, *facts.fitted] if not n.startswith("_")]
-    seen: set[int] = set()
-    model_flavors: dict[str, flavors.Flavor] = {}
-    for name in dict.fromkeys(candidates):
-        obj = namespace.get(name)
-        if obj is None or id(obj) in seen:
-            continue
-        flavor = flavors.flavor_for(obj)
-        if flavor is None:
-            continue
-        seen.add(id(obj))
-        out.models[name] = obj
-        model_flavors[name] = flavor
-        x_node, y_node = facts.fit_data.get(name, (None, None))
-        out.training_data[name] = (_eval_name(x_node, namespace), _eval_name(y_node, namespace))
+    # Which objects are models (predictors, not the steps inside them) and what each was
+    # fitted on: tracking/models.py.
+    fit_inputs = models.fit_inputs_from_cell(facts.tree, namespace)
+    if model_names is None:
+        candidates += [n for n in fit_inputs if not n.startswith("_")]
+    chosen, training_data, skipped = models.select_models(
+        candidates, namespace, fit_inputs, explicit=model_names is not None
+    )
+    out.models.update(chosen)
+    out.training_data.update(training_data)
+    out.skipped.update(skipped)
+    model_flavors = {
+        name: flavors.flavor_for(model) or flavors.get(flavors.FALLBACK)
+        for name, model in out.models.items()
+    }
 
     # Hyperparameters: bare names for a single model, prefixed when several; a cell literal
     # of the same name wins, and a clash with a different value keeps both (prefixed).

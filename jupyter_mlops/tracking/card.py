@@ -60,6 +60,8 @@ class RunCard:
                 else f"{rec.name}: NOT LOGGED ({rec.error})"
             )
         rows.append(("models", models))
+        # Fitted objects that are not the cell's models (a scaler, a pipeline's own step)
+        rows.append(("skipped", [f"{name}: {why}" for name, why in run.skipped.items()]))
         rows.append(
             (
                 "data",

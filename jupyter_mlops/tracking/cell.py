@@ -38,6 +38,7 @@ def track_code(
     metrics: Iterable[str] = (),
     model: str | None = None,
     log_models: bool = True,
+    search_runs: bool = False,
     tags: Mapping[str, str] | None = None,
     raw_source: str | None = None,
     config: Config | None = None,
@@ -50,12 +51,19 @@ def track_code(
     stored as the run's code. If ``execute`` raises, the params and metrics it set
     before failing are still logged, the run ends FAILED and the exception propagates.
     ``on_run`` is called with the run once it has ended, successful or not.
+    ``search_runs`` logs one child run per candidate of a hyperparameter search.
     """
     facts = analyse_cell(source)  # a SyntaxError surfaces before any run exists
     run_ref: TrackedRun | None = None
     try:
         with track(
-            experiment, name=name, data=data, tags=tags, namespace=namespace, config=config
+            experiment,
+            name=name,
+            data=data,
+            tags=tags,
+            namespace=namespace,
+            search_runs=search_runs,
+            config=config,
         ) as run:
             run_ref = run
             failed = True

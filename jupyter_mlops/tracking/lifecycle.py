@@ -117,6 +117,7 @@ def track(
     tags: Mapping[str, Any] | None = None,
     notebook: str | None = None,
     namespace: Mapping[str, Any] | None = None,
+    search_runs: bool = False,
     config: Config | None = None,
 ) -> Iterator[TrackedRun]:
     """Record the enclosed work as an MLflow run and end it FINISHED or FAILED.
@@ -125,7 +126,8 @@ def track(
     the run records exactly what the work read. If the body raises, the run is marked
     FAILED with the traceback as an artifact, what was logged is kept, and the exception
     propagates. ``namespace`` (e.g. a notebook's globals) is used to find the notebook
-    and the package versions in use.
+    and the package versions in use. ``search_runs`` logs one child run per candidate of
+    each hyperparameter search logged as a model.
     """
     import mlflow
 
@@ -193,6 +195,7 @@ def track(
         git_commit=git.commit if git else None,
         git_dirty=git.dirty if git else None,
         tags=dict(run_tags),
+        search_runs=search_runs,
     )
     if unreachable is not None:
         run.go_offline(unreachable)

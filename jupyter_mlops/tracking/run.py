@@ -30,6 +30,7 @@ from jupyter_mlops.tracking.datasets import (
     training_dataset,
     training_input,
 )
+from jupyter_mlops.tracking.models import head, signature_sample
 
 if TYPE_CHECKING:
     from jupyter_mlops.data import DataSnapshot
@@ -43,6 +44,7 @@ TAG_NOTEBOOK = "mlops.notebook"
 TAG_MODELS = "mlops.models"
 PENDING_PREFIX = "pending-"  # run id of a run that never reached the store
 INPUT_EXAMPLE_ROWS = 5
+PREDICTED_ROWS = 20  # rows predicted to infer a signature's output
 _OFFLINE: Any = object()
 _log = logging.getLogger(__name__)
 
@@ -78,7 +80,8 @@ class TrackedRun:
     models: dict[str, ModelRecord] = field(default_factory=dict)
     data: list[DataSnapshot] = field(default_factory=list)
     datasets: list[DatasetRecord] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # what was skipped and why
+    notes: list[str] = field(default_factory=list)  # what went wrong or was left out, and why
+    skipped: dict[str, str] = field(default_factory=dict)  # cell variable -> why not logged
     notebook: str | None = None
     git_commit: str | None = None
     git_dirty: bool | None = None
@@ -91,6 +94,7 @@ class TrackedRun:
     texts: dict[str, str] = field(default_factory=dict, repr=False)
     files: list[tuple[str, str]] = field(default_factory=list, repr=False)
     model_inputs: dict[str, tuple[Any, Any, Any]] = field(default_factory=dict, repr=False)
+    search_runs: bool = False  # log one child run per candidate of a hyperparameter search
     offline: str | None = None  # why the store could not be reached, once it could not
     orphan_run_id: str | None = None  # the run left RUNNING on the store when it went away
     pending_id: str | None = None  # where the run was buffered
@@ -202,10 +206,17 @@ class TrackedRun:
         Raises ``TrackingError`` if the model cannot be serialised.
         """
         flavor = flavors.flavor_for(model)
+        unwrapped = flavor.unwrap(model) if flavor is not None else flavors.Unwrapped(model)
+        if unwrapped.wrapped:  # a search: its best estimator is the model
+            from jupyter_mlops.tracking.searches import log_search
+
+            log_search(self, name, unwrapped)
+            model = unwrapped.model
+            flavor = flavors.flavor_for(model)
         record = ModelRecord(name=name, flavor=flavor.name if flavor else flavors.FALLBACK)
         self.model_inputs[name] = (model, X, y)
-        example = input_example if input_example is not None else _head(X, INPUT_EXAMPLE_ROWS)
-        signature = self._signature(model, name, example)
+        example = input_example if input_example is not None else head(X, INPUT_EXAMPLE_ROWS)
+        signature = self._signature(model, name, signature_sample(X) if X is not None else example)
         if self.offline is not None:
             return self._buffered_model(record, signature, X, y)
         try:
@@ -234,10 +245,13 @@ class TrackedRun:
             self.log_dataset(X, name=f"{name}-training", targets=y)
         return record
 
-    def _signature(self, model: Any, name: str, example: Any) -> Any:
-        """MLflow's signature of ``model`` on ``example``; None (and a note) when unknown."""
-        if example is None:
-            self.notes.append(f"model {name!r}: training data unknown, no signature")
+    def _signature(self, model: Any, name: str, sample: Any) -> Any:
+        """MLflow's signature of ``model`` on ``sample``; None (and a note) when unknown."""
+        if sample is None:
+            self.notes.append(
+                f"model {name!r}: training data unknown, no signature (a served model will "
+                "not check its inputs)"
+            )
             return None
         if not hasattr(model, "predict"):
             return None
@@ -246,7 +260,9 @@ class TrackedRun:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                return infer_signature(example, model.predict(example))
+                # Types from the whole sample, the output's from a few predictions (a big
+                # model predicting a thousand rows would slow every tracked cell).
+                return infer_signature(sample, model.predict(head(sample, PREDICTED_ROWS)))
         except Exception as exc:  # a model that cannot predict on its own input
             self.notes.append(f"model {name!r}: no signature ({exc})")
             return None
@@ -296,7 +312,7 @@ class TrackedRun:
 
     def log_captured(self, captured: Captured, *, with_models: bool = True) -> None:
         """Log what was read off a cell; a model that fails to log is noted, not raised."""
-        self.notes.extend(f"{k}: {why}" for k, why in captured.skipped.items())
+        self.skipped.update(captured.skipped)
         self.log_params(captured.params)
         self.log_metrics(captured.metrics)
         if not with_models:
@@ -350,17 +366,6 @@ def _as_active_run(run_id: str) -> Iterator[None]:
         yield
     finally:
         stack.pop()
-
-
-def _head(X: Any, n: int) -> Any:
-    if X is None:
-        return None
-    if hasattr(X, "iloc"):
-        return X.iloc[:n]
-    try:
-        return X[:n]
-    except Exception:
-        return None
 
 
 def _signature_text(signature: Any) -> str | None:

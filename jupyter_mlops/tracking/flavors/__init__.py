@@ -13,7 +13,7 @@ import importlib.util
 from typing import Any
 
 from jupyter_mlops.errors import UsageError
-from jupyter_mlops.tracking.flavors.base import Flavor, LogArgs, pinned
+from jupyter_mlops.tracking.flavors.base import Flavor, LogArgs, Unwrapped, pinned
 from jupyter_mlops.tracking.flavors.sklearn import SklearnFlavor
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "FALLBACK",
     "Flavor",
     "LogArgs",
+    "Unwrapped",
     "available",
     "flavor_for",
     "get",

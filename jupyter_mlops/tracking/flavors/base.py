@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from jupyter_mlops._util.records import attributes
@@ -60,6 +60,23 @@ class Flavor(ABC):
         Pass ``args.as_kwargs()`` to MLflow's ``log_model``, with the flavour's own options.
         """
 
+    def unwrap(self, obj: Any) -> Unwrapped:
+        """The model to log for ``obj``, and what the wrapper itself found out.
+
+        A hyperparameter search is not the model: its best estimator is, and its best
+        parameters, best score and table of candidates belong to the run. The default is
+        the identity; a flavour whose framework has such wrappers overrides it.
+        """
+        return Unwrapped(obj)
+
+    def is_predictor(self, obj: Any) -> bool:
+        """True for a model that makes predictions, as opposed to a transform-only step.
+
+        Only predictors are logged as a cell's models; a scaler or an encoder the cell
+        fitted on its own is preprocessing and is skipped (named on the run card).
+        """
+        return any(hasattr(obj, attr) for attr in ("predict", "predict_proba", "forward"))
+
 
 @dataclass(frozen=True)
 class LogArgs:
@@ -72,6 +89,28 @@ class LogArgs:
 
     def as_kwargs(self) -> dict[str, Any]:
         return attributes(self)
+
+
+@dataclass
+class Unwrapped:
+    """What ``Flavor.unwrap`` returns: the model to log, and what its wrapper adds to the run.
+
+    ``params`` and ``metrics`` are run params and metrics (``best_params_`` by their bare
+    names, ``best_cv_score``); ``artifacts`` maps an artifact path in the run to its text
+    (``mlops/cv_results.csv``); ``candidates`` holds each tried candidate's params and
+    metrics, for one child run per candidate when asked.
+    """
+
+    model: Any
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    artifacts: dict[str, str] = field(default_factory=dict)
+    candidates: list[tuple[dict[str, str], dict[str, float]]] = field(default_factory=list)
+    kind: str | None = None  # what the wrapper was ("GridSearchCV"), for the run card
+
+    @property
+    def wrapped(self) -> bool:
+        return self.kind is not None
 
 
 def pinned(distributions: Iterable[str]) -> list[str]:
