@@ -28,6 +28,7 @@ from jupyter_mlops.serving.validation import (
     InputSpec,
     RawInput,
     TableInput,
+    as_tensor_dtype,
     records_input,
     to_frame,
 )
@@ -100,7 +101,7 @@ class LoadedModel:
         first = batch[0]
         try:
             if isinstance(first.input, RawInput):
-                raw = self._predict(_as_array(first.input.value), first.params)
+                raw = self._predict(_as_array(first.input.value, self.spec), first.params)
                 outputs: list[Any] = [_jsonable(raw)]
                 total = first.input.n_rows
             else:
@@ -178,10 +179,10 @@ def _all_done(futures: list[Future[None]]) -> Future[None]:
     return combined
 
 
-def _as_array(value: Any) -> Any:
+def _as_array(value: Any, spec: InputSpec) -> Any:
     import numpy as np
 
-    return np.asarray(value)
+    return np.asarray(value) if spec.tensor_dtype is None else as_tensor_dtype(value, spec)
 
 
 def _jsonable(raw: Any) -> Any:

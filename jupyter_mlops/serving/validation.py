@@ -49,11 +49,15 @@ class InputSpec:
     """What the model accepts: named columns (checked), or anything (no signature/tensors)."""
 
     columns: tuple[Column, ...] | None
+    # A model taking one unnamed tensor (PyTorch): its dtype, cast to like MLflow's server.
+    tensor_dtype: str | None = None
 
     @classmethod
     def from_model(cls, model: Any) -> InputSpec:
         """The spec of a pyfunc model's input signature."""
         schema = model.metadata.get_input_schema() if model.metadata else None
+        if schema is not None and schema.is_tensor_spec() and not schema.has_input_names():
+            return cls(columns=None, tensor_dtype=str(schema.inputs[0].type))
         if schema is None or schema.is_tensor_spec() or not schema.has_input_names():
             return cls(columns=None)
         columns = []
@@ -416,7 +420,8 @@ def to_frame(data: dict[str, list[Any]], spec: InputSpec) -> Any:
     import pandas as pd
 
     if spec.columns is None:
-        return pd.DataFrame(data)
+        frame = pd.DataFrame(data)
+        return frame if spec.tensor_dtype is None else as_tensor_dtype(frame, spec)
     columns: dict[str, Any] = {}
     for column in spec.columns:
         values = data[column.name]
@@ -428,3 +433,17 @@ def to_frame(data: dict[str, list[Any]], spec: InputSpec) -> Any:
         else:
             columns[column.name] = pd.Series(values, dtype=object if dtype is None else None)
     return pd.DataFrame(columns, copy=False)
+
+
+def as_tensor_dtype(values: Any, spec: InputSpec) -> Any:
+    """A DataFrame (columns in the request's order) or JSON lists as the model's tensor dtype."""
+    import numpy as np
+
+    try:
+        return (
+            values.astype(spec.tensor_dtype)
+            if hasattr(values, "astype")
+            else np.asarray(values, dtype=spec.tensor_dtype)
+        )
+    except (TypeError, ValueError) as exc:  # "schema": answered 422, like MLflow's own check
+        raise InputError(f"Not {spec.tensor_dtype} numbers (tensor schema): {exc}") from exc

@@ -205,7 +205,7 @@ class TrackedRun:
         record = ModelRecord(name=name, flavor=flavor.name if flavor else flavors.FALLBACK)
         self.model_inputs[name] = (model, X, y)
         example = input_example if input_example is not None else _head(X, INPUT_EXAMPLE_ROWS)
-        signature = self._signature(model, name, example)
+        signature = self._signature(model, name, example, flavor)
         if self.offline is not None:
             return self._buffered_model(record, signature, X, y)
         try:
@@ -234,19 +234,19 @@ class TrackedRun:
             self.log_dataset(X, name=f"{name}-training", targets=y)
         return record
 
-    def _signature(self, model: Any, name: str, example: Any) -> Any:
+    def _signature(self, model: Any, name: str, example: Any, flavor: flavors.Flavor | None) -> Any:
         """MLflow's signature of ``model`` on ``example``; None (and a note) when unknown."""
         if example is None:
             self.notes.append(f"model {name!r}: training data unknown, no signature")
-            return None
-        if not hasattr(model, "predict"):
             return None
         from mlflow.models import infer_signature
 
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                return infer_signature(example, model.predict(example))
+                # The flavour knows how its models predict (a torch module is called).
+                outputs = (flavor or flavors.get(flavors.FALLBACK)).outputs(model, example)
+                return None if outputs is None else infer_signature(example, outputs)
         except Exception as exc:  # a model that cannot predict on its own input
             self.notes.append(f"model {name!r}: no signature ({exc})")
             return None
