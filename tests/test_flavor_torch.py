@@ -173,6 +173,15 @@ def test_tracked_training_loop_registers_serves_and_drifts(ip: Any) -> None:
         assert response.status_code == 200, response.text
         served = np.array(response.json()["predictions"], dtype=np.float32)
         np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-6)
+        # MLflow's tensor format, cast from JSON's float64 to the signature's float32
+        response = http.post(
+            f"{dep.url}/invocations", json={"inputs": ns["X_test"].numpy().tolist()}
+        )
+        assert response.status_code == 200, response.text
+        served = np.array(response.json()["predictions"], dtype=np.float32)
+        np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-6)
+        bad = http.post(f"{dep.url}/predict", json=[{**body[0], "x1": "tall"}])
+        assert bad.status_code == 422 and "float32" in bad.text
         # drift of the served inputs against the training tensor (as x0..x3, like its
         # dataset record): shifted inputs drift, the rest does not
         shifted = X_test.assign(x0=X_test.x0 + 3)
@@ -185,3 +194,22 @@ def test_tracked_training_loop_registers_serves_and_drifts(ip: Any) -> None:
         status = {f.name: f.status for f in report.features}
         assert status["x0"] == "drift"
         assert status["x3"] != "drift"
+
+
+def test_module_without_sample_input_is_pickled_and_the_card_says_so(ip: Any) -> None:
+    """No float tensor of the module's width in the cell: no signature, a pickled model."""
+    from IPython.utils.capture import capture_output
+
+    ip.run_cell("import torch").raise_error()
+    with capture_output() as shown:
+        ip.run_cell_magic(
+            "track", "--experiment torch -n nodata", "net = torch.nn.Linear(6, 2)\nsteps = 3\n"
+        )
+    run = _only_run()
+    assert run.data.params["linear_sizes"] == "[(6, 2)]"
+    uri = json.loads(run.data.tags["mlops.models"])["net"]
+    assert mlflow.models.get_model_info(uri).signature is None
+    local = Path(mlflow.artifacts.download_artifacts(uri))
+    assert (local / "data" / "model.pth").is_file()  # pickled: pt2 needs an input to trace
+    card = shown.stdout + "".join(str(o.data) for o in shown.outputs)
+    assert "training data unknown, no signature" in card
