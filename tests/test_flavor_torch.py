@@ -213,3 +213,24 @@ def test_module_without_sample_input_is_pickled_and_the_card_says_so(ip: Any) ->
     assert (local / "data" / "model.pth").is_file()  # pickled: pt2 needs an input to trace
     card = shown.stdout + "".join(str(o.data) for o in shown.outputs)
     assert "training data unknown, no signature" in card
+
+
+def test_served_tensor_inputs_are_cast_to_a_float_dtype_only() -> None:
+    """JSON numbers become float64: cast to a float32 signature; never truncated to ints."""
+    from types import SimpleNamespace
+
+    from mlflow.models import Model, ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    from jupyter_mlops.serving.errors import InputError
+    from jupyter_mlops.serving.validation import InputSpec, to_frame
+
+    def spec(dtype: str) -> InputSpec:
+        sig = ModelSignature(inputs=Schema([TensorSpec(np.dtype(dtype), (-1, 2))]))
+        return InputSpec.from_model(SimpleNamespace(metadata=Model(signature=sig)))
+
+    frame = to_frame({"a": [1, 2], "b": [0.5, None]}, spec("float32"))
+    assert frame.dtypes.tolist() == [np.float32, np.float32] and np.isnan(frame.b[1])
+    assert to_frame({"a": [1], "b": [1.5]}, spec("int64"))["b"].tolist() == [1.5]
+    with pytest.raises(InputError, match="float32"):
+        to_frame({"a": ["x"], "b": [1.0]}, spec("float32"))

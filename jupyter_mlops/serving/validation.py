@@ -57,7 +57,8 @@ class InputSpec:
         """The spec of a pyfunc model's input signature."""
         schema = model.metadata.get_input_schema() if model.metadata else None
         if schema is not None and schema.is_tensor_spec() and not schema.has_input_names():
-            return cls(columns=None, tensor_dtype=str(schema.inputs[0].type))
+            dtype = schema.inputs[0].type  # ints are not cast (no silent truncation)
+            return cls(columns=None, tensor_dtype=str(dtype) if dtype.kind == "f" else None)
         if schema is None or schema.is_tensor_spec() or not schema.has_input_names():
             return cls(columns=None)
         columns = []
