@@ -72,9 +72,12 @@ def test_sklearn_flavour_detects_params_and_requirements() -> None:
 
 
 def test_registered_flavour_is_asked_first_and_missing_frameworks_skipped(registry: None) -> None:
+    # The built-in flavours whose framework is installed (pytorch, ... where present).
+    builtin = [f.name for f in flavors.available()]
+    assert builtin[-1] == "sklearn"
     flavors.register(_Missing())
     flavors.register(_Toy())
-    assert [f.name for f in flavors.available()] == ["toy", "sklearn"]
+    assert [f.name for f in flavors.available()] == ["toy", *builtin]
     model = _fitted()
     model.toy = 3  # both flavours would take it: the registered one wins
     assert flavors.flavor_for(model).name == "toy"  # type: ignore[union-attr]
@@ -82,7 +85,7 @@ def test_registered_flavour_is_asked_first_and_missing_frameworks_skipped(regist
     with pytest.raises(UsageError, match="missing"):
         flavors.get("missing")
     flavors.register(_Toy())  # registering again replaces, never duplicates
-    assert [f.name for f in flavors.available()] == ["toy", "sklearn"]
+    assert [f.name for f in flavors.available()] == ["toy", *builtin]
 
 
 def test_capture_asks_the_registry(registry: None) -> None:

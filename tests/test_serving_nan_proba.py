@@ -111,7 +111,9 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Config]:
         X, y = _training_frame()
         model = _pipeline().fit(X, y)
         with jupyter_mlops.track(experiment="messy", config=cfg) as run:
-            run.log_model(model, "model", X=X)
+            # The signature from the first rows, as `infer_signature(X.head(10))` would give:
+            # age and city required there, yet holding NaN/None in later rows.
+            run.log_model(model, "model", X=X.head(10))
         jupyter_mlops.register(run.run_id, name="messy", aliases=["champion"], config=cfg)
         Xr = pd.DataFrame({"a": np.arange(20.0), "b": np.arange(20.0) % 3})
         reg = LinearRegression().fit(Xr, Xr["a"] * 2 + Xr["b"])

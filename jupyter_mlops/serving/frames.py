@@ -10,9 +10,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from jupyter_mlops.serving.errors import InputError
 from jupyter_mlops.serving.validation import InputSpec
 
-__all__ = ["to_frame"]
+__all__ = ["as_tensor_dtype", "to_frame"]
 
 _NUMPY_DTYPES = {
     "double": "float64",
@@ -34,7 +35,8 @@ def to_frame(data: dict[str, list[Any]], spec: InputSpec) -> Any:
     import pandas as pd
 
     if spec.columns is None:
-        return pd.DataFrame(data)
+        frame = pd.DataFrame(data)
+        return frame if spec.tensor_dtype is None else as_tensor_dtype(frame, spec)
     columns: dict[str, Any] = {}
     for column in spec.columns:
         if column.name not in data:
@@ -54,3 +56,17 @@ def to_frame(data: dict[str, list[Any]], spec: InputSpec) -> Any:
         else:
             columns[column.name] = pd.Series(values, dtype=object)
     return pd.DataFrame(columns, copy=False)
+
+
+def as_tensor_dtype(values: Any, spec: InputSpec) -> Any:
+    """A DataFrame (columns in the request's order) or JSON lists as the model's tensor dtype."""
+    import numpy as np
+
+    try:
+        return (
+            values.astype(spec.tensor_dtype)
+            if hasattr(values, "astype")
+            else np.asarray(values, dtype=spec.tensor_dtype)
+        )
+    except (TypeError, ValueError) as exc:  # "schema": answered 422, like MLflow's own check
+        raise InputError(f"Not {spec.tensor_dtype} numbers (tensor schema): {exc}") from exc

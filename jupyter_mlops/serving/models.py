@@ -22,7 +22,7 @@ from jupyter_mlops.predlog import LogWriter
 from jupyter_mlops.registry.refs import ModelRef
 from jupyter_mlops.serving.batching import Batcher, Pending
 from jupyter_mlops.serving.errors import PredictionError, log_failed
-from jupyter_mlops.serving.frames import to_frame
+from jupyter_mlops.serving.frames import as_tensor_dtype, to_frame
 from jupyter_mlops.serving.metrics import Metrics
 from jupyter_mlops.serving.proba import proba_of, proba_rows
 from jupyter_mlops.serving.targets import load_pyfunc, requirement_mismatches
@@ -105,7 +105,9 @@ class LoadedModel:
         first = batch[0]
         try:
             if isinstance(first.input, RawInput):
-                raw = self._predict(_as_array(first.input.value), first.params, first.output)
+                raw = self._predict(
+                    _as_array(first.input.value, self.spec), first.params, first.output
+                )
                 outputs: list[Any] = [_jsonable(raw)]
                 total = first.input.n_rows
             else:
@@ -185,10 +187,10 @@ def _all_done(futures: list[Future[None]]) -> Future[None]:
     return combined
 
 
-def _as_array(value: Any) -> Any:
+def _as_array(value: Any, spec: InputSpec) -> Any:
     import numpy as np
 
-    return np.asarray(value)
+    return np.asarray(value) if spec.tensor_dtype is None else as_tensor_dtype(value, spec)
 
 
 def _jsonable(raw: Any) -> Any:

@@ -50,11 +50,16 @@ class InputSpec:
     """What the model accepts: named columns (checked), or anything (no signature/tensors)."""
 
     columns: tuple[Column, ...] | None
+    # A model taking one unnamed tensor (PyTorch): its dtype, cast to like MLflow's server.
+    tensor_dtype: str | None = None
 
     @classmethod
     def from_model(cls, model: Any) -> InputSpec:
         """The spec of a pyfunc model's input signature."""
         schema = model.metadata.get_input_schema() if model.metadata else None
+        if schema is not None and schema.is_tensor_spec() and not schema.has_input_names():
+            dtype = schema.inputs[0].type  # ints are not cast (no silent truncation)
+            return cls(columns=None, tensor_dtype=str(dtype) if dtype.kind == "f" else None)
         if schema is None or schema.is_tensor_spec() or not schema.has_input_names():
             return cls(columns=None)
         columns = []

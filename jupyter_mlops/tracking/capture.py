@@ -42,6 +42,10 @@ class CellFacts:
     fitted: list[str] = field(default_factory=list)  # names whose .fit(...) was called
     fit_data: dict[str, tuple[ast.expr | None, ast.expr | None]] = field(default_factory=dict)
     tree: ast.Module | None = field(default=None, repr=False)  # for tracking/models.py
+    # For models trained without ``fit`` (a PyTorch loop): every name the cell mentions, and
+    # the names passed as first argument to a call of a name (``model(X)`` -> model: [X]).
+    mentioned: list[str] = field(default_factory=list)
+    called_with: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _target_names(target: ast.expr) -> Iterable[str]:
@@ -113,6 +117,14 @@ def analyse_cell(source: str) -> CellFacts:
             facts.fit_data[name] = _fit_args(call)
 
     for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            facts.mentioned.append(node.id)
+        if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Name):
+            func = node.func  # model(X) or model.forward(X)
+            if isinstance(func, ast.Attribute) and func.attr == "forward":
+                func = func.value
+            if isinstance(func, ast.Name):
+                facts.called_with.setdefault(func.id, []).append(node.args[0].id)
         if isinstance(node, ast.Assign):
             targets = [n for t in node.targets for n in _target_names(t)]
             single = len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
@@ -134,6 +146,7 @@ def analyse_cell(source: str) -> CellFacts:
             assign(node.target.id, node.value)
         elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
             note_fit(node.value, [])
+    facts.mentioned = list(dict.fromkeys(facts.mentioned))
     return facts
 
 
@@ -225,11 +238,22 @@ def capture(
         name: flavors.flavor_for(model) or flavors.get(flavors.FALLBACK)
         for name, model in out.models.items()
     }
+    # Models trained without fit (a PyTorch loop): the flavour finds their input among the
+    # values the cell mentions, and training settings held by other values (an optimizer).
+    values = {n: namespace[n] for n in facts.mentioned if n in namespace}
+    for name, model in out.models.items():
+        if out.training_data.get(name, (None, None))[0] is None:
+            sample = model_flavors[name].sample_input(
+                model, values, facts.called_with.get(name, [])
+            )
+            if sample is not None:
+                out.training_data[name] = (sample, None)
 
     # Hyperparameters: bare names for a single model, prefixed when several; a cell literal
     # of the same name wins, and a clash with a different value keeps both (prefixed).
     for name, model in out.models.items():
-        for key, text in model_flavors[name].params(model).items():
+        hyper = model_flavors[name].params(model)
+        for key, text in {**hyper, **model_flavors[name].cell_params(model, values)}.items():
             bare = len(out.models) == 1
             param = key if bare else f"{name}.{key}"
             if param in out.params and out.params[param] != text:

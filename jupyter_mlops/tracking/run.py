@@ -216,7 +216,8 @@ class TrackedRun:
         record = ModelRecord(name=name, flavor=flavor.name if flavor else flavors.FALLBACK)
         self.model_inputs[name] = (model, X, y)
         example = input_example if input_example is not None else head(X, INPUT_EXAMPLE_ROWS)
-        signature = self._signature(model, name, signature_sample(X) if X is not None else example)
+        sample = signature_sample(X) if X is not None else example
+        signature = self._signature(model, name, sample, flavor)
         if self.offline is not None:
             return self._buffered_model(record, signature, X, y)
         try:
@@ -245,7 +246,7 @@ class TrackedRun:
             self.log_dataset(X, name=f"{name}-training", targets=y)
         return record
 
-    def _signature(self, model: Any, name: str, sample: Any) -> Any:
+    def _signature(self, model: Any, name: str, sample: Any, flavor: flavors.Flavor | None) -> Any:
         """MLflow's signature of ``model`` on ``sample``; None (and a note) when unknown."""
         if sample is None:
             self.notes.append(
@@ -253,16 +254,17 @@ class TrackedRun:
                 "not check its inputs)"
             )
             return None
-        if not hasattr(model, "predict"):
-            return None
         from mlflow.models import infer_signature
 
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 # Types from the whole sample, the output's from a few predictions (a big
-                # model predicting a thousand rows would slow every tracked cell).
-                return infer_signature(sample, model.predict(head(sample, PREDICTED_ROWS)))
+                # model predicting a thousand rows would slow every tracked cell); the
+                # flavour knows how its models predict (a torch module is called).
+                predictor = flavor or flavors.get(flavors.FALLBACK)
+                outputs = predictor.outputs(model, head(sample, PREDICTED_ROWS))
+                return None if outputs is None else infer_signature(sample, outputs)
         except Exception as exc:  # a model that cannot predict on its own input
             self.notes.append(f"model {name!r}: no signature ({exc})")
             return None

@@ -14,6 +14,7 @@ from typing import Any
 
 from jupyter_mlops.errors import UsageError
 from jupyter_mlops.tracking.flavors.base import Flavor, LogArgs, Unwrapped, pinned
+from jupyter_mlops.tracking.flavors.pytorch import PyTorchFlavor
 from jupyter_mlops.tracking.flavors.sklearn import SklearnFlavor
 
 __all__ = [
@@ -30,7 +31,7 @@ __all__ = [
     "unregister",
 ]
 
-BUILTIN: tuple[Flavor, ...] = (SklearnFlavor(),)
+BUILTIN: tuple[Flavor, ...] = (PyTorchFlavor(), SklearnFlavor())
 # A model no flavour recognises (an unfitted estimator, a custom object with ``predict``)
 # is still logged when asked for explicitly, pickled by the scikit-learn flavour.
 FALLBACK = "sklearn"

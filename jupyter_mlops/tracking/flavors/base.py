@@ -9,7 +9,7 @@ framework is one module and one registration (docs/flavors.md).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -76,6 +76,33 @@ class Flavor(ABC):
         fitted on its own is preprocessing and is skipped (named on the run card).
         """
         return any(hasattr(obj, attr) for attr in ("predict", "predict_proba", "forward"))
+
+    # -- optional: for models not trained with ``fit`` (a PyTorch loop, a native booster) --
+
+    def cell_params(self, obj: Any, values: Mapping[str, Any]) -> dict[str, str]:
+        """Training parameters held by other values of the cell (an optimizer's ``lr``).
+
+        ``values`` are the cell's names (assigned or read) and what they hold after it
+        ran. None by default: a scikit-learn estimator holds its own hyperparameters.
+        """
+        return {}
+
+    def sample_input(self, obj: Any, values: Mapping[str, Any], passed: Sequence[str]) -> Any:
+        """The data ``obj`` was trained on when the cell did not call ``fit`` (None: unknown).
+
+        ``values`` as for ``cell_params``; ``passed`` are the names the cell gave the model
+        as first argument (``model(X)``). Used for the signature, the input example and
+        the training dataset record, so it should be what the model takes as input.
+        """
+        return None
+
+    def outputs(self, obj: Any, example: Any) -> Any:
+        """The model's output on ``example``, from which the signature's outputs are read.
+
+        None when it does not predict (a fitted transformer): it then gets no signature.
+        """
+        predict = getattr(obj, "predict", None)
+        return None if predict is None else predict(example)
 
 
 @dataclass(frozen=True)
