@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
@@ -74,7 +75,9 @@ def test_sklearn_flavour_detects_params_and_requirements() -> None:
 def test_registered_flavour_is_asked_first_and_missing_frameworks_skipped(registry: None) -> None:
     flavors.register(_Missing())
     flavors.register(_Toy())
-    assert [f.name for f in flavors.available()] == ["toy", "sklearn"]
+    builtin = [f.name for f in flavors.BUILTIN if importlib.util.find_spec(f.library)]
+    assert [f.name for f in flavors.available()] == ["toy", *builtin]
+    assert builtin[-1] == "sklearn"  # the generic flavour is asked last
     model = _fitted()
     model.toy = 3  # both flavours would take it: the registered one wins
     assert flavors.flavor_for(model).name == "toy"  # type: ignore[union-attr]
@@ -82,7 +85,7 @@ def test_registered_flavour_is_asked_first_and_missing_frameworks_skipped(regist
     with pytest.raises(UsageError, match="missing"):
         flavors.get("missing")
     flavors.register(_Toy())  # registering again replaces, never duplicates
-    assert [f.name for f in flavors.available()] == ["toy", "sklearn"]
+    assert [f.name for f in flavors.available()] == ["toy", *builtin]
 
 
 def test_capture_asks_the_registry(registry: None) -> None:

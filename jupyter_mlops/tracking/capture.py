@@ -156,6 +156,8 @@ class Captured:
     models: dict[str, Any] = field(default_factory=dict)  # name -> trained model
     training_data: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # name -> (X, y)
     skipped: dict[str, str] = field(default_factory=dict)  # name -> why it was not logged
+    # model name -> its training's metric histories (``validation_0-logloss`` -> per step)
+    step_metrics: dict[str, dict[str, list[float]]] = field(default_factory=dict)
 
 
 def _eval_name(node: ast.expr | None, namespace: Mapping[str, Any]) -> Any:
@@ -187,6 +189,8 @@ def capture(
             if metric is not None:
                 out.metrics[name] = metric
                 continue
+        if literal and flavors.is_eval_history(namespace[name]):
+            continue  # `evals = {}` filled by training: step metrics of its model, not a param
         if literal:
             text = as_param_value(namespace[name])
             if text is not None:
@@ -218,6 +222,8 @@ def capture(
         candidates = [n for n in [*facts.assigned, *facts.fitted] if not n.startswith("_")]
     seen: set[int] = set()
     model_flavors: dict[str, flavors.Flavor] = {}
+    # Where native training APIs leave their evaluation history (xgb.train's evals_result).
+    cell_values = {n: namespace[n] for n in facts.assigned if n in namespace}
     for name in dict.fromkeys(candidates):
         obj = namespace.get(name)
         if obj is None or id(obj) in seen:
@@ -230,6 +236,9 @@ def capture(
         model_flavors[name] = flavor
         x_node, y_node = facts.fit_data.get(name, (None, None))
         out.training_data[name] = (_eval_name(x_node, namespace), _eval_name(y_node, namespace))
+        histories = flavor.step_metrics(obj, cell_values)
+        if histories:
+            out.step_metrics[name] = histories
 
     # Hyperparameters: bare names for a single model, prefixed when several; a cell literal
     # of the same name wins, and a clash with a different value keeps both (prefixed).
