@@ -321,3 +321,54 @@ def test_missing_framework_in_registry_falls_back(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(flavors, "_installed", lambda library: library != "xgboost")
     assert [f.name for f in flavors.available()] == ["lightgbm", "sklearn"]
     assert flavors.flavor_for(model).name == "sklearn"  # type: ignore[union-attr]
+
+
+def test_native_boosters_in_a_real_kernel(git_project: Path) -> None:
+    """The same capture in a kernel executed by papermill, both native APIs in one notebook."""
+    import nbformat
+
+    from jupyter_mlops.pipelines.execute import execute_notebook
+
+    pytest.importorskip("xgboost")
+    pytest.importorskip("lightgbm")
+    _write_data(git_project)
+    setup = (
+        "import pandas as pd\nimport xgboost as xgb\nimport lightgbm as lgb\n"
+        "from sklearn.model_selection import train_test_split\n"
+    )
+    native = {c.id: c for c in CASES if c.native}
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nb.cells = [
+        nbformat.v4.new_code_cell(c)
+        for c in (
+            "%load_ext jupyter_mlops",
+            setup,
+            "%%track -e kernel-gbm -n xgboost-native --quiet\n" + native["xgboost-native"].cell,
+            "%%track -e kernel-gbm -n lightgbm-native --quiet\n" + native["lightgbm-native"].cell,
+        )
+    ]
+    nbformat.write(nb, git_project / "gbm.ipynb")
+    execute_notebook(git_project / "gbm.ipynb", git_project / "gbm.out.ipynb")
+
+    from jupyter_mlops.client import client as project_client
+
+    config = load_config()
+    project_client(config)  # points MLflow's global tracking URI at this project
+    client = MlflowClient(config.tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name("kernel-gbm").experiment_id])
+    by_name = {r.info.run_name: r for r in runs}
+    assert set(by_name) == {"xgboost-native", "lightgbm-native"}
+    for case_id, run in by_name.items():
+        case = native[case_id]
+        assert run.info.status == "FINISHED"
+        history = client.get_metric_history(run.info.run_id, case.history)
+        assert [m.step for m in history] == list(range(len(history))) and len(history) >= 5
+        model_uri = json.loads(run.data.tags["mlops.models"])["booster"]
+        flavors_logged = mlflow.models.get_model_info(model_uri).flavors
+        assert case.library in flavors_logged and "sklearn" not in flavors_logged
+        assert not any(r.startswith("scikit-learn") for r in _requirements(model_uri))
