@@ -170,6 +170,8 @@ class Captured:
     models: dict[str, Any] = field(default_factory=dict)  # name -> trained model
     training_data: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # name -> (X, y)
     skipped: dict[str, str] = field(default_factory=dict)  # name -> why it was not logged
+    # model name -> its training's metric histories (``validation_0-logloss`` -> per step)
+    step_metrics: dict[str, dict[str, list[float]]] = field(default_factory=dict)
 
 
 def capture(
@@ -194,6 +196,8 @@ def capture(
             if metric is not None:
                 out.metrics[name] = metric
                 continue
+        if literal and flavors.is_eval_history(namespace[name]):
+            continue  # `evals = {}` filled by training: step metrics of its model, not a param
         if literal:
             text = as_param_value(namespace[name])
             if text is not None:
@@ -248,6 +252,12 @@ def capture(
             )
             if sample is not None:
                 out.training_data[name] = (sample, None)
+    # Where native training APIs leave their evaluation history (xgb.train's evals_result).
+    cell_values = {n: namespace[n] for n in facts.assigned if n in namespace}
+    for name, model in out.models.items():
+        histories = model_flavors[name].step_metrics(model, cell_values)
+        if histories:
+            out.step_metrics[name] = histories
 
     # Hyperparameters: bare names for a single model, prefixed when several; a cell literal
     # of the same name wins, and a clash with a different value keeps both (prefixed).

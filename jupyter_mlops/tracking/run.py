@@ -16,7 +16,7 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -77,6 +77,7 @@ class TrackedRun:
     status: str = "RUNNING"
     params: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
+    step_metrics: dict[str, list[float]] = field(default_factory=dict, repr=False)  # histories
     models: dict[str, ModelRecord] = field(default_factory=dict)
     data: list[DataSnapshot] = field(default_factory=list)
     datasets: list[DatasetRecord] = field(default_factory=list)
@@ -170,6 +171,29 @@ class TrackedRun:
             self.metrics.update({k: float(v) for k, v in metrics.items()})
             self._remote(client(self.config).log_batch, self.run_id, metrics=batch)
 
+    def log_step_metrics(self, histories: Mapping[str, Sequence[float]]) -> None:
+        """Record metric histories (value ``i`` at step ``i``) in one batch.
+
+        A history already logged under the same name is not sent again, so a model's
+        training curve logged by the cell capture and again by ``log_model`` appears once.
+        The last value of each is the metric's value (``metrics``), as MLflow shows it.
+        """
+        from mlflow.entities import Metric
+
+        fresh: dict[str, list[float]] = {}
+        for key, values in histories.items():
+            series = [float(v) for v in values]
+            if series and self.step_metrics.get(key) != series:
+                fresh[key] = series
+        if not fresh:
+            return
+        now = int(time.time() * 1000)
+        batch = [Metric(k, v, now, i) for k, series in fresh.items() for i, v in enumerate(series)]
+        self.step_metrics.update(fresh)
+        self.metrics.update({k: series[-1] for k, series in fresh.items()})
+        # MLflow's client splits a long batch into the store's limit itself.
+        self._remote(client(self.config).log_batch, self.run_id, metrics=batch)
+
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         """Set run tags (strings in MLflow)."""
         from mlflow.entities import RunTag
@@ -197,13 +221,16 @@ class TrackedRun:
         X: Any = None,
         y: Any = None,
         input_example: Any = None,
+        step_metrics: Mapping[str, Sequence[float]] | None = None,
     ) -> ModelRecord:
         """Log a model in MLflow's format, with the native flavour of its framework.
 
         The signature and input example come from ``X`` (the data it was fitted on); the
         pip requirements come from the flavour, read from the running environment instead
-        of MLflow's subprocess-based inference, which costs seconds per model.
-        Raises ``TrackingError`` if the model cannot be serialised.
+        of MLflow's subprocess-based inference, which costs seconds per model. The metric
+        histories of its training (``step_metrics``; by default what the flavour reads
+        off the model, e.g. ``evals_result_``) are logged first, kept even if the model
+        cannot be serialised. Raises ``TrackingError`` if the model cannot be serialised.
         """
         flavor = flavors.flavor_for(model)
         unwrapped = flavor.unwrap(model) if flavor is not None else flavors.Unwrapped(model)
@@ -215,8 +242,12 @@ class TrackedRun:
             flavor = flavors.flavor_for(model)
         record = ModelRecord(name=name, flavor=flavor.name if flavor else flavors.FALLBACK)
         self.model_inputs[name] = (model, X, y)
+        if step_metrics is None and flavor is not None:
+            step_metrics = flavor.step_metrics(model)
+        self.log_step_metrics(step_metrics or {})
         example = input_example if input_example is not None else head(X, INPUT_EXAMPLE_ROWS)
         sample = signature_sample(X) if X is not None else example
+        notes_before = len(self.notes)
         signature = self._signature(model, name, sample, flavor)
         if self.offline is not None:
             return self._buffered_model(record, signature, X, y)
@@ -237,6 +268,10 @@ class TrackedRun:
             record.error = f"{type(exc).__name__}: {exc}"
             self.models[name] = record
             raise TrackingError(f"Model {name!r} could not be logged: {record.error}") from exc
+        if signature is None and getattr(info, "signature", None) is not None:
+            # The flavour read one off the model itself (a booster's feature names).
+            del self.notes[notes_before:]
+            signature = info.signature
         record.model_uri = info.model_uri
         record.model_id = getattr(info, "model_id", None)
         record.signature = _signature_text(signature)
@@ -319,12 +354,18 @@ class TrackedRun:
         self.log_metrics(captured.metrics)
         if not with_models:
             return
+        several = len(captured.models) > 1
         for name, model in captured.models.items():
             X, y = captured.training_data.get(name, (None, None))
+            # Histories named like the params: prefixed by the model when there are several.
+            histories = {
+                f"{name}.{k}" if several else k: v
+                for k, v in captured.step_metrics.get(name, {}).items()
+            }
             # A model that cannot be serialised must not cost the run its params and
             # metrics: the record keeps the reason and the card shows it.
             with contextlib.suppress(TrackingError):
-                self.log_model(model, name=name, X=X, y=y)
+                self.log_model(model, name=name, X=X, y=y, step_metrics=histories)
 
     def log_source(self, code: str, *, filename: str = "cell.py") -> str:
         """Store the code that ran and tag its hash; returns the sha256."""

@@ -14,8 +14,11 @@ from typing import Any
 
 from jupyter_mlops.errors import UsageError
 from jupyter_mlops.tracking.flavors.base import Flavor, LogArgs, Unwrapped, pinned
+from jupyter_mlops.tracking.flavors.boosting import is_eval_history
+from jupyter_mlops.tracking.flavors.lightgbm import LightGBMFlavor
 from jupyter_mlops.tracking.flavors.pytorch import PyTorchFlavor
 from jupyter_mlops.tracking.flavors.sklearn import SklearnFlavor
+from jupyter_mlops.tracking.flavors.xgboost import XGBoostFlavor
 
 __all__ = [
     "BUILTIN",
@@ -26,12 +29,20 @@ __all__ = [
     "available",
     "flavor_for",
     "get",
+    "is_eval_history",
     "pinned",
     "register",
     "unregister",
 ]
 
-BUILTIN: tuple[Flavor, ...] = (PyTorchFlavor(), SklearnFlavor())
+# XGBoost's and LightGBM's estimators follow the scikit-learn API: their flavours come
+# first, or the generic one would take them by duck typing (and pickle them).
+BUILTIN: tuple[Flavor, ...] = (
+    PyTorchFlavor(),
+    XGBoostFlavor(),
+    LightGBMFlavor(),
+    SklearnFlavor(),
+)
 # A model no flavour recognises (an unfitted estimator, a custom object with ``predict``)
 # is still logged when asked for explicitly, pickled by the scikit-learn flavour.
 FALLBACK = "sklearn"

@@ -53,6 +53,18 @@ class Flavor(ABC):
         subprocess, which costs seconds per model.
         """
 
+    def step_metrics(
+        self, obj: Any, values: Mapping[str, Any] | None = None
+    ) -> dict[str, list[float]]:
+        """Per-step metric histories of the model's training: ``name -> [step 0, 1, ...]``.
+
+        Logged as metric histories (one value per step), not as final values. ``values``
+        are the other values the cell assigned: a framework's native API may leave its
+        evaluation history there rather than on the model (xgboost's ``evals_result``
+        dict, lightgbm's ``record_evaluation`` dict). Frameworks without one: none.
+        """
+        return {}
+
     @abstractmethod
     def log(self, obj: Any, args: LogArgs) -> ModelInfo:
         """Log ``obj`` with MLflow's native flavour into the active run.
