@@ -150,11 +150,16 @@ acc = accuracy_score(y, model.predict(X))
     try:
         shell.run_cell_magic("track", "-e auto", cell)
     finally:
-        # Both: mlflow.autolog(disable=True) leaves mlflow.sklearn.autolog() enabled.
+        # Both: mlflow.autolog(disable=True) leaves mlflow.sklearn.autolog() enabled. And
+        # forget the configs: mlflow.autolog() skips an integration configured on its own.
+        from mlflow.utils.autologging_utils import (
+            AUTOLOGGING_INTEGRATIONS,
+            autologging_is_disabled,
+        )
+
         mlflow.autolog(disable=True)
         mlflow.sklearn.autolog(disable=True)
-        from mlflow.utils.autologging_utils import autologging_is_disabled
-
+        AUTOLOGGING_INTEGRATIONS.clear()
         assert autologging_is_disabled("sklearn")
     out = capsys.readouterr().out
     client = _client()
@@ -163,14 +168,13 @@ acc = accuracy_score(y, model.predict(X))
     run = runs[0]
     assert run.info.status == "FINISHED"
     assert run.data.tags["mlops.source.sha256"]
+    assert "training_accuracy_score" in run.data.metrics  # autolog did log into our run
     assert run.data.params["n_estimators"] == "20"  # autolog's (capture's copy skipped)
     assert run.data.params["max_depth"] == "4"
     assert "already logged" not in out and "kept the value" not in out
     logged = _logged_models(client, run)
     assert len(logged) == 1, [m.name for m in logged]  # autolog's model only
-    assert json.loads(run.data.tags["mlops.models"]) == {
-        "model": f"models:/{logged[0].model_id}"
-    }
+    assert json.loads(run.data.tags["mlops.models"]) == {"model": f"models:/{logged[0].model_id}"}
     assert len(client.get_metric_history(run.info.run_id, "acc")) == 1
     _hooks_restored()
 
@@ -206,7 +210,61 @@ model = RandomForestClassifier(n_estimators=7).fit(X, y)
     run = _runs(_client())[0]
     logged = _logged_models(_client(), run)
     assert [m.name for m in logged] == ["model"]
-    assert json.loads(run.data.tags["mlops.models"]) == {
-        "model": f"models:/{logged[0].model_id}"
-    }
+    assert json.loads(run.data.tags["mlops.models"]) == {"model": f"models:/{logged[0].model_id}"}
     assert "the cell logged its own 'model'" in out
+
+
+@pytest.mark.slow
+def test_seed_example_in_a_real_kernel(project) -> None:  # type: ignore[no-untyped-def]
+    import nbformat
+
+    from jupyter_mlops.pipelines.execute import execute_notebook
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nb.cells = [
+        nbformat.v4.new_code_cell(c)
+        for c in (
+            "%load_ext jupyter_mlops",
+            "import mlflow\n"
+            "from sklearn.datasets import load_iris\n"
+            "from sklearn.ensemble import RandomForestClassifier\n"
+            "from sklearn.metrics import accuracy_score\n"
+            "X, y = load_iris(return_X_y=True, as_frame=True)",
+            "%%track -e kernel-seed\n" + SEED,
+            "%register --name kernel-seed --model model",
+            "print(mlflow.start_run.__module__, mlflow.active_run())",
+        )
+    ]
+    nbformat.write(nb, project / "seed.ipynb")
+    out = nbformat.read(execute_notebook(project / "seed.ipynb", project / "out.ipynb"), 4)
+    client = _client()
+    (run,) = _runs(client)
+    assert run.info.status == "FINISHED"
+    assert len(client.get_metric_history(run.info.run_id, "acc")) == 1
+    assert len(_logged_models(client, run)) == 1
+    assert "Registered kernel-seed version 1" in json.dumps(out.cells[3].outputs)
+    assert out.cells[4].outputs[0]["text"].strip() == "mlflow.tracking.fluent None"
+
+
+def test_plain_mlflow_run_without_track_registers_by_model_name(shell) -> None:
+    cell = """\
+with mlflow.start_run() as plain_run:
+    model = RandomForestClassifier(n_estimators=5).fit(X, y)
+    mlflow.sklearn.log_model(model, name="forest", serialization_format="cloudpickle")
+"""
+    mlflow.set_tracking_uri(load_config().tracking_uri)  # the project's store
+    shell.run_cell(cell).raise_error()
+    run_id = shell.user_ns["plain_run"].info.run_id
+    assert "mlops.models" not in _client().get_run(run_id).data.tags  # no tag: plain MLflow
+    reg = shell.run_line_magic("register", f"{run_id} --name plain --model forest")
+    assert reg.model_uri.startswith("models:/m-")
+    loaded = mlflow.pyfunc.load_model("models:/plain/1")
+    X = shell.user_ns["X"]
+    assert (loaded.predict(X) == shell.user_ns["model"].predict(X)).all()
+    with pytest.raises(Exception, match="no model 'nope'"):
+        shell.run_line_magic("register", f"{run_id} --name plain --model nope")
