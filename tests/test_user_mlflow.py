@@ -29,6 +29,7 @@ ORIGINALS = {
     "fluent.start_run": fluent.start_run,
     "fluent.end_run": fluent.end_run,
     "Model.log": Model.__dict__["log"],
+    **{w: MlflowClient.__dict__[w] for w in ("log_param", "log_metric", "log_batch")},
 }
 
 
@@ -40,6 +41,8 @@ def _hooks_restored() -> None:
     assert fluent.start_run is ORIGINALS["fluent.start_run"]
     assert fluent.end_run is ORIGINALS["fluent.end_run"]
     assert Model.__dict__["log"] is ORIGINALS["Model.log"]
+    for write in ("log_param", "log_metric", "log_batch"):
+        assert MlflowClient.__dict__[write] is ORIGINALS[write]
     assert mlflow.sklearn.log_model.__module__ == "mlflow.sklearn"
     assert mlflow.active_run() is None
 
@@ -95,12 +98,15 @@ def test_seed_example_runs_unchanged_and_registers(shell, capsys) -> None:
     assert (loaded.predict(X) == shell.user_ns["model"].predict(X)).all()
 
 
-def test_start_run_and_end_run_variant_joins(shell) -> None:
+def test_start_run_and_end_run_variant_joins(shell, capsys) -> None:
     cell = """\
 run = mlflow.start_run(run_name="rf-by-hand", tags={"team": "fraud"})
+lr = 0.1
+mlflow.log_param("lr", "1e-1")
 mlflow.log_param("max_depth", 3)
 model = RandomForestClassifier(n_estimators=10, max_depth=3).fit(X, y)
-mlflow.log_metric("acc", accuracy_score(y, model.predict(X)))
+acc = accuracy_score(y, model.predict(X))
+mlflow.log_metric("acc", acc)
 mlflow.end_run()
 still_active = mlflow.active_run().info.run_id
 """
@@ -114,6 +120,9 @@ still_active = mlflow.active_run().info.run_id
     assert run.info.run_name == "rf-by-hand"  # no -n given: the user's name is taken
     assert run.data.tags["team"] == "fraud"
     assert run.data.params["max_depth"] == "3"
+    # captured lr=0.1 and acc are the user's keys: not logged again, the user's value kept
+    assert run.data.params["lr"] == "1e-1"
+    assert "param 'lr': kept the value the cell logged ('1e-1')" in capsys.readouterr().out
     assert len(_client().get_metric_history(run.info.run_id, "acc")) == 1
     # the model the user did not log is captured as before
     assert list(json.loads(run.data.tags["mlops.models"])) == ["model"]

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from jupyter_mlops.tracking.run import TrackedRun
 
 _PYFUNC = "python_function"
+_WRITES = ("log_param", "log_metric", "log_batch")  # MlflowClient's param/metric writes
 
 
 @dataclass
@@ -61,6 +62,7 @@ class UserLogged:
     # has compared its candidates with them.
     objects: list[Any] = field(default_factory=list, repr=False)
     joined: int = 0  # start_run calls that returned the tracked run
+    wrote: bool = False  # the cell logged params or metrics through MLflow's client
     run_name: str | None = None  # start_run(run_name=...) applied to the tracked run
     notes: list[str] = field(default_factory=list)
 
@@ -171,12 +173,22 @@ def joined(run: TrackedRun, *, rename: bool = True) -> Iterator[UserLogged]:
         )
         return info
 
+    def noting(write: Any) -> Any:
+        # Every fluent log_param/log_metric(s) and autolog write goes through one of these:
+        # knowing the cell wrote saves the read of the run after a cell that did not.
+        def hooked(*args: Any, **kwargs: Any) -> Any:
+            logged.wrote = True
+            return write(*args, **kwargs)
+
+        return hooked
+
     restore: list[tuple[Any, str, Any]] = [
         (mlflow, "start_run", mlflow.start_run),
         (fluent, "start_run", original_start),
         (mlflow, "end_run", mlflow.end_run),
         (fluent, "end_run", original_end),
         (Model, "log", original_log),
+        *((mlflow.MlflowClient, w, mlflow.MlflowClient.__dict__[w]) for w in _WRITES),
     ]
     sklearn_hook = _sklearn_hook()
     if sklearn_hook is not None:
@@ -185,7 +197,10 @@ def joined(run: TrackedRun, *, rename: bool = True) -> Iterator[UserLogged]:
     try:
         hooks = {"start_run": start_run, "end_run": end_run, "log": classmethod(log)}
         for owner, attr, original in restore:
-            hook = hooks.get(attr) or _default_cloudpickle(original)  # sklearn's log_model
+            if attr in _WRITES:
+                hook = noting(original)
+            else:
+                hook = hooks.get(attr) or _default_cloudpickle(original)  # sklearn's log_model
             setattr(owner, attr, hook)
         yield logged
         failed = False
@@ -251,8 +266,12 @@ def adopt(
     if user.run_name:
         run.run_name = user.run_name
     remote = None
-    if run.offline is None:
+    if run.offline is None and user.wrote:
         try:
+            if user.wrote:
+                import mlflow
+
+                mlflow.flush_async_logging()  # what was queued must be read back
             remote = store.call(client(run.config).get_run, run.run_id)
         except Exception as exc:
             if not store.is_unavailable(exc):
