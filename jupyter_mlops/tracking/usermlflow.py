@@ -154,10 +154,8 @@ def joined(run: TrackedRun, *, rename: bool = True) -> Iterator[UserLogged]:
     def log(cls: Any, *args: Any, **kwargs: Any) -> Any:
         info = original_log.__func__(cls, *args, **kwargs)
         run_id = getattr(info, "run_id", None)
-        if run_id is not None and run_id != run.run_id:
-            stack_ids = {r.info.run_id for r in fluent_run_stack()}
-            if run_id not in stack_ids:
-                return info  # another thread's or another run's model: not this cell's
+        if run_id != run.run_id and run_id not in {r.info.run_id for r in fluent_run_stack()}:
+            return info  # another thread's or another run's model (or none): not this cell's
         logged.objects.extend(args)
         logged.objects.extend(kwargs.values())
         flavors = [f for f in (getattr(info, "flavors", None) or {}) if f != _PYFUNC]
