@@ -75,9 +75,17 @@ class ModelSummary:
     aliases: dict[str, str]
 
 
-def run_model_uri(run: Run, model: str | None) -> tuple[str, str]:
-    """``(name in the run, model URI)`` of the model to register (``model``, or the only one)."""
+def run_model_uri(
+    run: Run, model: str | None, client: MlflowClient | None = None
+) -> tuple[str, str]:
+    """``(name in the run, model URI)`` of the model to register (``model``, or the only one).
+
+    A tracked run lists its models in its ``mlops.models`` tag; for a run logged with
+    plain MLflow (no tag), ``client`` reads the models MLflow 3 recorded as its outputs.
+    """
     models: dict[str, str] = json.loads(run.data.tags.get(TAG_MODELS) or "{}")
+    if not models and client is not None:
+        models = _output_models(run, client)
     if not models:
         raise NotFoundError(
             f"Run {run.info.run_id} has no logged model (was it tracked with --no-model, or "
@@ -93,6 +101,17 @@ def run_model_uri(run: Run, model: str | None) -> tuple[str, str]:
             "--model NAME"
         )
     return next(iter(models.items()))
+
+
+def _output_models(run: Run, client: MlflowClient) -> dict[str, str]:
+    """Name -> URI of the logged models MLflow 3 recorded as ``run``'s outputs (newest wins)."""
+    outputs = getattr(getattr(run, "outputs", None), "model_outputs", None) or []
+    models: dict[str, str] = {}
+    for output in outputs:
+        logged = store.call(client.get_logged_model, output.model_id)
+        if str(getattr(logged, "status", "")).upper().endswith("READY"):
+            models[logged.name] = logged.model_uri
+    return models
 
 
 def register(
@@ -123,7 +142,7 @@ def register(
     # What the decision is made against: an alias that moves meanwhile is not overwritten.
     expected = {alias: alias_holder(client, name, alias) for alias in aliases}
     found = find_run(run, notebook=ctx.get("notebook"), config=config)
-    model_name, model_uri = run_model_uri(found, model)
+    model_name, model_uri = run_model_uri(found, model, client)
 
     gate_result = gate_obj.evaluate(found.data.metrics) if gate_obj else None
     if gate_result is not None and not gate_result.passed:

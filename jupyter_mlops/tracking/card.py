@@ -54,11 +54,11 @@ class RunCard:
         rows.append(("metrics", [f"{k}={_fmt_metric(v)}" for k, v in sorted(run.metrics.items())]))
         models = []
         for rec in run.models.values():
-            models.append(
-                f"{rec.name}: {rec.model_uri}"
-                if rec.ok
-                else f"{rec.name}: NOT LOGGED ({rec.error})"
-            )
+            if not rec.ok:
+                models.append(f"{rec.name}: NOT LOGGED ({rec.error})")
+            else:
+                by = " (logged by the cell's own MLflow code)" if rec.by_user else ""
+                models.append(f"{rec.name}: {rec.model_uri}{by}")
         rows.append(("models", models))
         # Fitted objects that are not the cell's models (a scaler, a pipeline's own step)
         rows.append(("skipped", [f"{name}: {why}" for name, why in run.skipped.items()]))

@@ -16,6 +16,7 @@ from jupyter_mlops.config import Config
 from jupyter_mlops.tracking.capture import analyse_cell, capture
 from jupyter_mlops.tracking.lifecycle import track
 from jupyter_mlops.tracking.run import TrackedRun
+from jupyter_mlops.tracking.usermlflow import UserLogged, joined
 
 
 @dataclass
@@ -67,8 +68,11 @@ def track_code(
         ) as run:
             run_ref = run
             failed = True
+            user: UserLogged | None = None
             try:
-                value = execute()
+                # The cell's own mlflow.start_run()/log_model() join this run (usermlflow.py).
+                with joined(run, rename=name is None) as user:
+                    value = execute()
                 failed = False
             finally:
                 # On failure, keep what can be kept without masking the cell's exception.
@@ -83,7 +87,7 @@ def track_code(
                         model_names=[model] if model else None,
                         with_models=log_models and not failed,
                     )
-                    run.log_captured(captured, with_models=log_models and not failed)
+                    run.log_captured(captured, with_models=log_models and not failed, user=user)
         return CellResult(value=value, run=run)
     finally:
         if run_ref is not None and on_run is not None:

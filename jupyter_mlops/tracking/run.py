@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from jupyter_mlops.data import DataSnapshot
     from jupyter_mlops.tracking.capture import Captured
     from jupyter_mlops.tracking.card import RunCard
+    from jupyter_mlops.tracking.usermlflow import UserLogged
 
 # Tags a run carries that other parts read back (registry lineage, run tables, sidebar).
 TAG_DATA = "mlops.data"
@@ -59,6 +60,7 @@ class ModelRecord:
     model_id: str | None = None
     signature: str | None = None
     error: str | None = None
+    by_user: bool = False  # logged by the cell's own MLflow code, not by capture
 
     @property
     def ok(self) -> bool:
@@ -347,15 +349,33 @@ class TrackedRun:
         self.set_tags({TAG_DATA: json.dumps([s.to_dict() for s in self.data])})
         return snaps
 
-    def log_captured(self, captured: Captured, *, with_models: bool = True) -> None:
-        """Log what was read off a cell; a model that fails to log is noted, not raised."""
+    def log_captured(
+        self, captured: Captured, *, with_models: bool = True, user: UserLogged | None = None
+    ) -> None:
+        """Log what was read off a cell; a model that fails to log is noted, not raised.
+
+        ``user`` is what the cell's own MLflow code logged (``tracking/usermlflow.py``):
+        its models are adopted as the run's, and nothing it logged is logged again (a
+        param, metric or model object it logged; a model name it used).
+        """
         self.skipped.update(captured.skipped)
-        self.log_params(captured.params)
-        self.log_metrics(captured.metrics)
+        params, metrics = dict(captured.params), dict(captured.metrics)
+        if user is not None:
+            from jupyter_mlops.tracking.usermlflow import adopt
+
+            adopt(self, user, params, metrics)
+        self.log_params(params)
+        self.log_metrics(metrics)
         if not with_models:
             return
         several = len(captured.models) > 1
+        taken = user.model_names() if user is not None else set()
         for name, model in captured.models.items():
+            if user is not None and user.logged_object(model):
+                continue  # the cell logged this very object itself
+            if name in taken:
+                self.notes.append(f"model {name!r}: not captured, the cell logged its own {name!r}")
+                continue
             X, y = captured.training_data.get(name, (None, None))
             # Histories named like the params: prefixed by the model when there are several.
             histories = {
