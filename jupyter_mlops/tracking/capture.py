@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from jupyter_mlops.tracking import flavors
+from jupyter_mlops.tracking import flavors, steps
 from jupyter_mlops.tracking.values import MAX_PARAM_LENGTH, as_metric_value, as_param_value
 
 _METRIC_WORDS = (
@@ -155,6 +155,7 @@ class Captured:
     metrics: dict[str, float] = field(default_factory=dict)
     models: dict[str, Any] = field(default_factory=dict)  # name -> trained model
     training_data: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # name -> (X, y)
+    histories: dict[str, list[float]] = field(default_factory=dict)  # metric -> step values
     skipped: dict[str, str] = field(default_factory=dict)  # name -> why it was not logged
 
 
@@ -165,6 +166,23 @@ def _eval_name(node: ast.expr | None, namespace: Mapping[str, Any]) -> Any:
     return None
 
 
+def fit_inputs_by_name(facts: CellFacts, namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """What the fit calls received, read off the source: plain names only (for code that
+    did not run instrumented; the recorder knows the actual values, slices included)."""
+    return {
+        name: (_eval_name(x, namespace), _eval_name(y, namespace))
+        for name, (x, y) in facts.fit_data.items()
+    }
+
+
+def _is_metric_series(name: str, literal: bool) -> bool:
+    """``losses``, ``val_accs``, ``loss_history``: a metric-like name, plural or not."""
+    if is_metric_name(name, literal=literal):
+        return True
+    one = steps.singular(name)
+    return one is not None and is_metric_name(one, literal=literal)
+
+
 def capture(
     facts: CellFacts,
     namespace: Mapping[str, Any],
@@ -173,22 +191,37 @@ def capture(
     extra_metrics: Iterable[str] = (),
     model_names: Iterable[str] | None = None,
     with_models: bool = True,
+    fit_inputs: Mapping[str, tuple[Any, Any]] | None = None,
+    histories: Mapping[str, list[float]] | None = None,
+    skip_metrics: Collection[str] = (),
 ) -> Captured:
-    """Combine what the source says with what the namespace holds after the cell ran."""
+    """Combine what the cell bound (``facts``) with what the namespace holds after it ran.
+
+    ``fit_inputs`` maps a fitted model's variable names to the (X, y) its fit call
+    received (default: plain names read off the source); ``histories`` are the step
+    values of metrics updated in loops; ``skip_metrics`` are metric keys the run already
+    holds (the user logged them), left alone entirely.
+    """
     out = Captured()
     extra_params, extra_metrics = list(extra_params), list(extra_metrics)
 
     for name in facts.assigned:
         if name.startswith("_") or name not in namespace:
             continue
+        value = namespace[name]
         literal = name in facts.literals
         if is_metric_name(name, literal=literal):
-            metric = as_metric_value(namespace[name])
+            metric = as_metric_value(value)
             if metric is not None:
                 out.metrics[name] = metric
                 continue
+        if _is_metric_series(name, literal):
+            numbers = steps.series(value)
+            if numbers is not None:
+                out.histories[name] = numbers
+                continue
         if literal:
-            text = as_param_value(namespace[name])
+            text = as_param_value(value)
             if text is not None:
                 out.params[name] = text
 
@@ -204,6 +237,13 @@ def capture(
             out.skipped[name] = "named with --metrics but not a number"
         else:
             out.metrics[name] = metric
+
+    # A metric updated in a loop is its history; its final value is the last step.
+    finals = {k: out.metrics.pop(k) for k in list(histories or {}) if k in out.metrics}
+    out.histories.update(steps.with_final(histories or {}, finals))
+    for key in skip_metrics:
+        out.metrics.pop(key, None)
+        out.histories.pop(key, None)
 
     if not with_models:
         return out
@@ -228,8 +268,9 @@ def capture(
         seen.add(id(obj))
         out.models[name] = obj
         model_flavors[name] = flavor
-        x_node, y_node = facts.fit_data.get(name, (None, None))
-        out.training_data[name] = (_eval_name(x_node, namespace), _eval_name(y_node, namespace))
+        if fit_inputs is None:
+            fit_inputs = fit_inputs_by_name(facts, namespace)
+        out.training_data[name] = fit_inputs.get(name, (None, None))
 
     # Hyperparameters: bare names for a single model, prefixed when several; a cell literal
     # of the same name wins, and a clash with a different value keeps both (prefixed).

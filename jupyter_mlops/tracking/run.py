@@ -166,6 +166,28 @@ class TrackedRun:
             self.metrics.update({k: float(v) for k, v in metrics.items()})
             self._remote(client(self.config).log_batch, self.run_id, metrics=batch)
 
+    def log_metric_history(self, key: str, values: list[float]) -> None:
+        """Record a metric's values at steps 0, 1, 2, ... (thinned past steps.MAX_STEPS);
+        the last one is the metric's value. Batches of MLflow's 1,000-metric limit."""
+        from mlflow.entities import Metric
+
+        from jupyter_mlops.tracking.steps import thin
+
+        if not values:
+            return
+        now = int(time.time() * 1000)
+        batch = [Metric(key, float(v), now, step) for step, v in thin(values)]
+        self.metrics[key] = float(values[-1])
+        for start in range(0, len(batch), 1000):
+            self._remote(
+                client(self.config).log_batch, self.run_id, metrics=batch[start : start + 1000]
+            )
+
+    def logged_metric_keys(self) -> set[str]:
+        """The metric keys the store holds for this run (one call; empty when offline)."""
+        remote = self._remote(client(self.config).get_run, self.run_id)
+        return set() if remote is _OFFLINE else set(remote.data.metrics)
+
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         """Set run tags (strings in MLflow)."""
         from mlflow.entities import RunTag
@@ -299,6 +321,8 @@ class TrackedRun:
         self.notes.extend(f"{k}: {why}" for k, why in captured.skipped.items())
         self.log_params(captured.params)
         self.log_metrics(captured.metrics)
+        for key, values in captured.histories.items():
+            self.log_metric_history(key, values)
         if not with_models:
             return
         for name, model in captured.models.items():
