@@ -7,12 +7,20 @@ tell a recorder, injected into the namespace as ``RECORDER``, what each executed
 statement bound:
 
 - after each binding statement (``=``, ``+=``, annotated ``=``), at the start of a loop
-  body or ``with`` block for its targets, around each ``:=``, and after each ``del``:
-  ``RECORDER.hits[name] = site`` (a dict store: cheap enough inside training loops);
-- inside a loop, a metric-like name is also put in ``RECORDER.pending``, and each loop
-  body is wrapped in ``try/finally: RECORDER.step()``, which appends the pending values
-  to their step histories at the end of every iteration of the innermost loop that
-  assigned them;
+  body or ``with`` block for its targets, and around each ``:=``:
+  ``RECORDER.hits[name] = site`` (a dict store). A ``del`` needs no report: a name the
+  cell deleted is absent from the namespace afterwards.
+- Loops stay fast (a training loop runs its body thousands of times): a loop body runs
+  fully instrumented until one iteration completes, after which every statement at the
+  top of the body is known to have run, and a lean copy of the body runs instead, which
+  reports only statements nested in branches (``if``, ``try``, ``with``, inner loops).
+- Step metrics: a metric-like name assigned in loops is stepped by the innermost loop
+  holding all its assignments in that loop nest (so ``loss += ...`` accumulated over
+  batches is stepped once per epoch). Each assignment stores the value in that loop's
+  pending dict; the end of each iteration (``finally``) moves it to the metric's step
+  list and checks a clock (the recorder converts steps and redraws the live chart at
+  most every 0.5 s). No function call in the common path: a dict store, a list append
+  and a clock check per iteration.
 - each ``.fit``/``.fit_transform``/``.fit_predict``/``.partial_fit`` call passes its
   receiver and its X and y through the recorder (identity functions that keep a
   reference), so the model's training data is what the call received, slices included.
@@ -26,6 +34,8 @@ and nothing is added after a final expression, so the cell still shows its value
 from __future__ import annotations
 
 import ast
+import copy
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,8 +43,8 @@ from jupyter_mlops.tracking.capture import is_metric_name
 
 RECORDER = "__mlops_rec__"  # reserved name of the recorder in the user namespace
 FIT_METHODS = frozenset({"fit", "fit_transform", "fit_predict", "partial_fit"})
-DELETED = -1  # the site number a ``del`` records
 _X_KEYWORDS = frozenset({"X", "x"})
+Steps = dict[str, tuple[int, bool]]  # metric -> (the loop stepping it, appended directly)
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda, ast.GeneratorExp)
 
 
@@ -87,8 +97,8 @@ def _literal(node: ast.expr | None) -> tuple[bool, Any]:
 class _Expressions(ast.NodeTransformer):
     """Walrus and fit calls inside one statement's expressions (nested scopes skipped)."""
 
-    def __init__(self, owner: Instrumenter, in_loop: bool) -> None:
-        self.owner, self.in_loop = owner, in_loop
+    def __init__(self, owner: Instrumenter, steps: Steps) -> None:
+        self.owner, self.steps = owner, steps
 
     def generic_visit(self, node: ast.AST) -> ast.AST:
         if isinstance(node, _SCOPES):
@@ -99,9 +109,12 @@ class _Expressions(ast.NodeTransformer):
         self.generic_visit(node)
         ok, value = _literal(node.value)
         site = self.owner.site(Site(node.target.id, ok, value))
-        metric = self.in_loop and is_metric_name(node.target.id, literal=ok)
-        # RECORDER.bind(site, (name := value)) returns the value, bound in the cell's scope
-        wrapped = _call("bind", ast.Constant(site), node, ast.Constant(metric))
+        loop, direct = self.steps.get(node.target.id, (-1, False))
+        if not is_metric_name(node.target.id, literal=ok):
+            loop = -1
+        # RECORDER.bind(site, (name := value), ...) returns the value, bound in the cell's scope
+        args = [ast.Constant(site), node, ast.Constant(loop), ast.Constant(direct)]
+        wrapped = _call("bind", *args)
         return ast.copy_location(wrapped, node)
 
     def visit_Call(self, node: ast.Call) -> ast.AST:
@@ -127,103 +140,239 @@ class _Expressions(ast.NodeTransformer):
         return node
 
 
+def _scope_free(node: ast.AST) -> Iterator[ast.AST]:
+    """``ast.walk`` that does not enter nested scopes."""
+    todo = [node]
+    while todo:
+        current = todo.pop()
+        yield current
+        if current is node or not isinstance(current, _SCOPES):
+            todo.extend(ast.iter_child_nodes(current))
+
+
+def plan_loops(tree: ast.Module) -> int:
+    """Number the cell's loops (``node.mlops_loop``) and give each the metric names it
+    steps (``node.mlops_steps``: (name, direct) pairs); returns how many loops there are.
+
+    A metric-like name is stepped by the innermost loop that holds all its assignments
+    within one outermost loop (the common prefix of their loop paths)."""
+    loops: list[ast.stmt] = []
+    paths: dict[tuple[str, int], list[tuple[int, ...]]] = {}
+
+    def note(name: str, value: ast.expr | None, path: tuple[int, ...]) -> None:
+        ok, _ = _literal(value)
+        if path and is_metric_name(name, literal=ok):
+            paths.setdefault((name, path[0]), []).append(path)
+
+    def exprs(node: ast.AST, path: tuple[int, ...]) -> None:
+        for sub in _scope_free(node):
+            if isinstance(sub, ast.NamedExpr):
+                note(sub.target.id, sub.value, path)
+
+    def block(body: list[ast.stmt], path: tuple[int, ...]) -> None:
+        for node in body:
+            statement(node, path)
+
+    def statement(node: ast.stmt, path: tuple[int, ...]) -> None:
+        if isinstance(node, (*_SCOPES, ast.Import, ast.ImportFrom)):
+            return
+        if isinstance(node, ast.For | ast.AsyncFor | ast.While):
+            node.mlops_loop, node.mlops_steps = len(loops), []  # type: ignore[union-attr]
+            loops.append(node)
+            inner = (*path, len(loops) - 1)
+            if isinstance(node, ast.While):
+                exprs(node.test, inner)
+            else:
+                exprs(node.iter, path)
+                for name in _names(node.target):
+                    note(name, None, inner)
+            block(node.body, inner)
+            block(node.orelse, path)
+            return
+        if isinstance(node, ast.Assign):
+            single = node.value if len(node.targets) == 1 else None
+            for name in [n for t in node.targets for n in _names(t)]:
+                note(name, single, path)
+        elif isinstance(node, ast.AugAssign | ast.AnnAssign) and node.value is not None:
+            value = node.value if isinstance(node, ast.AnnAssign) else None
+            for name in _names(node.target):
+                note(name, value, path)
+        elif isinstance(node, ast.With | ast.AsyncWith):
+            for item in node.items:
+                for name in _names(item.optional_vars) if item.optional_vars else []:
+                    note(name, None, path)
+        for field in ("body", "orelse", "finalbody"):
+            sub = getattr(node, field, None)
+            if isinstance(sub, list):
+                block(sub, path)
+        for handler in getattr(node, "handlers", []):
+            block(handler.body, path)
+        for case in getattr(node, "cases", []):
+            block(case.body, path)
+        for field in ("value", "test", "subject", "iter"):
+            if isinstance(getattr(node, field, None), ast.AST):
+                exprs(getattr(node, field), path)
+        for item in getattr(node, "items", []):
+            exprs(item.context_expr, path)
+
+    block(tree.body, ())
+    for (name, _), found in paths.items():
+        common = found[0]
+        for path in found[1:]:
+            n = 0
+            while n < min(len(common), len(path)) and common[n] == path[n]:
+                n += 1
+            common = common[:n]
+        # One assignment, directly in its loop: appending it where it happens is the same
+        # as at the end of the iteration, and cheaper.
+        direct = len(found) == 1
+        loops[common[-1]].mlops_steps.append((name, direct))  # type: ignore[attr-defined]
+    return len(loops)
+
+
 class Instrumenter:
-    """Rewrites a module's tree; ``sites`` numbers what the inserted calls refer to."""
+    """Rewrites a module's tree; ``sites`` numbers what the inserted calls refer to,
+    ``loops`` counts the loops and ``stepped`` names the metrics stepped in loops."""
 
     def __init__(self) -> None:
         self.sites: list[Site] = []
+        self.loops = 0
+        self.stepped: set[str] = set()
 
     def site(self, site: Site) -> int:
         self.sites.append(site)
         return len(self.sites) - 1
 
     def __call__(self, tree: ast.Module) -> ast.Module:
-        tree.body = self._block(tree.body, in_loop=False)
+        self.loops = plan_loops(tree)
+        tree.body = self._block(tree.body, {})
         return ast.fix_missing_locations(tree)
 
     # -- statements ------------------------------------------------------------------
-    def _expr(self, node: ast.AST, in_loop: bool) -> Any:
-        return _Expressions(self, in_loop).visit(node)
+    def _expr(self, node: ast.AST, steps: Steps) -> Any:
+        return _Expressions(self, steps).visit(node)
 
     def _records(
-        self, names: list[str], value: ast.expr | None, in_loop: bool, at: ast.AST
+        self,
+        names: list[str],
+        value: ast.expr | None,
+        steps: Steps,
+        at: ast.AST,
+        lean: bool = False,
     ) -> list[ast.stmt]:
-        """The statements that record ``names`` as bound (to the literal ``value``?)."""
+        """The statements that record ``names`` as bound (to the literal ``value``?);
+        ``lean``: only the step values (the binding is known to be recorded already)."""
         ok, literal = _literal(value) if len(names) == 1 else (False, None)
         out: list[ast.stmt] = []
         for name in names:
-            site = self.site(Site(name, ok, literal))
-            out.append(_store("hits", name, ast.Constant(site)))
-            if in_loop and is_metric_name(name, literal=ok):
-                out.append(_store("pending", name, ast.Name(name, ast.Load())))
+            if not lean:
+                site = self.site(Site(name, ok, literal))
+                out.append(_store("hits", name, ast.Constant(site)))
+            if name in steps and is_metric_name(name, literal=ok):
+                loop, direct = steps[name]
+                value = ast.Name(name, ast.Load())
+                if direct:  # R.raw['loss'].append(loss)
+                    raw = ast.Subscript(_load("raw"), ast.Constant(name), ast.Load())
+                    append = ast.Attribute(raw, "append", ast.Load())
+                    out.append(ast.Expr(ast.Call(append, [value], [])))
+                else:  # R.pN['loss'] = loss, appended at the end of the iteration
+                    pending = _load(f"p{loop}")
+                    target = ast.Subscript(pending, ast.Constant(name), ast.Store())
+                    out.append(ast.Assign([target], value))
         return [ast.copy_location(stmt, at) for stmt in out]
 
-    def _block(self, body: list[ast.stmt], in_loop: bool) -> list[ast.stmt]:
+    def _block(self, body: list[ast.stmt], steps: Steps, lean: bool = False) -> list[ast.stmt]:
         out: list[ast.stmt] = []
         for stmt in body:
-            out.extend(self._statement(stmt, in_loop))
+            out.extend(self._statement(stmt, steps, lean))
         return out
 
-    def _statement(self, node: ast.stmt, in_loop: bool) -> list[ast.stmt]:
+    def _statement(self, node: ast.stmt, steps: Steps, lean: bool) -> list[ast.stmt]:
+        """One statement, instrumented; ``lean`` drops the binding reports of a simple
+        statement at the top of a loop body that has completed an iteration."""
         if isinstance(node, (*_SCOPES, ast.Import, ast.ImportFrom)):
             return [node]
         if isinstance(node, ast.Assign):
-            node.value = self._expr(node.value, in_loop)
+            node.value = self._expr(node.value, steps)
             names = [n for t in node.targets for n in _names(t)]
             value = node.value if len(node.targets) == 1 else None
-            return [node, *self._records(names, value, in_loop, node)]
+            return [node, *self._records(names, value, steps, node, lean)]
         if isinstance(node, ast.AugAssign | ast.AnnAssign):
             if node.value is None:  # ``x: int`` binds nothing
                 return [node]
-            node.value = self._expr(node.value, in_loop)
+            node.value = self._expr(node.value, steps)
             value = node.value if isinstance(node, ast.AnnAssign) else None
-            return [node, *self._records(_names(node.target), value, in_loop, node)]
-        if isinstance(node, ast.Delete):
-            gone = [n for t in node.targets if isinstance(t, ast.Name) for n in _names(t)]
-            deleted = [_store("hits", n, ast.Constant(DELETED)) for n in gone]
-            return [node, *(ast.copy_location(s, node) for s in deleted)]
-        if isinstance(node, ast.For | ast.AsyncFor):
-            node.iter = self._expr(node.iter, in_loop)
-            target = self._records(_names(node.target), None, True, node)
-            node.body = self._loop_body(target + self._block(node.body, in_loop=True), node)
-            node.orelse = self._block(node.orelse, in_loop)
-            return [node]
-        if isinstance(node, ast.While):
-            node.test = self._expr(node.test, True)
-            node.body = self._loop_body(self._block(node.body, in_loop=True), node)
-            node.orelse = self._block(node.orelse, in_loop)
-            return [node]
+            return [node, *self._records(_names(node.target), value, steps, node, lean)]
+        if isinstance(node, ast.For | ast.AsyncFor | ast.While):
+            return [self._loop(node, steps)]
         if isinstance(node, ast.With | ast.AsyncWith):
             head: list[ast.stmt] = []
             for item in node.items:
-                item.context_expr = self._expr(item.context_expr, in_loop)
+                item.context_expr = self._expr(item.context_expr, steps)
                 if item.optional_vars is not None:
-                    head += self._records(_names(item.optional_vars), None, in_loop, node)
-            node.body = head + self._block(node.body, in_loop)
+                    head += self._records(_names(item.optional_vars), None, steps, node)
+            node.body = head + self._block(node.body, steps)
             return [node]
         if isinstance(node, ast.If):
-            node.test = self._expr(node.test, in_loop)
-            node.body = self._block(node.body, in_loop)
-            node.orelse = self._block(node.orelse, in_loop)
+            node.test = self._expr(node.test, steps)
+            node.body = self._block(node.body, steps)
+            node.orelse = self._block(node.orelse, steps)
             return [node]
         if isinstance(node, ast.Try | ast.TryStar):
-            node.body = self._block(node.body, in_loop)
+            node.body = self._block(node.body, steps)
             for handler in node.handlers:
-                handler.body = self._block(handler.body, in_loop)
-            node.orelse = self._block(node.orelse, in_loop)
-            node.finalbody = self._block(node.finalbody, in_loop)
+                handler.body = self._block(handler.body, steps)
+            node.orelse = self._block(node.orelse, steps)
+            node.finalbody = self._block(node.finalbody, steps)
             return [node]
         if isinstance(node, ast.Match):
-            node.subject = self._expr(node.subject, in_loop)
+            node.subject = self._expr(node.subject, steps)
             for case in node.cases:
-                case.body = self._block(case.body, in_loop)
+                case.body = self._block(case.body, steps)
             return [node]
-        return [self._expr(node, in_loop)]
+        return [self._expr(node, steps)]
+
+    def _loop(self, node: ast.For | ast.AsyncFor | ast.While, outer: Steps) -> ast.stmt:
+        """The loop with its body run fully instrumented until one iteration completes,
+        lean after that, and its step metrics taken at the end of every iteration."""
+        number: int = node.mlops_loop  # type: ignore[union-attr]
+        stepped: list[tuple[str, bool]] = node.mlops_steps  # type: ignore[union-attr]
+        steps = {**outer, **{name: (number, direct) for name, direct in stepped}}
+        self.stepped.update(name for name, _ in stepped)
+        at = node.body[0]
+        original = copy.deepcopy(node.body)
+        if isinstance(node, ast.While):
+            node.test = self._expr(node.test, steps)
+            head: list[ast.stmt] = []
+        else:
+            node.iter = self._expr(node.iter, outer)
+            head = self._records(_names(node.target), None, steps, at)
+        fresh = ast.Subscript(_load("fresh"), ast.Constant(number), ast.Load())
+        done = ast.Subscript(_load("fresh"), ast.Constant(number), ast.Store())
+        full = [*head, *self._block(node.body, steps), ast.Assign([done], ast.Constant(False))]
+        lean = self._block(original, steps, lean=True)
+        if not lean:  # the body was all reports
+            lean = [ast.Pass()]
+        body: list[ast.stmt] = [ast.If(fresh, full, lean)]
+        if stepped:
+            end = self._end(number, [name for name, direct in stepped if not direct])
+            body = [ast.Try(body=body, handlers=[], orelse=[], finalbody=end)]
+        node.body = [ast.fix_missing_locations(ast.copy_location(s, at)) for s in body]
+        node.orelse = self._block(node.orelse, outer)
+        return node
 
     @staticmethod
-    def _loop_body(body: list[ast.stmt], loop: ast.stmt) -> list[ast.stmt]:
-        """``try: body finally: RECORDER.step()``: the end of every iteration, including
-        one left by ``continue``, ``break`` or an exception."""
-        step = ast.copy_location(ast.Expr(_call("step")), body[0] if body else loop)
-        wrapped = ast.Try(body=body or [ast.Pass()], handlers=[], orelse=[], finalbody=[step])
-        return [ast.copy_location(wrapped, body[0] if body else loop)]
+    def _end(number: int, stepped: list[str]) -> list[ast.stmt]:
+        """End of an iteration: ``if 'loss' in R.pN: R.raw['loss'].append(R.pN.pop('loss'))``
+        per stepped name, then ``if R.clock() >= R.next_tick: R.tick()``."""
+        out: list[ast.stmt] = []
+        for name in stepped:
+            key = ast.Constant(name)
+            pop = ast.Call(_load(f"p{number}", "pop"), [key], [])
+            raw = ast.Subscript(_load("raw"), key, ast.Load())
+            append = ast.Expr(ast.Call(ast.Attribute(raw, "append", ast.Load()), [pop], []))
+            seen = ast.Compare(key, [ast.In()], [_load(f"p{number}")])
+            out.append(ast.If(seen, [append], []))
+        due = ast.Compare(_call("clock"), [ast.GtE()], [_load("next_tick")])
+        out.append(ast.If(due, [ast.Expr(_call("tick"))], []))
+        return out

@@ -6,8 +6,10 @@ turns that into the input of :func:`~jupyter_mlops.tracking.capture.capture`: th
 this execution bound (and still holds), which of them are unchanged literals, the step
 histories of metrics updated in loops, and what each fit call received.
 
-The per-iteration cost is what matters (a training loop runs this 10,000 times): the cell
-stores into plain dicts, and :meth:`step` appends the pending values and checks a clock.
+The per-iteration cost is what matters (a training loop runs this 10,000 times): the
+instrumented loop stores into plain dicts and lists and compares a clock, inline; every
+``LIVE_INTERVAL`` seconds :meth:`tick` converts the raw step values to floats (so no
+reference to, say, a tensor is held longer than that) and redraws the live chart.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jupyter_mlops.tracking.capture import CellFacts
-from jupyter_mlops.tracking.instrument import DELETED, RECORDER, Instrumenter, Site
+from jupyter_mlops.tracking.instrument import RECORDER, Instrumenter, Site
 from jupyter_mlops.tracking.values import as_metric_value
 
 LIVE_INTERVAL = 0.5  # seconds between two redraws of the live chart
@@ -69,15 +71,18 @@ class Recorder:
     """
 
     def __init__(self, live: Callable[[Histories], None] | None = None) -> None:
-        self.hits: dict[str, int] = {}  # name -> site of its last executed binding
-        self.pending: dict[str, Any] = {}  # metric values assigned in this loop iteration
-        self.histories: Histories = {}
+        self.hits: dict[str, int] = {}  # name -> site of its last reported binding
+        self.histories: Histories = {}  # metric -> step values, as floats
+        self.raw: dict[str, list[Any]] = {}  # metric -> step values not yet converted
+        self.fresh: list[bool] = []  # loop -> no iteration has completed yet
         self.fits: list[FitCall] = []
         self.sites: list[Site] = []
         self.instrumented = False
+        self.clock = time.perf_counter
+        self.next_tick = self.clock() + LIVE_INTERVAL
         self._calls: dict[int, FitCall | None] = {}  # fit site -> the call being made
         self._live = live
-        self._next_draw = time.perf_counter() + LIVE_INTERVAL
+        self._drawn: tuple[int, ...] = ()
 
     # -- the seam a face's executor calls --------------------------------------------
     def instrument(self, tree: ast.Module) -> ast.Module:
@@ -85,44 +90,54 @@ class Recorder:
         instrumenter = Instrumenter()
         tree = instrumenter(tree)
         self.sites, self.instrumented = instrumenter.sites, True
+        self.fresh = [True] * instrumenter.loops
+        for number in range(instrumenter.loops):
+            setattr(self, f"p{number}", {})  # the loop's pending step values
+        self.raw = {name: [] for name in instrumenter.stepped}
         return tree
 
     @contextmanager
     def installed(self, namespace: MutableMapping[str, Any]) -> Iterator[Recorder]:
         """The recorder in ``namespace`` under its reserved name while the cell runs."""
         namespace[RECORDER] = self
+        self.next_tick = self.clock() + LIVE_INTERVAL
         try:
             yield self
         finally:
             if namespace.get(RECORDER) is self:
                 del namespace[RECORDER]
-            if self._live is not None and self.histories:
-                self._live(self.histories)  # the final chart is the one that stays
+            self._compact()
+            self._draw()  # the final chart is the one that stays
 
     # -- called by the instrumented cell ----------------------------------------------
-    def step(self) -> None:
-        """The end of one loop iteration: append its metric values as the next step."""
-        pending = self.pending
-        if pending:
-            histories = self.histories
-            for key, value in pending.items():
-                number = value if type(value) is float else scalar(value)
-                if number is not None:
-                    histories.setdefault(key, []).append(number)
-            pending.clear()
-        if self._live is not None:
-            now = time.perf_counter()
-            if now >= self._next_draw:
-                self._next_draw = now + LIVE_INTERVAL
-                if self.histories:
-                    self._live(self.histories)
+    def tick(self) -> None:
+        """Every LIVE_INTERVAL seconds while a loop steps: convert, redraw."""
+        self._compact()
+        self._draw()
+        self.next_tick = self.clock() + LIVE_INTERVAL
 
-    def bind(self, site: int, value: Any, metric: bool) -> Any:
-        """``(name := value)`` ran."""
+    def _compact(self) -> None:
+        for key, values in self.raw.items():
+            if values:
+                numbers = [v if type(v) is float else scalar(v) for v in values]
+                self.histories.setdefault(key, []).extend(n for n in numbers if n is not None)
+                values.clear()
+
+    def _draw(self) -> None:
+        """Show the histories, unless nothing was stepped since the last draw."""
+        drawn = tuple(len(v) for v in self.histories.values())
+        if self._live is not None and drawn and drawn != self._drawn:
+            self._drawn = drawn
+            self._live(self.histories)
+
+    def bind(self, site: int, value: Any, loop: int, direct: bool) -> Any:
+        """``(name := value)`` ran (a step of ``loop``'s, unless -1)."""
         name = self.sites[site].name
         self.hits[name] = site
-        if metric:
-            self.pending[name] = value
+        if direct and loop >= 0:
+            self.raw[name].append(value)
+        elif loop >= 0:
+            getattr(self, f"p{loop}")[name] = value
         return value
 
     def fit_on(self, site: int, receiver: Any) -> Any:
@@ -155,9 +170,10 @@ class Recorder:
     # -- after the cell ---------------------------------------------------------------
     def result(self, namespace: Mapping[str, Any]) -> Executed:
         """What this execution bound, fitted and stepped, as ``capture`` takes it."""
+        self._compact()
         facts = CellFacts()
         for name, site in self.hits.items():
-            if site == DELETED or name not in namespace:
+            if name not in namespace:  # never bound, or deleted since
                 continue
             facts.assigned.append(name)
             spec = self.sites[site]
