@@ -13,7 +13,7 @@ IPython shell two ways, in the same process, alternated:
 The loop itself is timed inside the cell (``time.perf_counter()`` around it), so the ratio
 (b)/(a) is the cost of the per-iteration hook alone; target at most 1.05. The whole cell's
 extra time (run start, logging 10,000 steps, the card) is reported beside it as INFO.
-One warm-up of each, then ``--reps`` alternating pairs (default 7); medians compared.
+One warm-up of each, then ``--reps`` alternating pairs (default 15); medians compared.
 """
 
 from __future__ import annotations
@@ -121,11 +121,11 @@ def summarise(result: dict[str, Any], iterations: int) -> list[dict[str, Any]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", metavar="OUT", help="write the results as JSON to OUT")
-    parser.add_argument("--reps", type=int, default=7, help="alternating pairs (default 7)")
+    parser.add_argument("--reps", type=int, default=15, help="alternating pairs (default 15)")
     parser.add_argument("--iterations", type=int, default=10_000)
-    parser.add_argument("--quick", action="store_true", help="3 pairs (CI smoke run)")
+    parser.add_argument("--quick", action="store_true", help="5 pairs (CI smoke run)")
     args = parser.parse_args(argv)
-    reps = 3 if args.quick else args.reps
+    reps = 5 if args.quick else args.reps
 
     root = Path(tempfile.mkdtemp(prefix="bench-loop-"))
     (root / ".mlops").mkdir()
