@@ -175,3 +175,12 @@ def test_step_helpers() -> None:
         skip_metrics={"loss"},
     )
     assert got.metrics == {} and got.histories == {}
+
+
+def test_plain_execute_without_transform_records_only_rebound_names(project) -> None:
+    import jupyter_mlops
+
+    ns: dict = {"acc": 0.99, "lr": 0.5}
+    source = "if False:\n    acc = 0.1\nlr = 0.01\n"
+    result = jupyter_mlops.track_code(source, ns, lambda: exec(source, ns), experiment="legacy")
+    assert result.run.metrics == {} and result.run.params == {"lr": "0.01"}

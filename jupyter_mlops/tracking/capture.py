@@ -1,10 +1,11 @@
-"""What a cell produced: parameters, metrics, models and training data, read off its code.
+"""What a cell produced: parameters, metrics, step histories, models and training data.
 
-The cell's AST says which names it assigns and how (a literal, a computed value, the
-target of a ``.fit`` call); the namespace after execution says what those names hold.
-Nothing here imports MLflow or a model framework: the flavour registry recognises trained
-models (by duck typing, for scikit-learn style estimators) so that inspecting a cell
-stays cheap.
+``analyse_cell`` reads what a cell's source could assign (used to parameterise notebooks,
+and as a fallback for code that runs uninstrumented); what an execution actually bound,
+stepped and fitted comes from :mod:`jupyter_mlops.tracking.recorder`. ``capture`` combines
+those names with what the namespace holds after the cell ran. Nothing here imports MLflow
+or a model framework: the flavour registry recognises trained models (by duck typing, for
+scikit-learn style estimators) so that inspecting a cell stays cheap.
 """
 
 from __future__ import annotations

@@ -119,7 +119,9 @@ def _execute(
         return execute(recorder.instrument)  # type: ignore[call-arg]
 
 
-def _rebound(facts: CellFacts, before: Mapping[str, Any], namespace: Mapping[str, Any]) -> Any:
+def _rebound(
+    facts: CellFacts, before: Mapping[str, Any], namespace: Mapping[str, Any]
+) -> CellFacts:
     """``facts`` cut to the names whose binding the uninstrumented code changed."""
     kept = [
         n
