@@ -33,12 +33,17 @@ class ShellCells:
     def transform(self, cell: str) -> str:
         return str(self.shell.transform_cell(cell))
 
-    def execute(self, source: str) -> Any:
+    def execute(
+        self, source: str, transform: Callable[[ast.Module], ast.Module] | None = None
+    ) -> Any:
         """Execute transformed cell code; the last expression's value is returned so it
-        shows as the cell's output."""
+        shows as the cell's output. ``transform`` rewrites the tree after IPython's own
+        AST transformers (``%%track`` instruments the cell with it)."""
         shell = self.shell
         tree = shell.compile.ast_parse(source)
         tree = shell.transform_ast(tree)
+        if transform is not None:
+            tree = transform(tree)
         last = None
         if tree.body and isinstance(tree.body[-1], ast.Expr):
             last = ast.Expression(tree.body.pop().value)
@@ -48,6 +53,12 @@ class ShellCells:
         if last is None:
             return None
         return eval(shell.compile(last, filename, "eval"), shell.user_global_ns, shell.user_ns)
+
+    def show_live(self, obj: Any) -> Callable[[Any], None]:
+        """Show ``obj`` under the running cell; returns a function that replaces it in
+        place (a display id), for output that changes while the cell runs."""
+        handle = display(obj, display_id=True)  # type: ignore[no-untyped-call]
+        return handle.update if handle is not None else (lambda _obj: None)
 
 
 def _parse(parser: MagicArgumentParser, line: str) -> argparse.Namespace:

@@ -83,3 +83,41 @@ def test_models_found_with_training_data() -> None:
     assert list(got.models) == ["pipe"]
     assert got.training_data["pipe"][0] is X
     assert got.params["linearregression__fit_intercept"] == "True"
+
+
+def test_fit_inputs_are_the_training_data_and_metric_lists_are_histories() -> None:
+    from sklearn.linear_model import LinearRegression
+
+    from jupyter_mlops.tracking.capture import CellFacts
+
+    X = np.arange(10.0).reshape(5, 2)
+    y = np.arange(5.0)
+    model = LinearRegression().fit(X[:4], y[:4])
+    facts = CellFacts(assigned=["model", "losses", "hidden"], literals={"hidden": [64, 32]})
+    ns = {"model": model, "losses": [0.5, 0.25], "hidden": [64, 32]}
+    got = capture(facts, ns, fit_inputs={"model": (X[:4], y[:4])})
+    assert got.training_data["model"][0].shape == (4, 2)
+    assert got.histories == {"losses": [0.5, 0.25]} and got.params["hidden"] == "[64, 32]"
+
+
+def test_step_loop_is_the_innermost_holding_every_assignment() -> None:
+    import ast
+
+    from jupyter_mlops.tracking.instrument import plan_loops
+
+    tree = ast.parse(
+        "for epoch in range(3):\n"
+        "    loss = 0.0\n"
+        "    for batch in range(4):\n"
+        "        loss += batch\n"
+        "        batch_loss = batch\n"
+        "    loss /= 4\n"
+        "for x in range(2):\n"
+        "    test_size = 0.2\n"  # a literal split size: a param, never stepped
+    )
+    assert plan_loops(tree) == 3
+    epoch, second = tree.body
+    inner = epoch.body[1]
+    assert epoch.mlops_steps == [("loss", False)]  # stepped once per epoch, at its end
+    assert inner.mlops_steps == [("batch_loss", True)]  # one assignment: appended in place
+    assert second.mlops_steps == []

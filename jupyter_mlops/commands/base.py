@@ -78,11 +78,17 @@ class Arguments:
 
 
 class CellRunner(Protocol):
-    """How the kernel runs a cell's code (only ``%%track`` needs one)."""
+    """How the kernel runs a cell's code (only ``%%track`` needs one).
+
+    ``execute`` applies ``transform`` to the code's AST after the kernel's own transforms;
+    ``show_live`` shows an object under the running cell and returns its in-place updater.
+    """
 
     def transform(self, cell: str) -> str: ...
 
-    def execute(self, source: str) -> Any: ...
+    def execute(self, source: str, transform: Callable[[Any], Any] | None = None) -> Any: ...
+
+    def show_live(self, obj: Any) -> Callable[[Any], None]: ...
 
 
 @dataclass

@@ -72,9 +72,9 @@ class Track(Command):
         assert cells is not None and context.namespace is not None
         source = cells.transform(args.cell)
 
-        def execute() -> Any:
+        def execute(transform: Any = None) -> Any:
             try:
-                return cells.execute(source)
+                return cells.execute(source, transform)
             except BaseException as exc:
                 context.cell_error = exc
                 raise
@@ -105,5 +105,6 @@ class Track(Command):
             tags=run_tags,
             raw_source=args.cell,
             on_run=show,
+            live=cells.show_live,
         )
         return result.value

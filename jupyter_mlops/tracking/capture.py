@@ -1,21 +1,22 @@
-"""What a cell produced: parameters, metrics, models and training data, read off its code.
+"""What a cell produced: parameters, metrics, step histories, models and training data.
 
-The cell's AST says which names it assigns and how (a literal, a computed value, the
-target of a ``.fit`` call); the namespace after execution says what those names hold.
-Nothing here imports MLflow or a model framework: the flavour registry recognises trained
-models (by duck typing, for scikit-learn style estimators) so that inspecting a cell
-stays cheap.
+``analyse_cell`` reads what a cell's source could assign (used to parameterise notebooks,
+and as a fallback for code that runs uninstrumented); what an execution actually bound,
+stepped and fitted comes from :mod:`jupyter_mlops.tracking.recorder`. ``capture`` combines
+those names with what the namespace holds after the cell ran. Nothing here imports MLflow
+or a model framework: the flavour registry recognises trained models (by duck typing, for
+scikit-learn style estimators) so that inspecting a cell stays cheap.
 """
 
 from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from jupyter_mlops.tracking import flavors, models
+from jupyter_mlops.tracking import flavors, models, steps
 from jupyter_mlops.tracking.values import MAX_PARAM_LENGTH, as_metric_value, as_param_value
 
 _METRIC_WORDS = (
@@ -169,9 +170,18 @@ class Captured:
     metrics: dict[str, float] = field(default_factory=dict)
     models: dict[str, Any] = field(default_factory=dict)  # name -> trained model
     training_data: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # name -> (X, y)
+    histories: dict[str, list[float]] = field(default_factory=dict)  # metric -> step values
     skipped: dict[str, str] = field(default_factory=dict)  # name -> why it was not logged
     # model name -> its training's metric histories (``validation_0-logloss`` -> per step)
     step_metrics: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+
+
+def _is_metric_series(name: str, literal: bool) -> bool:
+    """``losses``, ``val_accs``, ``loss_history``: a metric-like name, plural or not."""
+    if is_metric_name(name, literal=literal):
+        return True
+    one = steps.singular(name)
+    return one is not None and is_metric_name(one, literal=literal)
 
 
 def capture(
@@ -182,24 +192,39 @@ def capture(
     extra_metrics: Iterable[str] = (),
     model_names: Iterable[str] | None = None,
     with_models: bool = True,
+    fit_inputs: Mapping[str, tuple[Any, Any]] | None = None,
+    histories: Mapping[str, list[float]] | None = None,
+    skip_metrics: Collection[str] = (),
 ) -> Captured:
-    """Combine what the source says with what the namespace holds after the cell ran."""
+    """Combine what the cell bound (``facts``) with what the namespace holds after it ran.
+
+    ``fit_inputs`` maps a fitted model's variable names to the (X, y) its fit call
+    received (default: plain names read off the source); ``histories`` are the step
+    values of metrics updated in loops; ``skip_metrics`` are metric keys the run already
+    holds (the user logged them), left alone entirely.
+    """
     out = Captured()
     extra_params, extra_metrics = list(extra_params), list(extra_metrics)
 
     for name in facts.assigned:
         if name.startswith("_") or name not in namespace:
             continue
+        value = namespace[name]
         literal = name in facts.literals
         if is_metric_name(name, literal=literal):
-            metric = as_metric_value(namespace[name])
+            metric = as_metric_value(value)
             if metric is not None:
                 out.metrics[name] = metric
                 continue
         if literal and flavors.is_eval_history(namespace[name]):
             continue  # `evals = {}` filled by training: step metrics of its model, not a param
+        if _is_metric_series(name, literal):
+            numbers = steps.series(value)
+            if numbers is not None:
+                out.histories[name] = numbers
+                continue
         if literal:
-            text = as_param_value(namespace[name])
+            text = as_param_value(value)
             if text is not None:
                 out.params[name] = text
 
@@ -216,6 +241,13 @@ def capture(
         else:
             out.metrics[name] = metric
 
+    # A metric updated in a loop is its history; its final value is the last step.
+    finals = {k: out.metrics.pop(k) for k in list(histories or {}) if k in out.metrics}
+    out.histories.update(steps.with_final(histories or {}, finals))
+    for key in skip_metrics:
+        out.metrics.pop(key, None)
+        out.histories.pop(key, None)
+
     if not with_models:
         return out
     if model_names is not None:
@@ -229,7 +261,10 @@ def capture(
         candidates = [n for n in [*facts.assigned, *facts.fitted] if not n.startswith("_")]
     # Which objects are models (predictors, not the steps inside them) and what each was
     # fitted on: tracking/models.py.
-    fit_inputs = models.fit_inputs_from_cell(facts.tree, namespace)
+    if fit_inputs is None:  # not run instrumented: the fit calls read off the cell's code
+        fit_inputs = models.fit_inputs_from_cell(facts.tree, namespace)
+    else:  # what each fit call received; numpy arrays named after the frame they came from
+        fit_inputs = models.name_columns(fit_inputs, facts.tree, namespace)
     if model_names is None:
         candidates += [n for n in fit_inputs if not n.startswith("_")]
     chosen, training_data, skipped = models.select_models(

@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import time
-import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -23,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from jupyter_mlops.client import client, quiet_mlflow
 from jupyter_mlops.config import Config
 from jupyter_mlops.errors import TrackingError
-from jupyter_mlops.tracking import flavors, store
+from jupyter_mlops.tracking import flavors, signatures, store
 from jupyter_mlops.tracking.datasets import (
     DatasetRecord,
     fingerprint_data,
@@ -45,7 +44,6 @@ TAG_NOTEBOOK = "mlops.notebook"
 TAG_MODELS = "mlops.models"
 PENDING_PREFIX = "pending-"  # run id of a run that never reached the store
 INPUT_EXAMPLE_ROWS = 5
-PREDICTED_ROWS = 20  # rows predicted to infer a signature's output
 _OFFLINE: Any = object()
 _log = logging.getLogger(__name__)
 
@@ -174,13 +172,16 @@ class TrackedRun:
             self._remote(client(self.config).log_batch, self.run_id, metrics=batch)
 
     def log_step_metrics(self, histories: Mapping[str, Sequence[float]]) -> None:
-        """Record metric histories (value ``i`` at step ``i``) in one batch.
+        """Record metric histories (value ``i`` at step ``i``; thinned past
+        ``steps.MAX_STEPS``) in batches of MLflow's 1,000-metric limit.
 
         A history already logged under the same name is not sent again, so a model's
         training curve logged by the cell capture and again by ``log_model`` appears once.
         The last value of each is the metric's value (``metrics``), as MLflow shows it.
         """
         from mlflow.entities import Metric
+
+        from jupyter_mlops.tracking.steps import thin
 
         fresh: dict[str, list[float]] = {}
         for key, values in histories.items():
@@ -190,11 +191,18 @@ class TrackedRun:
         if not fresh:
             return
         now = int(time.time() * 1000)
-        batch = [Metric(k, v, now, i) for k, series in fresh.items() for i, v in enumerate(series)]
+        batch = [Metric(k, v, now, i) for k, series in fresh.items() for i, v in thin(series)]
         self.step_metrics.update(fresh)
         self.metrics.update({k: series[-1] for k, series in fresh.items()})
-        # MLflow's client splits a long batch into the store's limit itself.
-        self._remote(client(self.config).log_batch, self.run_id, metrics=batch)
+        for start in range(0, len(batch), 1000):
+            self._remote(
+                client(self.config).log_batch, self.run_id, metrics=batch[start : start + 1000]
+            )
+
+    def logged_metric_keys(self) -> set[str]:
+        """The metric keys the store holds for this run (one call; empty when offline)."""
+        remote = self._remote(client(self.config).get_run, self.run_id)
+        return set() if remote is _OFFLINE else set(remote.data.metrics)
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         """Set run tags (strings in MLflow)."""
@@ -276,7 +284,7 @@ class TrackedRun:
             signature = info.signature
         record.model_uri = info.model_uri
         record.model_id = getattr(info, "model_id", None)
-        record.signature = _signature_text(signature)
+        record.signature = signatures.signature_text(signature)
         self.models[name] = record
         self.set_tags({TAG_MODELS: json.dumps({k: v.model_uri for k, v in self.models.items()})})
         if X is not None:
@@ -291,23 +299,14 @@ class TrackedRun:
                 "not check its inputs)"
             )
             return None
-        from mlflow.models import infer_signature
-
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                # Types from the whole sample, the output's from a few predictions (a big
-                # model predicting a thousand rows would slow every tracked cell); the
-                # flavour knows how its models predict (a torch module is called).
-                predictor = flavor or flavors.get(flavors.FALLBACK)
-                outputs = predictor.outputs(model, head(sample, PREDICTED_ROWS))
-                return None if outputs is None else infer_signature(sample, outputs)
+            return signatures.infer(model, sample, flavor)
         except Exception as exc:  # a model that cannot predict on its own input
             self.notes.append(f"model {name!r}: no signature ({exc})")
             return None
 
     def _buffered_model(self, record: ModelRecord, signature: Any, X: Any, y: Any) -> ModelRecord:
-        record.signature = _signature_text(signature)
+        record.signature = signatures.signature_text(signature)
         record.model_uri = "(buffered: logged by %mlops retry)"
         self.models[record.name] = record
         if X is not None:
@@ -366,6 +365,7 @@ class TrackedRun:
             adopt(self, user, params, metrics)
         self.log_params(params)
         self.log_metrics(metrics)
+        self.log_step_metrics(captured.histories)
         if not with_models:
             return
         several = len(captured.models) > 1
@@ -429,12 +429,3 @@ def _as_active_run(run_id: str) -> Iterator[None]:
         yield
     finally:
         stack.pop()
-
-
-def _signature_text(signature: Any) -> str | None:
-    if signature is None:
-        return None
-    try:
-        return f"{signature.inputs.to_dict()} -> {signature.outputs.to_dict()}"
-    except Exception:
-        return str(signature)

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from jupyter_mlops.client import client
 from jupyter_mlops.tracking import store
 from jupyter_mlops.tracking.run import TAG_MODELS, ModelRecord, fluent_run_stack
+from jupyter_mlops.tracking.signatures import signature_text
 
 if TYPE_CHECKING:
     from jupyter_mlops.tracking.run import TrackedRun
@@ -77,15 +78,6 @@ class UserLogged:
 def _is_tracked_on_top(run_id: str) -> bool:
     stack = fluent_run_stack()
     return bool(stack) and stack[-1].info.run_id == run_id
-
-
-def _signature_text(signature: Any) -> str | None:
-    if signature is None:
-        return None
-    try:
-        return f"{signature.inputs.to_dict()} -> {signature.outputs.to_dict()}"
-    except Exception:
-        return str(signature)
 
 
 @contextlib.contextmanager
@@ -166,7 +158,7 @@ def joined(run: TrackedRun, *, rename: bool = True) -> Iterator[UserLogged]:
                 run_id=run_id,
                 model_id=getattr(info, "model_id", None),
                 flavor=flavors[0] if flavors else _PYFUNC,
-                signature=_signature_text(getattr(info, "signature", None)),
+                signature=signature_text(getattr(info, "signature", None)),
             )
         )
         return info

@@ -21,9 +21,17 @@ def as_metric_value(value: Any) -> float | None:
         return float(value)
     # numpy 0-d arrays and numpy scalars that are not registered as numbers.Real
     if getattr(value, "shape", None) == () and getattr(value, "dtype", None) is not None:
-        kind = getattr(value.dtype, "kind", "")
-        if kind in "iuf":
-            return float(value)
+        kind = getattr(value.dtype, "kind", None)
+        if kind is not None:
+            return float(value) if kind and kind in "iuf" else None
+        # A 0-d tensor (torch): its number, from a detached copy (a loss still attached to
+        # its graph warns when converted).
+        try:
+            detach = getattr(value, "detach", None)
+            number = (detach() if callable(detach) else value).item()
+        except Exception:
+            return None
+        return as_metric_value(number) if not hasattr(number, "shape") else None
     return None
 
 
