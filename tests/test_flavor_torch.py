@@ -235,3 +235,21 @@ def test_served_tensor_inputs_are_cast_to_a_float_dtype_only() -> None:
     assert to_frame({"a": [1], "b": [1.5]}, spec("int64"))["b"].tolist() == [1.5]
     with pytest.raises(InputError, match="float32"):
         to_frame({"a": ["x"], "b": [1.0]}, spec("float32"))
+
+
+def test_layers_of_a_captured_network_are_not_models_of_their_own(ip: Any) -> None:
+    """``layer`` inside ``model = nn.Sequential(layer, ...)`` is logged inside the model."""
+    ip.run_cell(SETUP).raise_error()
+    cell = """\
+first = nn.Linear(4, 8)
+model = nn.Sequential(first, nn.ReLU(), nn.Linear(8, 3))
+optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+for epoch in range(3):
+    optimizer.zero_grad()
+    loss = nn.functional.cross_entropy(model(X_train), y_train)
+    loss.backward()
+    optimizer.step()
+"""
+    ip.run_cell_magic("track", "--experiment layers --quiet", cell)
+    run = _only_run()
+    assert list(json.loads(run.data.tags["mlops.models"])) == ["model"]

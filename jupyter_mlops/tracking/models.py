@@ -25,7 +25,6 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from jupyter_mlops.tracking import flavors
-from jupyter_mlops.tracking.flavors.sklearn import estimator_parts
 
 FIT_METHODS = frozenset({"fit", "partial_fit", "fit_transform", "fit_predict"})
 # Zero-argument methods the evaluator may call: they copy data out of a frame, nothing else.
@@ -296,10 +295,11 @@ def name_columns(
 
 def _held_parts(obj: Any, flavor: flavors.Flavor) -> list[Any]:
     """Objects inside ``obj`` (and inside the model it unwraps to), not ``obj`` itself."""
-    parts = estimator_parts(obj)[1:]
+    parts = flavor.parts(obj)
     inner = flavor.unwrap(obj).model
     if inner is not obj:
-        parts.extend(estimator_parts(inner))
+        inner_flavor = flavors.flavor_for(inner) or flavor
+        parts.extend([inner, *inner_flavor.parts(inner)])
     return parts
 
 

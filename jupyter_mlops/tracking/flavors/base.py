@@ -81,6 +81,11 @@ class Flavor(ABC):
         """
         return Unwrapped(obj)
 
+    def parts(self, obj: Any) -> list[Any]:
+        """The objects ``obj`` holds that could look like models of their own (a pipeline's
+        steps, a network's layers): not logged apart when ``obj`` is. None by default."""
+        return []
+
     def is_predictor(self, obj: Any) -> bool:
         """True for a model that makes predictions, as opposed to a transform-only step.
 

@@ -89,6 +89,10 @@ class PyTorchFlavor(Flavor):
     name: ClassVar[str] = "pytorch"
     library: ClassVar[str] = "torch"
 
+    def parts(self, obj: Any) -> list[Any]:
+        """The layers and sub-networks of a module (``nn.Sequential(layer, ...)``)."""
+        return list(obj.modules())[1:]
+
     def detects(self, obj: Any) -> bool:
         if not is_torch_module(obj):
             return False

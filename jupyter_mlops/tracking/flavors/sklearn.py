@@ -166,6 +166,9 @@ class SklearnFlavor(Flavor):
     name: ClassVar[str] = "sklearn"
     library: ClassVar[str] = "sklearn"
 
+    def parts(self, obj: Any) -> list[Any]:
+        return estimator_parts(obj)[1:]
+
     def detects(self, obj: Any) -> bool:
         return is_fitted_estimator(obj)
 
