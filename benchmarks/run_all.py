@@ -33,6 +33,7 @@ BENCHMARKS: list[tuple[str, str, list[str]]] = [
     ("import", "bench_import.py", ["--reps", "2"]),
     ("track", "bench_track.py", ["--reps", "2"]),
     ("flavors", "bench_flavors.py", ["--reps", "2"]),
+    ("torch", "bench_torch.py", ["--quick"]),
     ("loop", "bench_loop.py", ["--quick"]),
     ("data", "bench_data.py", ["--size-mib", "64"]),
     ("drift", "bench_drift.py", ["--quick"]),
