@@ -59,12 +59,15 @@ class StepChart:
         if points:
             lo = min(v for _, v in points)
             hi = max(v for _, v in points)
-            span_y = (hi - lo) or 1.0
             span_x = max(points[-1][0], 1)
+            # The curve keeps clear of the max/min labels (top and bottom right); a flat
+            # series runs through the middle.
+            top, bottom = 18 + 16, 18 + _H - 14
 
             def xy(step: int, value: float) -> str:
                 x = _PAD + (_W - 2 * _PAD) * step / span_x
-                y = 18 + _PAD + (_H - 2 * _PAD) * (1 - (value - lo) / span_y)
+                share = (value - lo) / (hi - lo) if hi > lo else 0.5
+                y = bottom - (bottom - top) * share
                 return f"{x:.1f},{y:.1f}"
 
             line = " ".join(xy(s, v) for s, v in points)
@@ -72,9 +75,12 @@ class StepChart:
                 f'<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="{line}"/>',
                 f'<text x="{_W - _PAD}" y="{18 + 12}" font-size="9" text-anchor="end" '
                 f'fill="#666">{_fmt(hi)}</text>',
-                f'<text x="{_W - _PAD}" y="{18 + _H - 4}" font-size="9" text-anchor="end" '
-                f'fill="#666">{_fmt(lo)}</text>',
             ]
+            if hi > lo:
+                svg.append(
+                    f'<text x="{_W - _PAD}" y="{18 + _H - 4}" font-size="9" text-anchor="end" '
+                    f'fill="#666">{_fmt(lo)}</text>'
+                )
         svg.append("</svg>")
         return "".join(svg)
 
