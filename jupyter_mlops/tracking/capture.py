@@ -75,17 +75,6 @@ def _fit_receiver(call: ast.Call) -> str | None:
     return None
 
 
-def _fit_args(call: ast.Call) -> tuple[ast.expr | None, ast.expr | None]:
-    x = call.args[0] if call.args else None
-    y = call.args[1] if len(call.args) > 1 else None
-    for kw in call.keywords:
-        if kw.arg == "X":
-            x = kw.value
-        elif kw.arg == "y":
-            y = kw.value
-    return x, y
-
-
 def analyse_cell(source: str) -> CellFacts:
     """Read the names a cell assigns, which of them are literals, and what it fits.
 
@@ -115,7 +104,7 @@ def analyse_cell(source: str) -> CellFacts:
         for name in names:
             if name not in facts.fitted:
                 facts.fitted.append(name)
-            facts.fit_data[name] = _fit_args(call)
+            facts.fit_data[name] = models.fit_args(call)
 
     for node in ast.walk(tree):
         if isinstance(node, ast.Name):

@@ -133,7 +133,8 @@ def _receiver(call: ast.Call) -> tuple[str | None, str | None]:
     return None, None
 
 
-def _fit_args(call: ast.Call) -> tuple[ast.expr | None, ast.expr | None]:
+def fit_args(call: ast.Call) -> tuple[ast.expr | None, ast.expr | None]:
+    """The ``X`` and ``y`` expressions of a fit call (positional or keyword)."""
     args = [a for a in call.args if not isinstance(a, ast.Starred)]
     x = args[0] if args else None
     y = args[1] if len(args) > 1 else None
@@ -156,7 +157,7 @@ class _CellReader(ast.NodeVisitor):
         # partial_fit: the first batch stands for all; fit: the last call is what the model holds
         if method == "partial_fit" and name in self.fits:
             return
-        self.fits[name] = _fit_args(call)
+        self.fits[name] = fit_args(call)
 
     def visit_Call(self, node: ast.Call) -> None:
         self.generic_visit(node)

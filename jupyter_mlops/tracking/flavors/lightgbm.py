@@ -14,21 +14,14 @@ lightgbm, and scikit-learn and skops only for the estimators, which need them to
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from jupyter_mlops.tracking.flavors.base import Flavor, LogArgs, pinned
+from jupyter_mlops.tracking.flavors.boosted import BoostedTreesFlavor
 from jupyter_mlops.tracking.flavors.boosting import (
     History,
     close,
-    find_history,
-    flat,
-    framework_distribution,
-    from_module,
-    guarded,
-    nested_history,
 )
-from jupyter_mlops.tracking.flavors.sklearn import estimator_params
 from jupyter_mlops.tracking.values import as_param_value
 
 if TYPE_CHECKING:
@@ -79,45 +72,35 @@ def signature_from_features(model: Any) -> ModelSignature | None:
     return infer_signature(row, model.predict(row))
 
 
-class LightGBMFlavor(Flavor):
+class LightGBMFlavor(BoostedTreesFlavor):
     """LightGBM estimators and boosters, through ``mlflow.lightgbm`` (text format / skops)."""
 
     name: ClassVar[str] = "lightgbm"
     library: ClassVar[str] = "lightgbm"
+    # The estimators load through skops.
+    estimator_requirements: ClassVar[frozenset[str]] = frozenset({"scikit-learn", "skops"})
 
-    def detects(self, obj: Any) -> bool:
-        if not from_module(obj, "lightgbm"):
-            return False
-        import lightgbm as lgb  # the object comes from lightgbm: it is imported already
-
-        try:
-            if isinstance(obj, lgb.Booster):
-                return bool(obj.current_iteration() > 0)
-            if isinstance(obj, lgb.LGBMModel):
-                return bool(obj.__sklearn_is_fitted__())
-        except Exception:  # a half-built object is not a trained model
-            return False
-        return False
-
-    def params(self, obj: Any) -> dict[str, str]:
+    def classes(self) -> tuple[type, type]:
         import lightgbm as lgb
 
-        out = booster_params(obj) if isinstance(obj, lgb.Booster) else estimator_params(obj)
-        best = best_iteration(obj)
-        if best is not None:
-            out["best_iteration"] = str(best)
-        return out
+        return lgb.Booster, lgb.LGBMModel
 
-    def step_metrics(
-        self, obj: Any, values: Mapping[str, Any] | None = None
-    ) -> dict[str, list[float]]:
-        import lightgbm as lgb
+    def rounds(self, booster: Any) -> int:
+        return int(booster.current_iteration())
 
-        if not isinstance(obj, lgb.Booster):
-            return flat(nested_history(getattr(obj, "evals_result_", None)))
-        rounds = obj.current_iteration()
-        at = obj.best_iteration - 1 if obj.best_iteration > 0 else None
-        best = {d: dict(ms) for d, ms in (obj.best_score or {}).items()}
+    def booster_params(self, booster: Any) -> dict[str, str]:
+        return booster_params(booster)
+
+    def best_iteration(self, model: Any) -> int | None:
+        return best_iteration(model)
+
+    def signature_from_features(self, model: Any) -> ModelSignature | None:
+        return signature_from_features(model)
+
+    def history_fits(self, booster: Any) -> Callable[[History], bool]:
+        rounds = booster.current_iteration()
+        at = booster.best_iteration - 1 if booster.best_iteration > 0 else None
+        best = {d: dict(ms) for d, ms in (booster.best_score or {}).items()}
 
         def fits(history: History) -> bool:
             # lgb.train keeps the score of the best (or last) round per set and metric:
@@ -134,25 +117,12 @@ class LightGBMFlavor(Flavor):
                         return False
             return True
 
-        return find_history(values, fits)
+        return fits
 
-    def requirements(self, obj: Any) -> list[str]:
-        import lightgbm as lgb
-
-        wanted = {"mlflow", "numpy", "pandas", framework_distribution("lightgbm")}
-        if not isinstance(obj, lgb.Booster):
-            wanted |= {"scikit-learn", "skops"}  # the estimators load through skops
-        return pinned(wanted)
-
-    def log(self, obj: Any, args: LogArgs) -> ModelInfo:
-        import lightgbm as lgb
+    def log_native(self, obj: Any, kwargs: dict[str, Any]) -> ModelInfo:
         import mlflow.lightgbm
 
-        kwargs = args.as_kwargs()
-        if args.signature is None:
-            kwargs["signature"] = guarded(signature_from_features, obj)
-            kwargs["input_example"] = None
-        if not isinstance(obj, lgb.Booster):
+        if not self.is_booster(obj):
             # MLflow's default for the estimators off Databricks, stated so that it holds
             # on Databricks too (where MLflow would pickle).
             kwargs["serialization_format"] = "skops"

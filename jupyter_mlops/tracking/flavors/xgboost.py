@@ -16,22 +16,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from jupyter_mlops.tracking.flavors.base import Flavor, LogArgs, pinned
+from jupyter_mlops.tracking.flavors.boosted import BoostedTreesFlavor
 from jupyter_mlops.tracking.flavors.boosting import (
     History,
     close,
-    find_history,
-    flat,
-    framework_distribution,
-    from_module,
-    guarded,
-    nested_history,
 )
-from jupyter_mlops.tracking.flavors.sklearn import estimator_params
-from jupyter_mlops.tracking.values import as_param_value
 
 if TYPE_CHECKING:
     from mlflow.models.model import ModelInfo
@@ -121,44 +113,32 @@ def signature_from_features(model: Any) -> ModelSignature | None:
     return infer_signature(row, out)
 
 
-class XGBoostFlavor(Flavor):
+class XGBoostFlavor(BoostedTreesFlavor):
     """XGBoost estimators and boosters, through ``mlflow.xgboost`` (XGBoost's own format)."""
 
     name: ClassVar[str] = "xgboost"
     library: ClassVar[str] = "xgboost"
 
-    def detects(self, obj: Any) -> bool:
-        if not from_module(obj, "xgboost"):
-            return False
-        import xgboost as xgb  # the object comes from xgboost: it is imported already
-
-        try:
-            if isinstance(obj, xgb.Booster):
-                return bool(obj.num_boosted_rounds() > 0)
-            if isinstance(obj, xgb.XGBModel):
-                return bool(obj.__sklearn_is_fitted__())
-        except Exception:  # a half-built object is not a trained model
-            return False
-        return False
-
-    def params(self, obj: Any) -> dict[str, str]:
+    def classes(self) -> tuple[type, type]:
         import xgboost as xgb
 
-        out = booster_params(obj) if isinstance(obj, xgb.Booster) else estimator_params(obj)
-        best = best_iteration(obj)
-        if best is not None:
-            out["best_iteration"] = str(best)
-        return {k: v for k, v in out.items() if as_param_value(v) is not None}
+        return xgb.Booster, xgb.XGBModel
 
-    def step_metrics(
-        self, obj: Any, values: Mapping[str, Any] | None = None
-    ) -> dict[str, list[float]]:
-        import xgboost as xgb
+    def rounds(self, booster: Any) -> int:
+        return int(booster.num_boosted_rounds())
 
-        if not isinstance(obj, xgb.Booster):
-            return flat(nested_history(getattr(obj, "evals_result_", None)))
-        rounds = obj.num_boosted_rounds()
-        attributes = obj.attributes()
+    def booster_params(self, booster: Any) -> dict[str, str]:
+        return booster_params(booster)
+
+    def best_iteration(self, model: Any) -> int | None:
+        return best_iteration(model)
+
+    def signature_from_features(self, model: Any) -> ModelSignature | None:
+        return signature_from_features(model)
+
+    def history_fits(self, booster: Any) -> Callable[[History], bool]:
+        rounds = booster.num_boosted_rounds()
+        attributes = booster.attributes()
 
         def fits(history: History) -> bool:
             series = [s for metrics in history.values() for s in metrics.values()]
@@ -172,22 +152,10 @@ class XGBoostFlavor(Flavor):
                 return int(best_at) < len(last) and close(last[int(best_at)], float(best_score))
             return True
 
-        return find_history(values, fits)
+        return fits
 
-    def requirements(self, obj: Any) -> list[str]:
-        import xgboost as xgb
-
-        wanted = {"mlflow", "numpy", "pandas", framework_distribution("xgboost")}
-        if not isinstance(obj, xgb.Booster):
-            wanted.add("scikit-learn")  # XGBClassifier & co. subclass scikit-learn's bases
-        return pinned(wanted)
-
-    def log(self, obj: Any, args: LogArgs) -> ModelInfo:
+    def log_native(self, obj: Any, kwargs: dict[str, Any]) -> ModelInfo:
         import mlflow.xgboost
 
-        kwargs = args.as_kwargs()
-        if args.signature is None:
-            kwargs["signature"] = guarded(signature_from_features, obj)
-            kwargs["input_example"] = None
         info: ModelInfo = mlflow.xgboost.log_model(obj, **kwargs, model_format="ubj")
         return info
