@@ -88,14 +88,10 @@ class LightGBMFlavor(BoostedTreesFlavor):
     def rounds(self, booster: Any) -> int:
         return int(booster.current_iteration())
 
-    def booster_params(self, booster: Any) -> dict[str, str]:
-        return booster_params(booster)
-
-    def best_iteration(self, model: Any) -> int | None:
-        return best_iteration(model)
-
-    def signature_from_features(self, model: Any) -> ModelSignature | None:
-        return signature_from_features(model)
+    # The module's functions, as the flavour's hooks.
+    booster_params = staticmethod(booster_params)
+    best_iteration = staticmethod(best_iteration)
+    signature_from_features = staticmethod(signature_from_features)
 
     def history_fits(self, booster: Any) -> Callable[[History], bool]:
         rounds = booster.current_iteration()
