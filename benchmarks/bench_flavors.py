@@ -35,12 +35,20 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from run_all import format_table, machine, median, row, verdict, write_json
+from run_all import (
+    format_table,
+    machine,
+    median,
+    ok_seconds,
+    row,
+    timed_cell,
+    verdict,
+    write_json,
+)
 
 DATA = """\
 from sklearn.datasets import make_classification
@@ -109,18 +117,6 @@ def reference_cell(case: Case) -> str:
 # -- inside a worker process ----------------------------------------------------------------
 
 
-def _timed(ip: Any, cell: str) -> float:
-    """Seconds to run ``cell`` as a notebook does; raises if the cell failed."""
-    start = time.perf_counter()
-    result = ip.run_cell(cell, store_history=True)
-    elapsed = time.perf_counter() - start
-    error = result.error_before_exec or result.error_in_exec
-    if error is not None:
-        first = (str(error).strip().splitlines() or [""])[0]
-        raise RuntimeError(f"{type(error).__name__}: {first[:300]}")
-    return elapsed
-
-
 def _recorded() -> dict[str, Any]:
     """What the newest run holds (to show what each side did)."""
     import mlflow
@@ -152,15 +148,15 @@ def worker(case_name: str, variant: str, reps: int) -> dict[str, Any]:
     ip = InteractiveShell.instance()
     if variant == "ours":
         ip.run_line_magic("load_ext", "jupyter_mlops")
-    _timed(ip, "import pandas as pd\n" + case.setup)
-    _timed(ip, DATA)
+    ok_seconds(timed_cell(ip, "import pandas as pd\n" + case.setup))
+    ok_seconds(timed_cell(ip, DATA))
     logged = f"%%track -e bench --quiet\n{case.cell}" if variant == "ours" else reference_cell(case)
     cells = {"bare": case.cell, variant: logged}
-    first = {name: _timed(ip, cell) for name, cell in cells.items()}
+    first = {name: ok_seconds(timed_cell(ip, cell)) for name, cell in cells.items()}
     times: dict[str, list[float]] = {name: [] for name in cells}
     for i in range(reps):
         for name in list(cells)[:: 1 if i % 2 == 0 else -1]:
-            times[name].append(_timed(ip, cells[name]))
+            times[name].append(ok_seconds(timed_cell(ip, cells[name])))
     return {"first": first, "times": times, "recorded": _recorded()}
 
 

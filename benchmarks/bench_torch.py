@@ -33,11 +33,19 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
-from run_all import format_table, machine, median, row, verdict, write_json
+from run_all import (
+    format_table,
+    machine,
+    median,
+    ok_seconds,
+    row,
+    timed_cell,
+    verdict,
+    write_json,
+)
 
 TARGET_RATIO = 1.0  # %%track must not cost more than logging the model with MLflow by hand
 
@@ -85,23 +93,6 @@ def reference_cell(with_example: bool) -> str:
 # -- inside a worker process ----------------------------------------------------------------
 
 
-def _timed(ip: Any, cell: str) -> tuple[float, str | None]:
-    start = time.perf_counter()
-    result = ip.run_cell(cell, store_history=True)
-    elapsed = time.perf_counter() - start
-    error = result.error_before_exec or result.error_in_exec
-    if error is None:
-        return elapsed, None
-    first_line = (str(error).strip().splitlines() or [""])[0]
-    return elapsed, f"{type(error).__name__}: {first_line[:300]}"
-
-
-def _ok(timed: tuple[float, str | None]) -> float:
-    if timed[1] is not None:
-        raise RuntimeError(timed[1])
-    return timed[0]
-
-
 def _recorded() -> dict[str, Any]:
     """What the newest run holds, to show that both sides did the same work."""
     import mlflow
@@ -127,19 +118,19 @@ def worker(variant: str, reps: int, with_example: bool) -> dict[str, Any]:
     ip = InteractiveShell.instance()
     if variant == "ours":
         ip.run_line_magic("load_ext", "jupyter_mlops")
-    _ok(_timed(ip, SETUP_CELL))
+    ok_seconds(timed_cell(ip, SETUP_CELL))
     if variant == "probe":
-        seconds, error = _timed(ip, reference_cell(False))
+        seconds, error = timed_cell(ip, reference_cell(False))
         return {"seconds": seconds, "error": error}
     cells = {
         "bare": TRAIN_CELL,
         variant: TRACK_CELL if variant == "ours" else reference_cell(with_example),
     }
-    first = {name: _ok(_timed(ip, cell)) for name, cell in cells.items()}
+    first = {name: ok_seconds(timed_cell(ip, cell)) for name, cell in cells.items()}
     times: dict[str, list[float]] = {name: [] for name in cells}
     for i in range(reps):
         for name in list(cells)[:: 1 if i % 2 == 0 else -1]:
-            times[name].append(_ok(_timed(ip, cells[name])))
+            times[name].append(ok_seconds(timed_cell(ip, cells[name])))
     return {"first": first, "times": times, "recorded": _recorded()}
 
 

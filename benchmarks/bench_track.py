@@ -35,11 +35,19 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
-from run_all import format_table, machine, median, row, verdict, write_json
+from run_all import (
+    format_table,
+    machine,
+    median,
+    ok_seconds,
+    row,
+    timed_cell,
+    verdict,
+    write_json,
+)
 
 TARGET_OVERHEAD_S = 0.25
 TARGET_RATIO = 15.0
@@ -79,25 +87,6 @@ def reference_cell(serialization_format: str | None) -> str:
 
 
 # -- inside a worker process ----------------------------------------------------------------
-
-
-def _timed(ip: Any, cell: str) -> tuple[float, str | None]:
-    """Run ``cell`` like a notebook does; (seconds, error or None)."""
-    start = time.perf_counter()
-    result = ip.run_cell(cell, store_history=True)
-    elapsed = time.perf_counter() - start
-    error = result.error_before_exec or result.error_in_exec
-    if error is None:
-        return elapsed, None
-    first_line = (str(error).strip().splitlines() or [""])[0]
-    return elapsed, f"{type(error).__name__}: {first_line[:300]}"
-
-
-def _ok(timed: tuple[float, str | None]) -> float:
-    seconds, error = timed
-    if error is not None:
-        raise RuntimeError(error)
-    return seconds
 
 
 def _recorded() -> dict[str, Any]:
@@ -150,22 +139,22 @@ def worker(variant: str, reps: int, fmt: str | None, profile: str | None) -> dic
     ip = InteractiveShell.instance()
     if variant == "ours":
         ip.run_line_magic("load_ext", "jupyter_mlops")
-    _ok(_timed(ip, SETUP_CELL))
+    ok_seconds(timed_cell(ip, SETUP_CELL))
     if variant == "probe":
-        seconds, error = _timed(ip, reference_cell(None))
+        seconds, error = timed_cell(ip, reference_cell(None))
         return {"seconds": seconds, "error": error}
 
     cells = {"bare": IRIS_CELL, variant: TRACK_CELL if variant == "ours" else reference_cell(fmt)}
-    first = {name: _ok(_timed(ip, cell)) for name, cell in cells.items()}
+    first = {name: ok_seconds(timed_cell(ip, cell)) for name, cell in cells.items()}
     times: dict[str, list[float]] = {name: [] for name in cells}
     for i in range(reps):
         for name in list(cells)[:: 1 if i % 2 == 0 else -1]:
-            times[name].append(_ok(_timed(ip, cells[name])))
+            times[name].append(ok_seconds(timed_cell(ip, cells[name])))
     result: dict[str, Any] = {"first": first, "times": times, "recorded": _recorded()}
     if profile:
         prof = cProfile.Profile()
         prof.enable()
-        _ok(_timed(ip, cells[variant]))
+        ok_seconds(timed_cell(ip, cells[variant]))
         prof.disable()
         prof.dump_stats(profile)
         result["profile"] = _profile_text(prof, 25)

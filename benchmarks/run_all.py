@@ -79,6 +79,26 @@ def row(
     }
 
 
+def timed_cell(ip: Any, cell: str) -> tuple[float, str | None]:
+    """Run ``cell`` in IPython shell ``ip`` as a notebook does: (seconds, error or None)."""
+    start = time.perf_counter()
+    result = ip.run_cell(cell, store_history=True)
+    elapsed = time.perf_counter() - start
+    error = result.error_before_exec or result.error_in_exec
+    if error is None:
+        return elapsed, None
+    first_line = (str(error).strip().splitlines() or [""])[0]
+    return elapsed, f"{type(error).__name__}: {first_line[:300]}"
+
+
+def ok_seconds(timed: tuple[float, str | None]) -> float:
+    """The seconds of a ``timed_cell`` result; raises with the cell's error if it failed."""
+    seconds, error = timed
+    if error is not None:
+        raise RuntimeError(error)
+    return seconds
+
+
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
 
