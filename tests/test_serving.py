@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.metadata
 import json
 import math
 import os
@@ -315,10 +316,12 @@ def test_bad_invocations_payloads(http: httpx.Client) -> None:
 
 def test_health_version_metrics_docs(server: Deployment, http: httpx.Client) -> None:
     assert http.get("/health").json()["status"] == "ok"
-    version = http.get("/version").json()
+    version = http.get("/info").json()
     assert (version["model_name"], version["model_version"]) == ("iris-rf", "1")
     assert version["run_id"] == server.primary.run_id
     assert version["traffic"] == {"primary": 100.0}
+    # /version answers as `mlflow models serve` does: the MLflow version string
+    assert http.get("/version").text == importlib.metadata.version("mlflow")
     http.post("/predict", json=_GOOD_ROW)
     http.post("/predict", json=_GOOD)
     metrics = http.get("/metrics")
@@ -331,7 +334,8 @@ def test_health_version_metrics_docs(server: Deployment, http: httpx.Client) -> 
     assert "jupyter_mlops_batch_rows_bucket{" in text
     assert "x-request-id" in http.get("/metrics").headers
     openapi = http.get("/openapi.json").json()
-    assert {"/predict", "/invocations", "/health", "/version", "/metrics"} <= set(openapi["paths"])
+    paths = {"/predict", "/invocations", "/health", "/info", "/version", "/metrics"}
+    assert paths <= set(openapi["paths"])
     assert http.get("/docs").status_code == 200
 
 
@@ -364,7 +368,7 @@ def test_canary_split_within_binomial_bounds(
     dep = canary("iris", "iris-rf@challenger", 10, config=config)
     try:
         assert dep.traffic == {"iris-rf v1": 90.0, "iris-rf v2": 10.0}
-        assert http.get("/version").json()["traffic"] == {"primary": 90.0, "canary": 10.0}
+        assert http.get("/info").json()["traffic"] == {"primary": 90.0, "canary": 10.0}
         n = 2000
         responses = fire(f"{server.url}/predict", [_GOOD_ROW] * n, concurrency=32)
         assert all(r.status_code == 200 for r in responses)
@@ -400,7 +404,7 @@ def test_canary_split_within_binomial_bounds(
     finally:
         dep = rollback("iris", config=config)  # no earlier primary: drops the canary
     assert dep.canary is None
-    assert http.get("/version").json()["traffic"] == {"primary": 100.0}
+    assert http.get("/info").json()["traffic"] == {"primary": 100.0}
 
 
 class _Load:
@@ -564,7 +568,7 @@ def test_token_two_workers_and_fsync_log(config: Config) -> None:
         good = {"Authorization": f"Bearer {token}"}
         with httpx.Client(base_url=dep.url, timeout=30) as client:
             assert client.get("/health").status_code == 200
-            for path in ("/version", "/metrics", "/docs", "/openapi.json"):
+            for path in ("/info", "/version", "/metrics", "/docs", "/openapi.json"):
                 assert client.get(path).status_code == 401, path
             refused = client.post("/predict", json=_GOOD_ROW)
             assert refused.status_code == 401

@@ -300,7 +300,7 @@ def test_probabilities_per_request(
     alone = server.predict(MESSY[:1], proba=True)["predictions"]  # one row: float noise only
     assert np.allclose([alone[0][c] for c in CLASSES], [rows[0][c] for c in CLASSES])
 
-    version = http.get("/version").json()
+    version = http.get("/info").json()
     assert version["predict"] == "label"
     assert version["classes"] == CLASSES
     assert version["models"][0]["classes"] == CLASSES
@@ -329,7 +329,7 @@ def test_deploy_proba_logs_probabilities(config: Config, messy_frame: pd.DataFra
         labels = dep.predict(MESSY, proba=False)["predictions"]
         assert labels == [str(v) for v in native.predict(messy_frame)]
         with httpx.Client(base_url=dep.url, timeout=30) as http:
-            assert http.get("/version").json()["predict"] == "proba"
+            assert http.get("/info").json()["predict"] == "proba"
             # a canary must answer probabilities too: refused, the deployment serves on
             with pytest.raises(ServingError, match="has no predict_proba"):
                 canary("messy-proba", "price@champion", 10, config=config)
@@ -363,7 +363,7 @@ def test_regressor_with_proba_refused_before_the_server_starts(config: Config) -
         assert answer.status_code == 400
         assert answer.json()["error_code"] == "NO_PREDICT_PROBA"
         assert "has no predict_proba" in answer.json()["message"]
-        assert http.get("/version").json()["classes"] is None
+        assert http.get("/info").json()["classes"] is None
         assert http.post("/predict", json={"a": 1.0, "b": 2.0}).status_code == 200
 
 

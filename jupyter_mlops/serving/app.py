@@ -5,7 +5,8 @@ load). One app serves one deployment folder: its :class:`ServingRuntime` loads t
 in ``state.json`` and follows that file as it changes.
 
 Endpoints: ``POST /predict`` (JSON records), ``POST /invocations`` (MLflow's scoring
-formats and response shape), ``GET /health``, ``GET /version``, ``GET /metrics``
+formats and response shape), ``GET /health``, ``GET /info`` (models, versions, traffic),
+``GET /version`` (the MLflow version, as MLflow's scoring server answers), ``GET /metrics``
 (Prometheus), plus ``/docs`` and ``/openapi.json``. Every response carries ``X-Request-ID``.
 With a token, every endpoint but ``/health`` (and ``/ping``) needs ``Authorization: Bearer``.
 """
@@ -85,9 +86,13 @@ def create_app(deployment_dir: str | os.PathLike[str]) -> FastAPI:
 
     app.get("/ping", include_in_schema=False)(health)  # MLflow's health path
 
-    @app.get("/version", summary="Models, versions and traffic split")
+    @app.get("/info", summary="Models, versions and traffic split")
+    async def info() -> Response:
+        return json_response(runtime.info())
+
+    @app.get("/version", summary="MLflow version (as MLflow's scoring server answers)")
     async def version() -> Response:
-        return json_response(runtime.version())
+        return Response(mlflow_version(), media_type="application/json")
 
     @app.get("/metrics", summary="Prometheus metrics")
     async def metrics() -> Response:
@@ -102,6 +107,16 @@ def create_app(deployment_dir: str | os.PathLike[str]) -> FastAPI:
     app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(TokenAuth, token_sha256=state.get("token_sha256"), metrics=runtime.metrics)
     return app
+
+
+def mlflow_version() -> str:
+    """The installed MLflow's version (full or skinny), what ``mlflow models serve`` answers."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    for dist in ("mlflow", "mlflow-skinny"):
+        with contextlib.suppress(PackageNotFoundError):
+            return version(dist)
+    return "unknown"
 
 
 def app_from_env() -> FastAPI:

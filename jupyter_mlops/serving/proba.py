@@ -2,7 +2,7 @@
 
 A deployment answers labels (``model.predict``) unless it was started with
 ``predict="proba"`` or a request asks ``?predict=proba``; then each row is answered as
-``{class: probability}`` in the model's class order (``classes_``), which ``/version`` and the
+``{class: probability}`` in the model's class order (``classes_``), which ``/info`` and the
 OpenAPI schema list too. MLflow's pyfunc only exposes ``predict``, so the probabilities come
 from the native model under it (``get_raw_model()``: scikit-learn, XGBoost, LightGBM...), fed
 the same validated, typed frame as ``predict``.

@@ -120,7 +120,7 @@ _PREDICT_PARAMETER = {
     "required": False,
     "schema": {"type": "string", "enum": ["label", "proba"]},
     "description": "label: the model's predict; proba: one {class: probability} per row, "
-    "in the class order of /version (classifiers only; the default is the deployment's "
+    "in the class order of /info (classifiers only; the default is the deployment's "
     "--predict).",
 }
 #: OpenAPI details of ``/predict`` (request body and the sticky routing header).

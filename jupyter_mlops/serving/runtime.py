@@ -264,7 +264,7 @@ class ServingRuntime:
         )
         return response
 
-    def version(self) -> dict[str, Any]:
+    def info(self) -> dict[str, Any]:
         """What this worker serves: models, versions, run ids and the traffic split."""
         table = self.table
         assert table is not None
