@@ -2,23 +2,37 @@
 
 Each subcommand's options come from its command's ``add_arguments``; the result is
 printed, and an :class:`~jupyter_mlops.errors.MlopsError` exits with its class's
-``exit_code`` (domain errors 1, usage errors 2; checks that fire say 1 or 3).
+``exit_code``. The exit statuses (``errors.EXIT_CODES``) are listed in ``--help`` and in
+docs/commands.md: 0 done, 1 could not be done (or a check fired), 2 usage error, 3 a check
+that could not judge.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from collections.abc import Sequence
 
+from jupyter_mlops._version import __version__
 from jupyter_mlops.commands import Arguments, Command, Context, Face, cli_commands
-from jupyter_mlops.errors import MlopsError
+from jupyter_mlops.errors import EXIT_CODES, EXIT_USAGE, MlopsError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="jupyter-mlops", description="Jupyter-native MLOps on MLflow and DVC."
+    epilog = "exit status:\n" + "\n".join(
+        textwrap.fill(
+            meaning.replace("`", ""), 88, initial_indent=f"  {code}  ", subsequent_indent=" " * 5
+        )
+        for code, meaning in EXIT_CODES.items()
     )
+    parser = argparse.ArgumentParser(
+        prog="jupyter-mlops",
+        description="Jupyter-native MLOps on MLflow and DVC.",
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"jupyter-mlops {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for command in cli_commands():
         p = sub.add_parser(command.name, help=command.help)
@@ -27,8 +41,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace | int:
+    """The parsed command line, or the status argparse exits with (0 after ``--help`` or
+    ``--version``, 2 on a usage error), so ``main`` returns it like any other status."""
+    try:
+        return build_parser().parse_args(argv)
+    except SystemExit as exc:
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else EXIT_USAGE)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = _parse(argv)
+    if isinstance(args, int):
+        return args
     command: Command = args.spec
     try:
         result = command.run(args, Context(Face.CLI))

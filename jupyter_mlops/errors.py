@@ -10,10 +10,26 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-#: CLI exit code of a domain error (the command was understood but could not be done).
+#: CLI exit code of a command that did what it was asked.
+EXIT_OK = 0
+#: CLI exit code of a domain error (the command was understood but could not be done), and
+#: of a check that fired (``monitor check``, ``drift --fail-on-drift``, a failed pipeline).
 EXIT_ERROR = 1
 #: CLI exit code of a usage error (the command line itself is wrong), as argparse uses.
 EXIT_USAGE = 2
+#: CLI exit code of a check that could not judge (``monitor check --strict``: a rule names a
+#: figure the deployment does not have).
+EXIT_UNJUDGED = 3
+
+#: Every exit status of the command line and what it means (docs/commands.md, ``--help``).
+EXIT_CODES: dict[int, str] = {
+    EXIT_OK: "done",
+    EXIT_ERROR: "the command could not be done (an error of the jupyter-mlops family), or a "
+    "check fired: `monitor check`, `drift --fail-on-drift`, a failed `pipeline run`/`retrain`",
+    EXIT_USAGE: "usage error: the command line is wrong (argparse's status) or its options "
+    "contradict each other",
+    EXIT_UNJUDGED: "`monitor check --strict`: a rule names a figure the deployment lacks",
+}
 
 
 class MlopsError(Exception):

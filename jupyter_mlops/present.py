@@ -46,24 +46,49 @@ class Table:
         return f"<b>{escape(self.title)}</b><table><tr>{head}</tr>{body}</table>"
 
 
-def describe(config: Config | None = None) -> Table:
-    """Project root, tracking store (and where that setting came from), artifacts, DVC, git."""
-    config = config or load_config()
-    git = git_state(config.root)
-    dvc = "initialised" if (config.root / ".dvc").is_dir() else "not initialised (first --data)"
-    from jupyter_mlops._util.urls import redact
+@dataclass
+class ProjectState:
+    """What ``%mlops`` / ``jupyter-mlops info`` report, before it is shown as text or JSON."""
+
+    config: Config
+    store: Any  # tracking.server.Reachability
+    git: Any  # tracking.environment.GitState | None
+    dvc: bool
+    buffered: int
+    notebook: str | None
+
+
+def project_state(config: Config | None = None) -> ProjectState:
+    """Whether the store answers, the git and DVC state, buffered runs, this notebook."""
     from jupyter_mlops.tracking.buffer import pending
     from jupyter_mlops.tracking.server import probe
 
+    config = config or load_config()
+    return ProjectState(
+        config=config,
+        store=probe(config.tracking_uri),
+        git=git_state(config.root),
+        dvc=(config.root / ".dvc").is_dir(),
+        buffered=len(pending(config)),
+        notebook=notebook_path(None, config.root),
+    )
+
+
+def describe(config: Config | None = None) -> Table:
+    """Project root, tracking store (and where that setting came from), artifacts, DVC, git."""
+    from jupyter_mlops._util.urls import redact
+
+    state = project_state(config)
+    config, git = state.config, state.git
     rows = [
         ["project root", str(config.root)],
         [
             "tracking URI",
             f"{redact(config.tracking_uri)} ({config.sources.get('tracking_uri')})",
         ],
-        ["store", str(probe(config.tracking_uri))],
+        ["store", str(state.store)],
         ["artifact root", str(config.artifact_root or "set by the tracking server")],
-        ["DVC", dvc],
+        ["DVC", "initialised" if state.dvc else "not initialised (first --data)"],
         ["git", f"{git.commit[:10]}{' (dirty)' if git.dirty else ''}" if git else "no repository"],
     ]
     if config.experiment:
@@ -72,14 +97,12 @@ def describe(config: Config | None = None) -> Table:
         rows.append(["DVC remote", config.dvc_remote])
     if config.prediction_log:
         rows.append(["prediction log", redact(config.prediction_log)])
-    buffered = pending(config)
-    if buffered:
+    if state.buffered:
         rows.append(
-            ["buffered runs", f"{len(buffered)} waiting for the store: `%mlops retry` logs them"]
+            ["buffered runs", f"{state.buffered} waiting for the store: `%mlops retry` logs them"]
         )
-    nb = notebook_path(None, config.root)
-    if nb:
-        rows.append(["notebook", nb])
+    if state.notebook:
+        rows.append(["notebook", state.notebook])
     return Table("jupyter-mlops", ["setting", "value"], rows)
 
 

@@ -66,7 +66,11 @@ def cli_commands() -> list[Command]:
 
 
 def face_table() -> str:
-    """docs/commands.md: each command's faces and its face-specific options, as Markdown."""
+    """docs/commands.md: each command's faces and its face-specific options, then the
+    command line's exit statuses and the keys of each listing's ``--json``, as Markdown."""
+    from jupyter_mlops.commands.output import keys_table
+    from jupyter_mlops.errors import EXIT_CODES
+
     lines = [
         "# Commands: magic and command line",
         "",
@@ -89,6 +93,19 @@ def face_table() -> str:
         for option, why in rows:
             shown = f"`{option}`" if option else ""
             lines.append(f"| {command.name} | {magic} | {cli} | {shown} | {why} |")
+    lines += [
+        "",
+        "## Exit status",
+        "",
+        "`jupyter-mlops --version` prints `jupyter-mlops X.Y.Z` (`%mlops --version` in a "
+        "notebook). Every command exits with one of these statuses (also in `--help`):",
+        "",
+        "| status | meaning |",
+        "| --- | --- |",
+        *(f"| {code} | {meaning} |" for code, meaning in EXIT_CODES.items()),
+        "",
+        *keys_table(),
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from jupyter_mlops._util.records import attributes
 from jupyter_mlops.commands.base import Arguments, Context, ModalCommand
+from jupyter_mlops.commands.options import json_option
 from jupyter_mlops.errors import UsageError
 
 
@@ -74,12 +75,20 @@ def on_deployment(args: argparse.Namespace, context: Context) -> Any:
         "stop": serving.stop,
         "status": serving.get_deployment,
     }[args.action]
+    if getattr(args, "json", False):  # status only
+        from jupyter_mlops.commands import output
+
+        return output.deployment(action(args.name))
     return action(args.name)
 
 
 def deployments(args: argparse.Namespace, context: Context) -> Any:
     from jupyter_mlops import serving
 
+    if getattr(args, "json", False):
+        from jupyter_mlops.commands import output
+
+        return output.deployments(serving.list_deployments())
     return serving.list_deployments()
 
 
@@ -106,7 +115,10 @@ class Deploy(ModalCommand):
         """
     face_specific: ClassVar[dict[str, str]] = {
         f"--{mode}": f"magic mode; command line: `deploy {mode} ...`" for mode in _MODES
-    } | {"--output": "magic, with --batch; command line: `deploy batch MODEL INPUT OUTPUT`"}
+    } | {
+        "--output": "magic, with --batch; command line: `deploy batch MODEL INPUT OUTPUT`",
+        "--json": "command line only (`deploy list`, `deploy status`): JSON for scripts",
+    }
 
     def add_magic_arguments(self, parser: Arguments) -> None:
         add = parser.add_argument
@@ -146,9 +158,12 @@ class Deploy(ModalCommand):
         ):
             q = parser.subcommand(verb, text, on_deployment, action=verb)
             q.add_argument("name")
-        parser.subcommand(
+            if verb == "status":
+                json_option(q)
+        q = parser.subcommand(
             "list", "deployments, versions, traffic split, health, uptime", deployments
         )
+        json_option(q)
         q = parser.subcommand("batch", "score a CSV/Parquet file with lineage columns", batch)
         q.add_argument("target", metavar="MODEL")
         q.add_argument("batch", metavar="input")

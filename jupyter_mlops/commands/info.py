@@ -10,6 +10,8 @@ import argparse
 from typing import Any, ClassVar
 
 from jupyter_mlops.commands.base import Arguments, Command, Context
+from jupyter_mlops.commands.options import json_option
+from jupyter_mlops.errors import UsageError
 
 
 def _limit(parser: Arguments) -> None:
@@ -23,6 +25,11 @@ def _limit(parser: Arguments) -> None:
 
 
 def info(args: argparse.Namespace, context: Context) -> Any:
+    if getattr(args, "json", False):
+        from jupyter_mlops.commands import output
+        from jupyter_mlops.present import project_state
+
+        return output.info(project_state())
     from jupyter_mlops.present import describe
 
     return describe()
@@ -30,12 +37,22 @@ def info(args: argparse.Namespace, context: Context) -> Any:
 
 def runs(args: argparse.Namespace, context: Context) -> Any:
     """The latest runs of this notebook (magic) or of every notebook (command line)."""
+    if getattr(args, "json", False):
+        from jupyter_mlops.commands import output
+        from jupyter_mlops.tracking import latest_runs
+
+        return output.runs(latest_runs(limit=args.limit))
     from jupyter_mlops.present import runs_table
 
     return runs_table(limit=args.limit, all_notebooks=args.all, namespace=context.namespace)
 
 
 def pending(args: argparse.Namespace, context: Context) -> Any:
+    if getattr(args, "json", False):
+        from jupyter_mlops.commands import output
+        from jupyter_mlops.tracking.buffer import pending
+
+        return output.pending(pending())
     from jupyter_mlops.present import pending_table
 
     return pending_table()
@@ -62,6 +79,8 @@ class Mlops(Command):
     face_specific: ClassVar[dict[str, str]] = {
         "--all": "magic only: the command line's `runs` lists every notebook's runs",
         "--list": "command line (`retry --list`); magic: `%mlops pending`",
+        "--json": "command line only (`info`, `runs`, `retry --list`): JSON for scripts",
+        "--version": "magic; command line: `jupyter-mlops --version`",
     }
 
     def add_arguments(self, parser: Arguments) -> None:
@@ -77,8 +96,14 @@ class Mlops(Command):
         parser.add_argument(
             "--all", action="store_true", help="runs of every notebook (for `runs`)"
         )
+        parser.add_argument("--version", action="store_true", help="the jupyter-mlops version")
 
     def run(self, args: argparse.Namespace, context: Context) -> Any:
+        if args.version:  # as `jupyter-mlops --version` prints it
+            from jupyter_mlops._version import __version__
+            from jupyter_mlops.commands.output import Text
+
+            return Text(f"jupyter-mlops {__version__}")
         return _ACTIONS[args.action](args, context)
 
 
@@ -86,6 +111,9 @@ class Info(Command):
     name = "info"
     magic_form = "%mlops"
     help = "show the project, tracking store and DVC state"
+
+    def add_arguments(self, parser: Arguments) -> None:
+        json_option(parser)
 
     def run(self, args: argparse.Namespace, context: Context) -> Any:
         return info(args, context)
@@ -98,6 +126,7 @@ class Runs(Command):
 
     def add_arguments(self, parser: Arguments) -> None:
         _limit(parser)
+        json_option(parser)
 
     def run(self, args: argparse.Namespace, context: Context) -> Any:
         args.all = True
@@ -111,8 +140,11 @@ class Retry(Command):
 
     def add_arguments(self, parser: Arguments) -> None:
         parser.add_argument("--list", action="store_true", help="only list them")
+        json_option(parser, "with --list: print them as JSON")
 
     def run(self, args: argparse.Namespace, context: Context) -> Any:
+        if args.json and not args.list:
+            raise UsageError("--json goes with --list (the buffered runs as JSON)")
         return pending(args, context) if args.list else retry(args, context)
 
 

@@ -11,6 +11,7 @@ import json
 from typing import Any, ClassVar
 
 from jupyter_mlops.commands.base import Arguments, Context, ModalCommand
+from jupyter_mlops.errors import EXIT_ERROR, EXIT_OK, EXIT_UNJUDGED
 
 
 def _deployment(parser: Arguments, help: str | None = None) -> None:
@@ -196,5 +197,5 @@ class Monitor(ModalCommand):
         if args.handler is not _check:
             return 0
         if result.firing:
-            return 1
-        return 3 if args.strict and result.unknown else 0
+            return EXIT_ERROR
+        return EXIT_UNJUDGED if args.strict and result.unknown else EXIT_OK

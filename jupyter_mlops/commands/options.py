@@ -7,9 +7,12 @@ one-line usage error and the command line as exit status 2.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jupyter_mlops.errors import UsageError
+
+if TYPE_CHECKING:
+    from jupyter_mlops.commands.base import Arguments
 
 
 def comma_list(values: Iterable[str] | None) -> list[str]:
@@ -67,6 +70,13 @@ def thresholds(values: Iterable[str] | None) -> dict[str, int | float]:
             raise UsageError(f"--threshold expects NAME=NUMBER, got {item!r}")
         out[key] = number
     return out
+
+
+def json_option(parser: Arguments, help: str = "print as JSON") -> None:
+    """``--json`` of a listing, on the command line only (scripts read it; the magic shows a
+    table, and its data in Python). Its keys are those of ``commands/output.py``."""
+    if not parser.magic:
+        parser.add_argument("--json", action="store_true", help=f"{help} (keys: docs/commands.md)")
 
 
 def unquote(value: Any) -> Any:

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from jupyter_mlops._util.records import attributes
 from jupyter_mlops.commands.base import Arguments, Context, Face, ModalCommand
+from jupyter_mlops.commands.options import json_option
 from jupyter_mlops.errors import UsageError
 
 _PARAM_HELP = "override (NAME or STEP.NAME, repeatable); a,b,c sweeps over the values"
@@ -88,7 +89,12 @@ def run_pipeline(args: argparse.Namespace, context: Context) -> Any:
 def history(args: argparse.Namespace, context: Context) -> Any:
     from jupyter_mlops.pipelines import history
 
-    return history(pipeline=args.pipeline, model=args.model, limit=args.limit)
+    found = history(pipeline=args.pipeline, model=args.model, limit=args.limit)
+    if getattr(args, "json", False):
+        from jupyter_mlops.commands import output
+
+        return output.pipeline_history(found)
+    return found
 
 
 def step(args: argparse.Namespace, context: Context) -> Any:
@@ -129,6 +135,7 @@ class Pipeline(ModalCommand):
         "--params-file": "command line only (`pipeline step`, the command of a DVC stage)",
         "--run-dir": "command line only (`pipeline step` and `pipeline export`)",
         "--dvc": "command line only (`pipeline export --dvc`)",
+        "--json": "command line only (`pipeline history`): JSON for scripts",
     }
 
     def add_magic_arguments(self, parser: Arguments) -> None:
@@ -175,6 +182,7 @@ class Pipeline(ModalCommand):
 
         q = parser.subcommand("history", "pipeline runs and retraining decisions", history)
         _history_options(q)
+        json_option(q)
 
     def run_magic(self, args: argparse.Namespace, context: Context) -> Any:
         if args.action in ("parameterize", "new") and args.target is None:

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from jupyter_mlops._util.records import attributes
 from jupyter_mlops.commands.base import Arguments, Command, Context, Face
+from jupyter_mlops.commands.options import json_option
 from jupyter_mlops.errors import UsageError
 
 
@@ -101,13 +102,23 @@ def rollback(context: Context, name: str, alias: str) -> Any:
     return event_text(registry.rollback(name, alias, context=context.origin()))
 
 
-def models() -> Any:
+def models(as_json: bool = False) -> Any:
+    if as_json:
+        from jupyter_mlops.commands import output
+        from jupyter_mlops.registry import list_models
+
+        return output.models(list_models())
     from jupyter_mlops.present import models_table
 
     return models_table()
 
 
-def history(name: str) -> Any:
+def history(name: str, as_json: bool = False) -> Any:
+    if as_json:
+        from jupyter_mlops.commands import output
+        from jupyter_mlops.registry import history as alias_history
+
+        return output.alias_history(alias_history(name))
     from jupyter_mlops.present import history_table
 
     return history_table(name)
@@ -161,7 +172,7 @@ class Register(Command):
         "--lineage": "magic mode; command line: `lineage NAME@ALIAS`",
         "--package": "magic mode; command line: `package MODEL --out DIR`",
         "--out": "command line (`package MODEL --out DIR`); magic: `--name MODEL --package DIR`",
-        "--json": "command line only: the lineage as JSON for scripts; the magic shows it",
+        "--json": "command line only (`models`, `history`, `lineage`): JSON for scripts",
     }
 
     def add_arguments(self, parser: Arguments) -> None:
@@ -212,8 +223,11 @@ class Models(Command):
     magic_form = "%register --list"
     help = "registered models, versions, aliases, metrics"
 
+    def add_arguments(self, parser: Arguments) -> None:
+        json_option(parser)
+
     def run(self, args: argparse.Namespace, context: Context) -> Any:
-        return models()
+        return models(args.json)
 
 
 class Promote(Command):
@@ -251,9 +265,10 @@ class History(Command):
 
     def add_arguments(self, parser: Arguments) -> None:
         parser.add_argument("name")
+        json_option(parser)
 
     def run(self, args: argparse.Namespace, context: Context) -> Any:
-        return history(args.name)
+        return history(args.name, args.json)
 
 
 class Lineage(Command):

@@ -8,6 +8,7 @@ from typing import Any
 
 from jupyter_mlops._util.records import attributes
 from jupyter_mlops.commands.base import Arguments, Command, Context
+from jupyter_mlops.commands.options import json_option
 
 
 def start(args: argparse.Namespace, context: Context) -> Any:
@@ -25,6 +26,11 @@ def stop(args: argparse.Namespace, context: Context) -> Any:
 
 
 def status(args: argparse.Namespace, context: Context) -> Any:
+    if args.json:
+        from jupyter_mlops.commands import output
+        from jupyter_mlops.tracking.server import servers
+
+        return output.servers(servers())
     from jupyter_mlops.present import servers_text
 
     return servers_text()
@@ -61,4 +67,7 @@ class Server(Command):
         )
         q = parser.subcommand("stop", "stop a server started from this project", stop)
         q.add_argument("--port", type=int, default=5000)
-        parser.subcommand("status", "servers started from this project and their health", status)
+        q = parser.subcommand(
+            "status", "servers started from this project and their health", status
+        )
+        json_option(q)
