@@ -19,7 +19,16 @@ from jupyter_mlops.errors import ConfigError
 
 MLOPS_DIR = ".mlops"
 _ROOT_MARKERS = (MLOPS_DIR, ".git", "pyproject.toml")
-_KNOWN_KEYS = {"tracking_uri", "artifact_root", "experiment", "dvc_remote", "prediction_log"}
+#: Defaults of magic options (commands/settings.py reads them; traitlets and the line win).
+MAGIC_KEYS = frozenset({"quiet", "monitor_interval", "runs_limit"})
+_KNOWN_KEYS = {
+    "tracking_uri",
+    "artifact_root",
+    "experiment",
+    "dvc_remote",
+    "prediction_log",
+    *MAGIC_KEYS,
+}
 
 
 def find_project_root(start: str | os.PathLike[str] | None = None) -> Path:

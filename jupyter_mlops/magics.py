@@ -2,8 +2,12 @@
 
 Each magic's parser is built from its command's ``add_arguments`` (as IPython's
 ``magic_arguments`` would build it from decorators), so its ``?`` help is the usage followed
-by the command's docstring. Every :class:`~jupyter_mlops.errors.MlopsError` is shown as a
-one-line ``UsageError``; an exception raised by the user's own cell propagates unchanged.
+by the command's docstring; a cell magic's usage reads ``%%track``, as it is typed. Every
+:class:`~jupyter_mlops.errors.MlopsError` is shown as a one-line ``UsageError``; an exception
+raised by the user's own cell propagates unchanged.
+
+Settings (:mod:`jupyter_mlops.commands.settings`) are traitlets of :class:`MlopsMagics`, so
+``%config MlopsMagics.quiet = True`` and ``ipython_config.py`` preset magic options.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import MagicArgumentParser
 from IPython.display import display
+from traitlets import Bool, Float, Int, TraitType, Unicode
 
 from jupyter_mlops.commands import Arguments, Command, Context, Face, magic_commands
 from jupyter_mlops.commands.options import unquote
+from jupyter_mlops.commands.settings import SETTINGS, resolve, settings_of
 from jupyter_mlops.errors import MlopsError
 
 
@@ -76,11 +82,21 @@ def _parse(parser: MagicArgumentParser, line: str) -> argparse.Namespace:
 def _magic(command: Command) -> Callable[..., Any]:
     """The magic method of ``command``, with its parser and help."""
     assert command.magic is not None
-    parser = MagicArgumentParser(command.magic, description=command.doc)  # type: ignore[no-untyped-call]
+    # IPython prefixes one "%" to the usage line; a cell magic's name carries the second.
+    prog = f"%{command.magic}" if command.cell else command.magic
+    parser = MagicArgumentParser(prog, description=command.doc)  # type: ignore[no-untyped-call]
     command.add_arguments(Arguments(parser, Face.MAGIC))
+    presets = settings_of(command.magic)
+    for setting in presets:  # unset on the line: the setting decides (see run)
+        parser.set_defaults(**{setting.dest: None})
+        (action,) = (a for a in parser._actions if a.dest == setting.dest)
+        action.help = f"{action.help}; preset by MlopsMagics.{setting.name}"
 
     def run(self: MlopsMagics, line: str, cell: str | None = None) -> Any:
         args = _parse(parser, line)
+        for setting in presets:
+            if getattr(args, setting.dest) is None:
+                setattr(args, setting.dest, self.setting(setting.name))
         shell = self.shell
         context = Context(Face.MAGIC, namespace=shell.user_ns if shell else {}, say=display)
         if cell is not None:
@@ -118,6 +134,30 @@ def _with_commands(cls: type[Magics]) -> type[Magics]:
     return magics_class(cls)
 
 
+def _trait(name: str) -> TraitType[Any, Any]:
+    """The configurable trait of setting ``name``; None means unset (pyproject or default)."""
+    (setting,) = (s for s in SETTINGS if s.name == name)
+    kind = {bool: Bool, str: Unicode, float: Float, int: Int}[setting.kind]
+    trait: TraitType[Any, Any] = kind(None, allow_none=True, help=setting.help)
+    return trait.tag(config=True)
+
+
 @_with_commands
 class MlopsMagics(Magics):
-    """%%track, %register, %deploy, %monitor, %drift, %pipeline, %compare, %mlops."""
+    """%%track, %register, %deploy, %monitor, %drift, %pipeline, %compare, %mlops.
+
+    Its traits are the magic settings (``%config MlopsMagics``): each presets one option
+    of one magic when the line does not give it; docs/commands.md lists them.
+    """
+
+    quiet = _trait("quiet")
+    experiment = _trait("experiment")
+    monitor_interval = _trait("monitor_interval")
+    runs_limit = _trait("runs_limit")
+
+    def setting(self, name: str) -> Any:
+        """The value setting ``name`` gives an option absent from the line: this trait's
+        (``%config``, ``ipython_config.py``), else the project's pyproject key, else the
+        default."""
+        (setting,) = (s for s in SETTINGS if s.name == name)
+        return resolve(setting, getattr(self, name))

@@ -42,7 +42,8 @@ def _magic_helps() -> dict[str, str]:
             magic = getattr(MlopsMagics, method)
             # ``?`` shows __doc__, formatted when the magics were imported, at that moment's
             # terminal width; the parser formats it again at the snapshots' width.
-            assert magic.__doc__.startswith(f"::\n\n  %{name} "), magic.__doc__[:40]
+            percent = "%%" if kind == "cell" else "%"  # the usage reads as it is typed
+            assert magic.__doc__.startswith(f"::\n\n  {percent}{name} "), magic.__doc__[:40]
             out[f"magic-{name}"] = magic.parser.format_help()
     return out
 

@@ -67,8 +67,10 @@ def cli_commands() -> list[Command]:
 
 def face_table() -> str:
     """docs/commands.md: each command's faces and its face-specific options, then the
-    command line's exit statuses and the keys of each listing's ``--json``, as Markdown."""
+    command line's exit statuses, the keys of each listing's ``--json`` and the magic
+    settings, as Markdown."""
     from jupyter_mlops.commands.output import keys_table
+    from jupyter_mlops.commands.settings import settings_table
     from jupyter_mlops.errors import EXIT_CODES
 
     lines = [
@@ -105,6 +107,8 @@ def face_table() -> str:
         *(f"| {code} | {meaning} |" for code, meaning in EXIT_CODES.items()),
         "",
         *keys_table(),
+        "",
+        *settings_table(),
     ]
     return "\n".join(lines) + "\n"
 

@@ -54,7 +54,11 @@ class Track(Command):
             action="store_true",
             help="log one child run per candidate of a hyperparameter search",
         )
-        add("--quiet", action="store_true", help="do not show the run card")
+        add(
+            "--quiet",
+            action=argparse.BooleanOptionalAction,
+            help="do not show the run card",
+        )
 
     def run(self, args: argparse.Namespace, context: Context) -> Any:
         """Run ``args.cell`` in the kernel inside a tracked run; its last value is returned."""
