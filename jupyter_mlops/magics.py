@@ -94,15 +94,15 @@ def _magic(command: Command) -> Callable[..., Any]:
 
     def run(self: MlopsMagics, line: str, cell: str | None = None) -> Any:
         args = _parse(parser, line)
-        for setting in presets:
-            if getattr(args, setting.dest) is None:
-                setattr(args, setting.dest, self.setting(setting.name))
         shell = self.shell
         context = Context(Face.MAGIC, namespace=shell.user_ns if shell else {}, say=display)
         if cell is not None:
             assert shell is not None
             args.cell, context.cells = cell, ShellCells(shell)
         try:
+            for setting in presets:
+                if getattr(args, setting.dest) is None:
+                    setattr(args, setting.dest, self.setting(setting.name))
             return command.run(args, context)
         except MlopsError as exc:
             if exc is context.cell_error:  # the user's cell raised it: theirs to see

@@ -131,14 +131,14 @@ def runs_table(
 
 def pending_table(config: Config | None = None) -> Table:
     """Runs buffered because their tracking store was unreachable."""
+    from jupyter_mlops._util.urls import redact_text
     from jupyter_mlops.tracking.buffer import pending
 
     rows = []
     for item in pending(config):
         metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(item.metrics.items())[:4])
-        rows.append(
-            [item.id, item.run_name, item.experiment, item.status, metrics, item.reason[:80]]
-        )
+        reason = redact_text(item.reason)  # an error message may quote the store's URL
+        rows.append([item.id, item.run_name, item.experiment, item.status, metrics, reason[:80]])
     title = "Buffered runs" + ("" if rows else ": none")
     return Table(title, ["id", "name", "experiment", "status", "metrics", "why"], rows)
 

@@ -25,3 +25,11 @@ def redact(url: str) -> str:
     if (netloc, query) == (parts.netloc, parts.query):
         return url
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"()<>]+")
+
+
+def redact_text(text: str) -> str:
+    """``text`` (an error message, say) with :func:`redact` applied to each URL in it."""
+    return _URL_IN_TEXT.sub(lambda m: redact(m.group(0)), text)

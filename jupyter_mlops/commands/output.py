@@ -214,6 +214,8 @@ def runs(records: Iterable[dict[str, Any]]) -> Json:
 
 def pending(items: Iterable[Any]) -> Json:
     """``retry --list --json`` from :func:`jupyter_mlops.tracking.buffer.pending`."""
+    from jupyter_mlops._util.urls import redact_text
+
     return Json(
         [
             _record(
@@ -223,7 +225,7 @@ def pending(items: Iterable[Any]) -> Json:
                 experiment=p.experiment,
                 status=p.status,
                 tracking_uri=_redacted(p.tracking_uri),
-                reason=p.reason,
+                reason=redact_text(p.reason),  # an error message may quote the URL
                 created=_iso(p.created),
                 metrics=dict(sorted(p.metrics.items())),
             )
