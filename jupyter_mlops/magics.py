@@ -138,7 +138,10 @@ def _trait(name: str) -> TraitType[Any, Any]:
     """The configurable trait of setting ``name``; None means unset (pyproject or default)."""
     (setting,) = (s for s in SETTINGS if s.name == name)
     kind = {bool: Bool, str: Unicode, float: Float, int: Int}[setting.kind]
-    trait: TraitType[Any, Any] = kind(None, allow_none=True, help=setting.help)
+    help = setting.help
+    if setting.from_pyproject:
+        help += f" (None: pyproject's {name}, else {setting.default!r})"
+    trait: TraitType[Any, Any] = kind(None, allow_none=True, help=help)
     return trait.tag(config=True)
 
 
