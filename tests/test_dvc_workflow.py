@@ -9,8 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import yaml
 from mlflow import MlflowClient
 
+from jupyter_mlops import pipelines
 from jupyter_mlops.config import load_config
 from jupyter_mlops.data import restore, snapshot
 from jupyter_mlops.data.dvcfiles import object_path
@@ -18,6 +21,7 @@ from jupyter_mlops.data.pointers import TAG_UNCOMMITTED
 from jupyter_mlops.tracking.lifecycle import track
 
 from .conftest import git
+from .test_pipelines import notebook, write_pipeline
 
 
 def dvc(cwd: Path, *args: str) -> str:
@@ -101,3 +105,114 @@ def test_dvc_gc_keeps_every_snapshot_a_run_refers_to(git_project: Path) -> None:
     assert object_path(str(cache), first[0].md5).exists()  # back in DVC's own cache
     # The current data is untouched by all this.
     assert (data / "train.csv").read_text() == "x,y\n3,4\n"
+
+
+# -- pipeline export --dvc, git clone, dvc pull / dag / repro ----------------------------------
+PREP = "open(out_path, 'w').write(open(src).read().upper())"
+FIT = (
+    "import json\n"
+    "rows = open(src).read().splitlines()\n"
+    "json.dump({'alpha': alpha, 'type': type(alpha).__name__, 'rows': len(rows)},"
+    " open(out_path, 'w'))"
+)
+
+
+def mlflow_runs(root: Path) -> list:
+    client = MlflowClient(load_config(root).tracking_uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return list(client.search_runs(experiments))
+
+
+def one_parent_per_repro(root: Path) -> dict[str, list[str]]:
+    """Each parent pipeline run of ``root``'s store -> the steps of its child runs."""
+    runs = mlflow_runs(root)
+    parents = {r.info.run_id: r for r in runs if "mlops.pipeline.step" not in r.data.tags}
+    children: dict[str, list[str]] = {p: [] for p in parents}
+    for r in runs:
+        if "mlops.pipeline.step" in r.data.tags:
+            children[r.data.tags["mlflow.parentRunId"]].append(r.data.tags["mlops.pipeline.step"])
+    for run_id, parent in parents.items():
+        assert parent.info.status == "FINISHED", parent.info
+        assert parent.data.tags.get("mlops.dvc.repro"), parent.data.tags
+        children[run_id].sort()
+    return children
+
+
+@pytest.mark.slow
+def test_exported_pipeline_clones_and_reproduces_with_dvc(
+    git_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = git_project
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    (project / "data").mkdir()
+    (project / "data" / "rows.csv").write_text("a\nb\nc\n")
+    pipe = project / "pipe"
+    notebook(pipe / "prep.ipynb", PREP, params="src = 'in.txt'\nout_path = 'out.txt'")
+    notebook(pipe / "fit.ipynb", FIT, params="alpha = 1.0\nsrc = 'x'\nout_path = 'y'")
+    spec = write_pipeline(
+        pipe,
+        {
+            "name": "rows",
+            "params": {"alpha": 0.5, "data": "../data/rows.csv"},  # data outside pipe/
+            "steps": {
+                "prep": {
+                    "notebook": "prep.ipynb",
+                    "params": {"src": "${data}", "out_path": "${run_dir}/upper.csv"},
+                    "inputs": ["${data}"],
+                    "outputs": ["${run_dir}/upper.csv"],
+                },
+                "fit": {
+                    "notebook": "fit.ipynb",
+                    "params": {
+                        "alpha": "${alpha}",  # a placeholder of a pipeline parameter
+                        "src": "${run_dir}/upper.csv",
+                        "out_path": "${run_dir}/fit.json",
+                    },
+                    "inputs": ["${run_dir}/upper.csv"],
+                    "outputs": ["${run_dir}/fit.json"],
+                },
+            },
+        },
+    )
+    dvc(project, "init", "-q")
+    remote = tmp_path / "dvc-remote"
+    dvc(project, "remote", "add", "-d", "local", str(remote))
+    dvc(project, "add", "data/rows.csv")
+    dvc_yaml = pipelines.export_dvc(spec)
+    text = dvc_yaml.read_text()
+    assert str(project) not in text and str(tmp_path) not in text  # no absolute path
+    stages = yaml.safe_load(text)["stages"]
+    assert stages["prep"]["deps"] == ["prep.ipynb", "../data/rows.csv"]
+    assert stages["fit"]["outs"] == ["build/pipelines/rows/fit.json"]
+    assert yaml.safe_load((pipe / "params.yaml").read_text())["fit"]["alpha"] == "${alpha}"
+
+    dvc(pipe, "repro")
+    fit = json.loads((pipe / "build/pipelines/rows/fit.json").read_text())
+    assert fit == {"alpha": 0.5, "type": "float", "rows": 3}  # the number, not '${alpha}'
+    assert list(one_parent_per_repro(project).values()) == [["fit", "prep"]]
+    (record,) = pipelines.list_pipeline_runs()
+    assert set(record.steps) == {"prep", "fit"} and record.ok
+
+    dvc(project, "push")
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "pipeline")
+
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(project), str(clone)], check=True)
+    (clone / ".mlops").mkdir()
+    dvc(clone, "pull")
+    assert (clone / "data" / "rows.csv").read_text() == "a\nb\nc\n"
+    dag = dvc(clone / "pipe", "dag", "--dot")
+    # The input outside pipe/ stays linked to its .dvc file and to the stage reading it.
+    assert '"../data/rows.csv.dvc" -> "prep"' in dag and '"prep" -> "fit"' in dag, dag
+    # Relative paths: the clone sees the same stages, unchanged, so nothing reruns.
+    assert "up to date" in dvc(clone / "pipe", "status")
+
+    params = yaml.safe_load((clone / "pipe" / "params.yaml").read_text())
+    params["alpha"] = 0.25
+    (clone / "pipe" / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = dvc(clone / "pipe", "repro")
+    assert "'prep' didn't change" in out
+    fit = json.loads((clone / "pipe/build/pipelines/rows/fit.json").read_text())
+    assert fit["alpha"] == 0.25
+    assert list(one_parent_per_repro(clone).values()) == [["fit"]]
