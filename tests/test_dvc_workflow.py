@@ -15,8 +15,9 @@ from mlflow import MlflowClient
 
 from jupyter_mlops import pipelines
 from jupyter_mlops.config import load_config
-from jupyter_mlops.data import restore, snapshot
-from jupyter_mlops.data.dvcfiles import object_path
+from jupyter_mlops.data import DataSnapshot, restore, snapshot
+from jupyter_mlops.data.dvcfiles import object_path, read_dvc_file
+from jupyter_mlops.data.keep import keep_all
 from jupyter_mlops.data.pointers import TAG_UNCOMMITTED
 from jupyter_mlops.tracking.lifecycle import track
 
@@ -105,6 +106,47 @@ def test_dvc_gc_keeps_every_snapshot_a_run_refers_to(git_project: Path) -> None:
     assert object_path(str(cache), first[0].md5).exists()  # back in DVC's own cache
     # The current data is untouched by all this.
     assert (data / "train.csv").read_text() == "x,y\n3,4\n"
+
+
+def test_keep_all_protects_snapshots_made_without_jupyter_mlops(git_project: Path) -> None:
+    # A snapshot by plain `dvc add` (or by a jupyter-mlops that did not keep them yet).
+    (git_project / "old.csv").write_text("before\n")
+    dvc(git_project, "init", "-q")
+    dvc(git_project, "add", "old.csv")
+    out = read_dvc_file(git_project / "old.csv.dvc")
+    assert out is not None
+    old = DataSnapshot("old.csv", out["md5"], int(out["size"]), 1)
+    (git_project / "old.csv").write_text("after\n")
+    dvc(git_project, "add", "old.csv")
+
+    assert keep_all(git_project) == 2  # both versions now in the cache
+    assert keep_all(git_project) == 0
+    dvc(git_project, "gc", "-w", "-f")
+    cache = git_project / ".dvc" / "cache" / "files" / "md5"
+    assert not object_path(str(cache), old.md5).exists()
+    assert restore(old, git_project / "back.csv", git_project).read_text() == "before\n"
+
+
+def test_a_pipeline_run_says_when_its_commit_lacks_its_inputs_dvc_files(
+    git_project: Path,
+) -> None:
+    (git_project / "data").mkdir()
+    (git_project / "data" / "rows.csv").write_text("a\n")
+    notebook(git_project / "noop.ipynb", "print(open(src).read())", params="src = 'x'")
+    spec = write_pipeline(
+        git_project,
+        {
+            "name": "noop",
+            "params": {"src": "data/rows.csv"},
+            "steps": {"noop": {"notebook": "noop.ipynb", "inputs": ["${src}"]}},
+        },
+    )
+    record = pipelines.run(spec)
+    record.raise_for_status()
+    assert record.mlflow_run_id is not None
+    tags = run_tags(record.mlflow_run_id)
+    assert tags["mlops.git.dirty"] == "true"
+    assert json.loads(tags[TAG_UNCOMMITTED]) == ["data/rows.csv.dvc"]
 
 
 # -- pipeline export --dvc, git clone, dvc pull / dag / repro ----------------------------------
@@ -216,3 +258,20 @@ def test_exported_pipeline_clones_and_reproduces_with_dvc(
     fit = json.loads((clone / "pipe/build/pipelines/rows/fit.json").read_text())
     assert fit["alpha"] == 0.25
     assert list(one_parent_per_repro(clone).values()) == [["fit"]]
+
+
+def test_a_stage_finds_its_dvc_repro(monkeypatch: pytest.MonkeyPatch) -> None:
+    from jupyter_mlops.pipelines import dvcrepro
+
+    monkeypatch.delenv(dvcrepro.REPRO_ENV, raising=False)
+    assert dvcrepro.repro_id() is None  # pytest does not run under dvc
+    monkeypatch.setenv(dvcrepro.REPRO_ENV, "ci-job-42")
+    assert dvcrepro.repro_id() == "ci-job-42"
+    for cmdline in (
+        ["dvc", "repro"],
+        ["/venv/bin/python3", "/venv/bin/dvc", "repro", "-f"],
+        ["python", "-m", "dvc", "exp", "run"],
+    ):
+        assert dvcrepro.is_dvc_command(cmdline), cmdline
+    for cmdline in (["python", "-m", "jupyter_mlops.pipelines", "step"], ["bash"], []):
+        assert not dvcrepro.is_dvc_command(cmdline), cmdline

@@ -17,6 +17,8 @@ object database lists a path only as ``<its folder>/<2 chars>/<rest>``
 
 The kept objects are never collected by anything: to free their space, delete
 ``<cache>/mlops-keep`` (the snapshots of earlier runs then depend on a DVC remote again).
+Snapshots taken before this existed are protected by :func:`keep_all` (every object the
+cache holds now), once, before the next ``dvc gc``.
 """
 
 from __future__ import annotations
@@ -63,6 +65,31 @@ def keep(cache: str | os.PathLike[str], snaps: Iterable[DataSnapshot]) -> int:
             for _, md5 in files:
                 added += _link(object_path(str(cache), md5), object_path(str(root), md5))
         added += _link(object_path(str(cache), snap.md5), object_path(str(root), snap.md5))
+    return added
+
+
+def keep_all(root: str | os.PathLike[str] | None = None) -> int:
+    """Keep every object DVC's cache of the project at ``root`` holds now (snapshots taken
+    before jupyter-mlops kept them itself); returns how many were added."""
+    from jupyter_mlops.data.paths import project_root
+    from jupyter_mlops.data.repo import open_repo, quiet_dvc
+
+    folder = project_root(root)
+    if not (folder / ".dvc").is_dir():
+        return 0
+    with quiet_dvc():
+        repo = open_repo(folder)
+        try:
+            cache = Path(repo.cache.local.path)
+        finally:
+            repo.close()
+    target = keep_root(cache)
+    added = 0
+    for obj in sorted(cache.glob("??/*")):  # files before the .dir manifests naming them
+        if obj.is_file() and not obj.name.endswith(".dir"):
+            added += _link(obj, target / obj.parent.name / obj.name)
+    for obj in sorted(cache.glob("??/*.dir")):
+        added += _link(obj, target / obj.parent.name / obj.name)
     return added
 
 

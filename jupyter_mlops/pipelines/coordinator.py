@@ -140,7 +140,8 @@ class Coordinator:
             if external:
                 from jupyter_mlops.data import snapshot as snapshot_data
 
-                record.data = [s.to_dict() for s in snapshot_data(external, self.config.root)]
+                snaps = snapshot_data(external, self.config.root)
+                record.data = [s.to_dict() for s in snaps]
         self.client = self.client or client(self.config)
         experiment = record.experiment or spec.experiment or spec.name
         active.experiment_id = store.ensure_experiment(experiment, self.config)
@@ -151,6 +152,8 @@ class Coordinator:
             params = {k: v for k, v in params.items() if k not in active.logged_params}
         else:
             run_tags = mlflow_runs.pipeline_run_tags(self.config, spec, record, tags)
+            if snapshot and record.data:  # the recorded commit may lack their .dvc files
+                run_tags.update(mlflow_runs.pointer_tags(self.config, record, run_tags))
             record.tags = {k: v for k, v in run_tags.items() if k.startswith("mlops.retrain")}
             run = call(
                 self.client.create_run, active.experiment_id, run_name=spec.name, tags=run_tags

@@ -49,7 +49,7 @@ def repro_id() -> str | None:
     try:
         proc = psutil.Process().parent()
         while proc is not None:
-            if _is_dvc(proc.cmdline()):
+            if is_dvc_command(proc.cmdline()):
                 return f"{proc.pid}-{int(proc.create_time() * 1000)}"
             proc = proc.parent()
     except psutil.Error:  # a parent exited or cannot be read: not a repro we can join
@@ -57,7 +57,7 @@ def repro_id() -> str | None:
     return None
 
 
-def _is_dvc(cmdline: list[str]) -> bool:
+def is_dvc_command(cmdline: list[str]) -> bool:
     """``dvc ...``, ``python /path/to/dvc ...`` (its entry-point script) or ``python -m dvc``."""
     names = [Path(arg).name for arg in cmdline[:2]]
     if "dvc" in names or "dvc.exe" in names:
