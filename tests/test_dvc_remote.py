@@ -277,6 +277,7 @@ def test_without_a_remote_nothing_is_pushed_and_the_hint_says_how(
     assert state(project)["data/train.csv"]["remote"] is None
     obj = project / ".dvc" / "cache" / "files" / "md5" / fsnap.md5[:2] / fsnap.md5[2:]
     obj.unlink()
+    shutil.rmtree(project / ".dvc" / "cache" / "mlops-keep")  # and no copy kept from dvc gc
     with pytest.raises(NotFoundError, match="No DVC remote is configured"):
         restore(fsnap, tmp_path / "out.csv", project)
 

@@ -153,6 +153,22 @@ def test_plan_resolves_params_paths_and_data_flow(two_steps: Path) -> None:
     assert fit.external_inputs == []
 
 
+def test_a_step_param_naming_a_pipeline_param_gets_its_value(two_steps: Path) -> None:
+    # `alpha: "${alpha}"`: the pipeline's alpha, resolved alike by `pipeline run` and by a
+    # DVC stage (whose params.yaml gives the same placeholder as a step override).
+    spec = {**_spec(fit={"params": {"alpha": "${alpha}", "source": "${run_dir}/p.txt"}})}
+    spec["params"] = {**spec["params"], "alpha": 0.25}
+    spec["steps"]["fit"]["inputs"] = []
+    for overrides in ({}, {"fit.alpha": "${alpha}"}):
+        _, fit = _plan(two_steps, spec, **overrides)
+        assert fit.params["alpha"] == 0.25
+    _, fit = _plan(two_steps, spec, alpha=0.75, **{"fit.alpha": "${alpha}"})
+    assert fit.params == {"alpha": 0.75, "source": ".mlops/pipelines/x/p.txt"}
+    spec["steps"]["fit"]["params"] = {"alpha": "${source}", "source": "${alpha}"}
+    with pytest.raises(PipelineError, match=r"cycle: (alpha -> source -> alpha|source -> al)"):
+        _plan(two_steps, spec)
+
+
 @pytest.mark.parametrize(
     ("change", "overrides", "message"),
     [

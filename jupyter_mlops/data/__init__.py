@@ -15,11 +15,14 @@ fresh clone can restore it. All contact with DVC is in this package:
 * :mod:`.state` the state file that makes unchanged data cost a few ``stat`` calls
 * :mod:`.dvcfiles` ``.dvc`` files, cache objects and manifests read without DVC
 * :mod:`.snapshotting` :func:`snapshot`; :mod:`.restoring` :func:`restore`
+* :mod:`.keep` every snapshot's objects kept safe from ``dvc gc``
+* :mod:`.pointers` whether a run's git commit holds its ``.dvc`` files
 
 DVC itself (``dvc.repo``, ~0.3 s to import) is only imported inside the functions that
 need it, so importing this package, and re-snapshotting unchanged data, never loads it.
 """
 
+from jupyter_mlops.data import pointers
 from jupyter_mlops.data.paths import resolve_paths
 from jupyter_mlops.data.record import DataSnapshot
 from jupyter_mlops.data.remote import PushError
@@ -27,4 +30,12 @@ from jupyter_mlops.data.repo import ensure_dvc
 from jupyter_mlops.data.restoring import restore
 from jupyter_mlops.data.snapshotting import snapshot
 
-__all__ = ["DataSnapshot", "PushError", "ensure_dvc", "resolve_paths", "restore", "snapshot"]
+__all__ = [
+    "DataSnapshot",
+    "PushError",
+    "ensure_dvc",
+    "pointers",
+    "resolve_paths",
+    "restore",
+    "snapshot",
+]

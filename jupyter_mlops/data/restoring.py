@@ -14,6 +14,7 @@ from pathlib import Path, PurePosixPath
 
 from jupyter_mlops.data.dvcfiles import MD5, cache_plan, discard, object_path
 from jupyter_mlops.data.fastcopy import copy_md5, md5_file
+from jupyter_mlops.data.keep import relink
 from jupyter_mlops.data.paths import project_root
 from jupyter_mlops.data.record import DataSnapshot
 from jupyter_mlops.data.remote import Remote, fetch, no_remote_hint, remote_setting, resolve_remote
@@ -30,11 +31,13 @@ def restore(
 ) -> Path:
     """Put the snapshot's exact bytes at ``dest`` (a file, or a folder tree) from the DVC cache.
 
-    What the local cache lacks is fetched from the project's DVC remote first (``dvc_remote``
-    or DVC's default remote; see :func:`jupyter_mlops.data.remote.fetch`), so a fresh clone -
-    even one where DVC was never initialised, if ``dvc_remote`` is set - can restore what
-    another machine pushed. Every byte is checked against its md5 on the way. NotFoundError
-    if neither the cache nor the remote has the data. An existing ``dest`` with other
+    Objects ``dvc gc`` removed from the cache come back from the copies :mod:`.keep` made
+    when the snapshot was taken. What the local cache still lacks is fetched from the
+    project's DVC remote first (``dvc_remote`` or DVC's default remote; see
+    :func:`jupyter_mlops.data.remote.fetch`), so a fresh clone - even one where DVC was
+    never initialised, if ``dvc_remote`` is set - can restore what another machine pushed.
+    Every byte is checked against its md5 on the way. NotFoundError if neither the cache
+    nor the remote has the data. An existing ``dest`` with other
     content is only replaced with ``overwrite=True`` (DataError otherwise); an identical one
     is left alone. ``dest`` is swapped in whole, never half-written; relative ``dest`` is
     taken from the current directory. Returns the absolute ``dest``.
@@ -60,13 +63,13 @@ def restore(
         repo = open_repo(root)
         try:
             cache = str(repo.cache.local.path)
-            files, absent = cache_plan(snap, cache)
+            files, absent = _plan(snap, cache)
             if absent:
                 remote = resolve_remote(repo, root, setting)
                 if remote is None:
                     raise NotFoundError(f"{_absent(snap, cache, files, absent)} {no_remote_hint()}")
                 fetched = fetch(repo, remote, snap, cache)
-                files, absent = cache_plan(snap, cache)
+                files, absent = _plan(snap, cache)
         finally:
             repo.close()
     if absent:  # the remote said it sent them, but they are not there
@@ -101,6 +104,15 @@ def restore(
             tmp.unlink(missing_ok=True)
         raise
     return dest
+
+
+def _plan(snap: DataSnapshot, cache: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """:func:`cache_plan`, after putting back what ``dvc gc`` removed from the cache but
+    :mod:`.keep` kept (a folder's manifest first, then its files)."""
+    files, absent = cache_plan(snap, cache)
+    while absent and relink(cache, absent):
+        files, absent = cache_plan(snap, cache)
+    return files, absent
 
 
 def _absent(snap: DataSnapshot, cache: str, files: list[tuple[str, str]], absent: list[str]) -> str:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from jupyter_mlops.data import state
 from jupyter_mlops.data.dvcfiles import object_path, read_dvc_file, read_manifest
 from jupyter_mlops.data.fastcopy import Prehashed, prehash
+from jupyter_mlops.data.keep import keep
 from jupyter_mlops.data.paths import project_root, rel_path, resolve_paths
 from jupyter_mlops.data.record import DataSnapshot
 from jupyter_mlops.data.remote import PushError, Remote, push, remote_setting, resolve_remote
@@ -63,23 +64,26 @@ def snapshot(
     config_sig = state.config_sig(root)
     found: dict[Path, DataSnapshot] = {}
     unpushed: list[Path] = []  # unchanged, but not known to be on the remote
+    cache = ""  # DVC's local object database, where the snapshots' objects are
     for path in targets:
         rel = rel_path(path, root)
         entry = entries.get(rel)
         snap = _fast_snapshot(path, rel, entry, config_sig)
         if snap is not None and entry is not None:
             found[path] = snap
+            cache = str(entry["cache"])
             route_counts["fast"] += 1
             if _needs_push(entry, setting):
                 unpushed.append(path)
     todo = [p for p in targets if p not in found]
     if not todo and not unpushed:
+        keep(cache, found.values())  # safe from `dvc gc` (one stat each once kept)
         return [found[p] for p in targets]
 
     changes: dict[str, dict[str, Any] | None] = {}
     remote: Remote | None
     if todo:
-        snaps, changes, remote = _snapshot_with_dvc(root, todo, setting, entries)
+        snaps, changes, remote, cache = _snapshot_with_dvc(root, todo, setting, entries)
         found.update(snaps)
     else:
         with quiet_dvc():
@@ -109,6 +113,7 @@ def snapshot(
             route_counts["pushed"] += len(pushed)
     state.update_state(root, changes)
     result = [found[p] for p in targets]
+    keep(cache, result)  # before a push error: the local snapshots are complete
     if remote is not None and why is not None:
         raise PushError(
             f"Snapshotted {_names([*todo, *unpushed], root)} with DVC, but could not push "
@@ -179,9 +184,10 @@ def _needs_push(entry: dict[str, Any], setting: str | None) -> bool:
 
 def _snapshot_with_dvc(
     root: Path, paths: list[Path], setting: str | None, entries: dict[str, dict[str, Any]]
-) -> tuple[dict[Path, DataSnapshot], dict[str, dict[str, Any] | None], Remote | None]:
+) -> tuple[dict[Path, DataSnapshot], dict[str, dict[str, Any] | None], Remote | None, str]:
     """``Repo.add`` of ``paths`` after reading each file once ourselves; also resolves the
-    DVC remote (:func:`resolve_remote`) while the files are read.
+    DVC remote (:func:`resolve_remote`) while the files are read. Returns the snapshots,
+    the state changes, the remote and the path of DVC's local object database.
 
     Why not plain ``Repo.add``: it reads a file to hash it, copies it into the cache, and
     copies the cache back over the workspace file ("relink"): ~3x ``md5sum`` for 1 GiB.
@@ -234,6 +240,7 @@ def _snapshot_with_dvc(
             remote = resolve_remote(repo, root, setting)
             config_sig = state.config_sig(root)  # after the remote may have been configured
             odb = repo.cache.local
+            cache = str(odb.path)
             cache_conf = repo.config.get("cache", {})
             plain_cache = not cache_conf.get("type") and not cache_conf.get("shared")
             worker.join()
@@ -295,7 +302,7 @@ def _snapshot_with_dvc(
             }
         else:
             changes[rel] = None
-    return snaps, changes, remote
+    return snaps, changes, remote, cache
 
 
 def _adopt(odb: Any, pre: Prehashed) -> None:

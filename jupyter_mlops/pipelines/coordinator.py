@@ -51,6 +51,7 @@ class ActiveRun:
     spec: Pipeline
     plan: dict[str, PlannedStep]
     experiment_id: str = ""
+    logged_params: frozenset[str] = frozenset()  # on the parent run already (a dvc repro's)
 
 
 def prepare_run(
@@ -63,9 +64,14 @@ def prepare_run(
     run_dir: str | os.PathLike[str] | None,
     experiment: str | None,
     sweep: dict[str, Any] | None = None,
+    run_id: str | None = None,
 ) -> ActiveRun:
-    """Plan one run (raising :class:`PipelineError` if it cannot run) and make its record."""
-    run_id = new_run_id()
+    """Plan one run (raising :class:`PipelineError` if it cannot run) and make its record.
+
+    ``run_id``: the id of the pipeline run (new by default; a ``dvc repro`` stage gives
+    the id of the run its repro opened, see :mod:`.dvcrepro`).
+    """
+    run_id = run_id or new_run_id()
     folder = runs_root(config) / run_id
     target = (spec.base / run_dir).resolve() if run_dir else folder
     plan = spec.plan(overrides, run_dir=target, run_id=run_id, steps=steps, executor=executor)
@@ -121,7 +127,11 @@ class Coordinator:
 
     # -- opening and closing runs ----------------------------------------------------------
     def open(self, active: ActiveRun, *, snapshot: bool, tags: Mapping[str, Any]) -> None:
-        """Snapshot the run's input data, open its parent MLflow run, write run.json."""
+        """Snapshot the run's input data, open its parent MLflow run, write run.json.
+
+        A record that already has a parent MLflow run (the next stage of a ``dvc repro``)
+        sets that run RUNNING again and logs only the parameters it lacks.
+        """
         from jupyter_mlops.tracking import store
 
         record, spec = active.record, active.spec
@@ -130,16 +140,26 @@ class Coordinator:
             if external:
                 from jupyter_mlops.data import snapshot as snapshot_data
 
-                record.data = [s.to_dict() for s in snapshot_data(external, self.config.root)]
+                snaps = snapshot_data(external, self.config.root)
+                record.data = [s.to_dict() for s in snaps]
         self.client = self.client or client(self.config)
         experiment = record.experiment or spec.experiment or spec.name
         active.experiment_id = store.ensure_experiment(experiment, self.config)
         record.experiment = experiment
-        run_tags = mlflow_runs.pipeline_run_tags(self.config, spec, record, tags)
-        record.tags = {k: v for k, v in run_tags.items() if k.startswith("mlops.retrain")}
-        run = call(self.client.create_run, active.experiment_id, run_name=spec.name, tags=run_tags)
-        record.mlflow_run_id = run.info.run_id
-        mlflow_runs.log_params(self.client, run.info.run_id, {**spec.params, **record.params})
+        params = {**spec.params, **record.params}
+        if record.mlflow_run_id:
+            call(self.client.update_run, record.mlflow_run_id, status="RUNNING")
+            params = {k: v for k, v in params.items() if k not in active.logged_params}
+        else:
+            run_tags = mlflow_runs.pipeline_run_tags(self.config, spec, record, tags)
+            if snapshot and record.data:  # the recorded commit may lack their .dvc files
+                run_tags.update(mlflow_runs.pointer_tags(self.config, record, run_tags))
+            record.tags = {k: v for k, v in run_tags.items() if k.startswith("mlops.retrain")}
+            run = call(
+                self.client.create_run, active.experiment_id, run_name=spec.name, tags=run_tags
+            )
+            record.mlflow_run_id = run.info.run_id
+        mlflow_runs.log_params(self.client, record.mlflow_run_id, params)
         record.status = RUNNING
         record.save()
 

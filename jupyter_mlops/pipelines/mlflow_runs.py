@@ -98,6 +98,20 @@ def _base_tags(config: Config, spec: Pipeline) -> dict[str, str]:
     return tags
 
 
+def pointer_tags(
+    config: Config, record: PipelineRun, run_tags: Mapping[str, str]
+) -> dict[str, str]:
+    """``mlops.git.dirty``/``mlops.git.uncommitted_data`` when the commit the run records
+    lacks the ``.dvc`` files of its input snapshots (see :mod:`jupyter_mlops.data.pointers`)."""
+    from jupyter_mlops.data import DataSnapshot, pointers
+
+    if "mlflow.source.git.commit" not in run_tags:
+        return {}
+    snaps = [DataSnapshot.from_dict(d) for d in record.data]
+    loose = pointers.check(config.root, snaps)
+    return loose.tags if loose is not None else {}
+
+
 def _lineage_tags(record: PipelineRun) -> dict[str, str]:
     """The run's input data snapshots and its place in a sweep, shared by parent and steps."""
     from jupyter_mlops.tracking.run import TAG_DATA

@@ -16,6 +16,7 @@ from typing import Any
 
 from jupyter_mlops.config import Config, load_config
 from jupyter_mlops.errors import PipelineError
+from jupyter_mlops.pipelines import dvcrepro
 from jupyter_mlops.pipelines.coordinator import ActiveRun, Coordinator, prepare_run
 from jupyter_mlops.pipelines.export.dvc import params_from_file
 from jupyter_mlops.pipelines.overrides import expand_grid, load_grid, parse_overrides
@@ -145,6 +146,8 @@ def run_step(
 
     Overrides come from ``params_file`` (the ``params.yaml`` of the DVC export), then
     ``params``. No DVC snapshot is taken: ``dvc repro`` records the stage's deps itself.
+    Under ``dvc repro`` the step joins the pipeline run of that repro (:mod:`.dvcrepro`):
+    one pipeline run, one parent MLflow run, a child run per stage.
     """
     spec = load_pipeline(pipeline)
     overrides: dict[str, Any] = {}
@@ -154,7 +157,22 @@ def run_step(
     if swept:
         raise PipelineError(f"step {step!r}: one step runs with one value per parameter")
     overrides.update(fixed)
-    return run(spec, overrides, steps=[step], snapshot=False, run_dir=run_dir)
+    config = load_config(spec.base)
+    with dvcrepro.joining(spec, config) as session:
+        if session is None:
+            return run(spec, overrides, steps=[step], snapshot=False, run_dir=run_dir)
+        active = prepare_run(
+            spec, config, overrides, steps=[step], executor=None, run_dir=run_dir,
+            experiment=None, run_id=session.run_id,
+        )  # fmt: skip
+        if session.record is not None:
+            before = session.record
+            active.logged_params = frozenset({*spec.params, *before.params})
+            active.record = dvcrepro.join(before, active.record)
+        tags = {dvcrepro.TAG_REPRO: session.key}
+        _execute(config, [active], None, None, snapshot=False, tags=tags)
+        session.remember(active.record)
+        return active.record
 
 
 def _execute(

@@ -17,9 +17,11 @@ steps:
     needs: [validate-data]                   # also implied when an input is another's output
 ```
 
-``steps`` may also be a list (each item with a ``name``): each step then needs the one
-before it unless it says otherwise. Paths are relative to the folder of ``pipeline.yaml``,
-which is also the working directory of every step's kernel.
+A step parameter may name a pipeline parameter (``params: {alpha: "${alpha}"}``): it gets
+the run's value of it, under ``pipeline run`` and ``dvc repro`` alike (see
+:mod:`.placeholders`). ``steps`` may also be a list (each item with a ``name``): each step
+then needs the one before it unless it says otherwise. Paths are relative to the folder of
+``pipeline.yaml``, which is also the working directory of every step's kernel.
 """
 
 from __future__ import annotations
@@ -32,13 +34,13 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_mlops.errors import PipelineError
+from jupyter_mlops.pipelines.dag import check_acyclic, topological
+from jupyter_mlops.pipelines.placeholders import fill, names_in, resolve_params
 
 _STEP_KEYS = {"name", "notebook", "params", "inputs", "outputs", "needs", "executor", "kernel",
               "timeout"}  # fmt: skip
 _TOP_KEYS = {"name", "experiment", "model", "metric", "params", "steps", "executor", "register"}
-PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")  # ${name} in a value or path
 _STEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-BUILTIN_NAMES = ("run_dir", "run_id")  # placeholders every step can use
 
 
 @dataclass
@@ -156,7 +158,7 @@ class Pipeline:
                     )
         if self.register is not None and self.register not in self.steps:
             raise PipelineError(f"'register: {self.register}' names no step")
-        _check_acyclic({s.name: set(s.needs) for s in self.steps.values()})
+        check_acyclic({s.name: set(s.needs) for s in self.steps.values()})
 
     # -- parameters ------------------------------------------------------------------------
     def notebook_path(self, step: str) -> Path:
@@ -232,7 +234,7 @@ class Pipeline:
                     raise PipelineError(_unknown(step.name, key, cell, self.steps))
             used_globals |= set(cell or {})
             texts = [str(v) for v in step.params.values()] + step.inputs + step.outputs
-            used_globals |= {m for t in texts for m in PLACEHOLDER.findall(t)}
+            used_globals |= names_in(texts)
         unused = set(self.params) - used_globals
         if unused:
             raise PipelineError(
@@ -257,9 +259,8 @@ class Pipeline:
             params.update(scoped.get(step.name, {}))
             if "run_dir" in declared and "run_dir" not in params:
                 params["run_dir"] = run_dir_text
+            params = resolve_params(params, context, step.name)
             local = {**context, **params}
-            params = {k: _fill(v, local, step.name) for k, v in params.items()}
-            local.update(params)
             chosen = step.executor or executor or self.executor or "local"
             if chosen not in executors:
                 raise PipelineError(
@@ -270,8 +271,8 @@ class Pipeline:
                 name=step.name,
                 notebook=self.notebook_path(step.name),
                 params=params,
-                inputs=[self._path(_fill(p, local, step.name)) for p in step.inputs],
-                outputs=[self._path(_fill(p, local, step.name)) for p in step.outputs],
+                inputs=[self._path(fill(p, local, step.name)) for p in step.inputs],
+                outputs=[self._path(fill(p, local, step.name)) for p in step.outputs],
                 needs=list(step.needs),
                 executor=chosen,
                 kernel=step.kernel,
@@ -294,9 +295,9 @@ class Pipeline:
                 producer = producers.get(path)
                 if producer is not None and producer != p.name and producer not in p.needs:
                     p.needs.append(producer)
-        _check_acyclic({p.name: set(p.needs) for p in planned.values()})
+        check_acyclic({p.name: set(p.needs) for p in planned.values()})
 
-        selected = [p for p in _topological(planned) if p.name in names]
+        selected = [p for p in topological(planned) if p.name in names]
         for p in selected:
             missing = []
             for path in p.inputs:
@@ -396,66 +397,6 @@ def _no_cell(step: Step) -> str:
         f"step {step.name!r}: {step.notebook} has no cell tagged 'parameters'; run "
         f"`jupyter-mlops pipeline parameterize {step.notebook}` (or %pipeline parameterize)"
     )
-
-
-def _fill(value: Any, context: Mapping[str, Any], step: str) -> Any:
-    """Replace ``${name}`` in strings; a string that is only a placeholder keeps its type."""
-    if not isinstance(value, str) or "${" not in value:
-        return value
-
-    def lookup(name: str) -> Any:
-        if name not in context:
-            raise PipelineError(
-                f"step {step!r}: ${{{name}}} names no parameter "
-                f"(known: {', '.join(sorted(context))})"
-            )
-        return context[name]
-
-    whole = PLACEHOLDER.fullmatch(value)
-    if whole:
-        return lookup(whole.group(1))
-    return PLACEHOLDER.sub(lambda m: str(lookup(m.group(1))), value)
-
-
-def _check_acyclic(graph: Mapping[str, set[str]]) -> None:
-    """Raise naming the cycle (``a -> b -> a``) if ``graph`` (node -> needs) has one."""
-    state: dict[str, int] = {}  # 1 visiting, 2 done
-    stack: list[str] = []
-
-    def visit(node: str) -> None:
-        state[node] = 1
-        stack.append(node)
-        for dep in sorted(graph.get(node, ())):
-            if state.get(dep) == 1:
-                cycle = [*stack[stack.index(dep) :], dep]
-                raise PipelineError(
-                    "the steps form a cycle: "
-                    + " -> ".join(reversed(cycle))
-                    + " (each needs the one before it)"
-                )
-            if dep not in state:
-                visit(dep)
-        stack.pop()
-        state[node] = 2
-
-    for node in graph:
-        if node not in state:
-            visit(node)
-
-
-def _topological(planned: Mapping[str, PlannedStep]) -> list[PlannedStep]:
-    """Steps ordered so each comes after what it needs; ties keep the written order."""
-    done: set[str] = set()
-    out: list[PlannedStep] = []
-    pending = list(planned)
-    while pending:
-        for name in pending:
-            if all(n in done for n in planned[name].needs):
-                out.append(planned[name])
-                done.add(name)
-                pending.remove(name)
-                break
-    return out
 
 
 def load_pipeline(source: str | os.PathLike[str] | Pipeline) -> Pipeline:

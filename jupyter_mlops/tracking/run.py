@@ -346,6 +346,9 @@ class TrackedRun:
         known = {s.path for s in self.data}
         self.data.extend(s for s in snaps if s.path not in known)
         self.set_tags({TAG_DATA: json.dumps([s.to_dict() for s in self.data])})
+        loose = data.pointers.check(self.config.root, self.data) if self.git_commit else None
+        if loose is not None:  # the recorded commit lacks the .dvc files: say so
+            loose.apply(self)
         return snaps
 
     def log_captured(

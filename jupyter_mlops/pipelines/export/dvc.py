@@ -5,6 +5,12 @@ MLflow runs and run records as with ``pipeline run``); its deps are the notebook
 inputs, its outs the outputs, its params the keys of ``params.yaml`` it reads. ``${run_dir}``
 becomes a fixed folder (``build/pipelines/<name>`` by default), since DVC needs stable
 paths.
+
+Every path in ``dvc.yaml`` is relative to its folder (the stages' working directory),
+inputs outside the pipeline's folder included (``../data/iris.csv``), never absolute: a
+``git clone`` elsewhere keeps the links ``dvc dag`` shows and ``dvc repro`` finds its
+stages unchanged. A step parameter naming a pipeline parameter (``"${alpha}"``) is kept
+so in ``params.yaml`` and resolved by the stage as ``pipeline run`` resolves it.
 """
 
 from __future__ import annotations
@@ -14,13 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_mlops.errors import PipelineError
-from jupyter_mlops.pipelines.spec import (
-    PLACEHOLDER,
-    Pipeline,
-    is_yaml_value,
-    load_pipeline,
-    relative_path,
-)
+from jupyter_mlops.pipelines.placeholders import names_in
+from jupyter_mlops.pipelines.spec import Pipeline, is_yaml_value, load_pipeline
 
 STEP_COMMAND = "python -m jupyter_mlops.pipelines step"
 
@@ -35,8 +36,9 @@ def export_dvc(
 ) -> Path:
     """Write ``dvc.yaml`` (and the pipeline's parameters into ``params.yaml``) beside it.
 
-    Existing keys of ``params.yaml`` that are not the pipeline's are kept. Returns the
-    path of ``dvc.yaml``.
+    ``output`` puts ``dvc.yaml`` elsewhere (its folder becomes the stages' working
+    directory; ``params.yaml`` stays beside the pipeline). Existing keys of ``params.yaml``
+    that are not the pipeline's are kept. Returns the path of ``dvc.yaml``.
     """
     import yaml
 
@@ -66,30 +68,35 @@ def export_dvc(
         if step.params:
             values[step.name] = dict(step.params)
 
+    out = Path(output).resolve() if output else base / "dvc.yaml"
+    stage_dir = out.parent
+
+    def rel(path: Path) -> str:  # how dvc.yaml names a path: from its own folder
+        return Path(os.path.relpath(path, stage_dir)).as_posix()
+
     stages: dict[str, Any] = {}
-    pipeline_file = relative_path(spec.path, base)
+    pipeline_file = rel(spec.path)
+    params_ref = rel(params_path)
     for planned in plan:
         step = spec.steps[planned.name]
         declared = spec.declared(step.name) or {}
         texts = [str(v) for v in step.params.values()] + step.inputs + step.outputs
-        used = {m for t in texts for m in PLACEHOLDER.findall(t)}
+        used = names_in(texts)
         keys = [k for k in spec.params if k in declared or k in used]
         keys += [f"{step.name}.{k}" for k in step.params]
         cmd = f"{command} {pipeline_file} {step.name} --run-dir {run_dir}"
-        if params_file != "params.yaml" or keys:
-            cmd += f" --params-file {params_file}"
+        if params_ref != "params.yaml" or keys:
+            cmd += f" --params-file {params_file}"  # read from the pipeline's folder
         stage: dict[str, Any] = {
             "cmd": cmd,
-            "deps": [relative_path(planned.notebook, base)]
-            + [relative_path(p, base) for p in planned.inputs],
+            "deps": [rel(planned.notebook)] + [rel(p) for p in planned.inputs],
         }
         if keys:
-            stage["params"] = keys if params_file == "params.yaml" else [{params_file: keys}]
+            stage["params"] = keys if params_ref == "params.yaml" else [{params_ref: keys}]
         if planned.outputs:
-            stage["outs"] = [relative_path(p, base) for p in planned.outputs]
+            stage["outs"] = [rel(p) for p in planned.outputs]
         stages[step.name] = stage
 
-    out = Path(output) if output else base / "dvc.yaml"
     params_path.write_text(yaml.safe_dump(values, sort_keys=False), encoding="utf-8")
     header = f"# Written by jupyter-mlops from {pipeline_file}: export again after editing it.\n"
     out.write_text(header + yaml.safe_dump({"stages": stages}, sort_keys=False), encoding="utf-8")
