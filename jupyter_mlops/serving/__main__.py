@@ -27,9 +27,13 @@ import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jupyter_mlops.errors import MlopsError
+
+if TYPE_CHECKING:
+    from jupyter_mlops.config import Config
+    from jupyter_mlops.registry.refs import ModelRef
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -65,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _packaged(context: Path, folder: Path) -> tuple[Any, Any]:
+def _packaged(context: Path, folder: Path) -> tuple[ModelRef, Config]:
     """The model reference and configuration of a packaged build context.
 
     The model loads from ``context/model``; name, version, run id and alias come from its
