@@ -400,7 +400,7 @@ def test_canary_split_within_binomial_bounds(
 
         metrics = http.get("/metrics").text
         assert 'model_version="2",role="canary"' in metrics
-        assert 'jupyter_mlops_traffic_weight_percent{deployment="iris"' in metrics
+        assert 'jupyter_mlops_traffic_weight_ratio{deployment="iris"' in metrics
     finally:
         dep = rollback("iris", config=config)  # no earlier primary: drops the canary
     assert dep.canary is None

@@ -13,6 +13,9 @@ from typing import Any
 
 STATE_FILE = "state.json"
 JOURNAL_DIR = "journal"
+# A packaged model's identity (registered name, version, run id): written into the build
+# context by ``packaging.docker``, read by ``python -m jupyter_mlops.serving --package``.
+PACKAGE_FILE = "package.json"
 
 
 def deployments_root(mlops_dir: Path) -> Path:

@@ -6,11 +6,18 @@ straight from a model::
 
     python -m jupyter_mlops.serving --model models:/iris-rf/3 --host 0.0.0.0 --port 8080
     python -m jupyter_mlops.serving --model /opt/model --deployment-dir /srv/iris --workers 2
+    python -m jupyter_mlops.serving --package /app --host 0.0.0.0 --port 8080
+
+``--package DIR`` serves a build context written by ``%register --package`` (its ``model/``
+folder) under the identity its ``package.json`` records, so ``/info`` and ``/metrics`` name the
+registered version and run rather than the folder; state and prediction log go to
+``DIR/deployment`` unless ``--deployment-dir`` says otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import inspect
 import logging
@@ -20,9 +27,13 @@ import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jupyter_mlops.errors import MlopsError
+
+if TYPE_CHECKING:
+    from jupyter_mlops.config import Config
+    from jupyter_mlops.registry.refs import ModelRef
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,6 +49,12 @@ def _parser() -> argparse.ArgumentParser:
         help="serve this model (name@alias, name/version, URI or "
         "folder): writes a fresh state.json into the deployment folder",
     )
+    parser.add_argument(
+        "--package",
+        metavar="DIR",
+        help="serve a packaged build context (its model/ and package.json): writes a fresh "
+        "state.json into DIR/deployment (or --deployment-dir)",
+    )
     parser.add_argument("--name", help="deployment name with --model (default: the model's)")
     parser.add_argument("--host", help="address to bind (default: from the state, 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to bind (default: from the state, 8080)")
@@ -52,14 +69,54 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _packaged(context: Path, folder: Path) -> tuple[ModelRef, Config]:
+    """The model reference and configuration of a packaged build context.
+
+    The model loads from ``context/model``; name, version, run id and alias come from its
+    ``package.json``. The configuration is the deployment folder's own: no project around
+    the context is looked for, no tracking store is needed (the prediction log defaults to
+    SQLite in the deployment folder, or ``JUPYTER_MLOPS_PREDICTION_LOG``).
+    """
+    import json
+
+    from jupyter_mlops._util.layout import PACKAGE_FILE
+    from jupyter_mlops.config import Config
+    from jupyter_mlops.serving.targets import resolve_target
+
+    try:
+        identity = json.loads((context / PACKAGE_FILE).read_text())
+    except (OSError, ValueError) as exc:
+        raise MlopsError(f"{context} is not a packaged model ({PACKAGE_FILE}: {exc}).") from exc
+    local = resolve_target(str(context / "model"))
+    ref = dataclasses.replace(
+        local,
+        name=identity["name"],
+        version=identity.get("version"),
+        alias=identity.get("alias"),
+        run_id=identity.get("run_id"),
+        uri=identity.get("model_uri") or local.uri,
+        target=identity.get("model_uri") or local.target,
+    )
+    config = Config(
+        root=folder,
+        tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", ""),
+        artifact_root=None,
+        prediction_log=os.environ.get("JUPYTER_MLOPS_PREDICTION_LOG"),
+    )
+    return ref, config
+
+
 def _prepare_from_model(args: argparse.Namespace, folder: Path) -> None:
     from jupyter_mlops.config import load_config
     from jupyter_mlops.serving.manager import default_deployment_name, new_state
     from jupyter_mlops.serving.state import write_state
     from jupyter_mlops.serving.targets import resolve_target
 
-    config = load_config()
-    ref = resolve_target(args.model, config)
+    if args.package:
+        ref, config = _packaged(Path(args.package).resolve(), folder)
+    else:
+        config = load_config()
+        ref = resolve_target(args.model, config)
     token = os.environ.get(args.token_env) if args.token_env else None
     if args.token_env and not token:
         raise MlopsError(f"--token-env {args.token_env}: the variable is empty or unset.")
@@ -88,10 +145,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s",
     )
     try:
-        folder = Path(args.deployment_dir or ("deployment" if args.model else "")).resolve()
-        if not args.deployment_dir and not args.model:
-            raise MlopsError("Give --deployment-dir, or --model to serve a model directly.")
-        if args.model:
+        if args.model and args.package:
+            raise MlopsError("Give --model or --package, not both.")
+        default_dir = Path(args.package) / "deployment" if args.package else Path("deployment")
+        folder = Path(args.deployment_dir or default_dir).resolve()
+        if not args.deployment_dir and not args.model and not args.package:
+            raise MlopsError(
+                "Give --deployment-dir, --model to serve a model directly, or --package."
+            )
+        if args.model or args.package:
             _prepare_from_model(args, folder)
         from jupyter_mlops._util.layout import read_state
 

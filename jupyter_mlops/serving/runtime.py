@@ -189,7 +189,9 @@ class ServingRuntime:
             keep.add(str(history[-1]["model"]["uri"]))
         for uri in [u for u in self.models if u not in keep]:
             del self.models[uri]  # requests already routed to it hold their own reference
-        self.metrics.set_traffic([(m.labels, role, w) for m, role, w in self.table.split()])
+        self.metrics.set_traffic(
+            [(m.labels, role, w, m.ref.run_id) for m, role, w in self.table.split()]
+        )
         if not initial:
             gc.freeze()  # the new model lives long: keep it out of full collections too
         write_ack(self.folder, generation)

@@ -224,12 +224,28 @@ def load_pyfunc(ref: ModelRef) -> Any:
     return mlflow.pyfunc.load_model(ref.source or ref.uri, suppress_warnings=True)
 
 
+# Distributions that provide another's modules: mlflow-skinny is MLflow without its tracking
+# server, UI and SQL stores, all a model server needs (packaged contexts install it).
+_PROVIDED_BY = {"mlflow": ("mlflow", "mlflow-skinny")}
+
+
+def _installed_version(name: str) -> str | None:
+    """The installed version of ``name`` or of a distribution standing in for it."""
+    from importlib import metadata
+
+    for dist in _PROVIDED_BY.get(name.lower(), (name,)):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
 def requirement_mismatches(model_dir: str | None) -> list[str]:
     """How this environment differs from the model's ``requirements.txt`` (and Python)."""
     if model_dir is None:
         return []
     import platform
-    from importlib import metadata
 
     from packaging.requirements import InvalidRequirement, Requirement
 
@@ -249,9 +265,8 @@ def requirement_mismatches(model_dir: str | None) -> list[str]:
             continue
         if requirement.marker is not None and not requirement.marker.evaluate():
             continue
-        try:
-            installed = metadata.version(requirement.name)
-        except metadata.PackageNotFoundError:
+        installed = _installed_version(requirement.name)
+        if installed is None:
             problems.append(f"{requirement} is required but not installed")
             continue
         if requirement.specifier and not requirement.specifier.contains(installed, True):
