@@ -145,7 +145,7 @@ def _launcher() -> NotebookSource | None:
         for _ in range(ANCESTORS):
             if proc is None:
                 return None
-            found = _from_command_line(proc.cmdline(), _launch_folders(proc))
+            found = from_command_line(proc.cmdline(), _launch_folders(proc))
             if found is not None:
                 return found
             proc = proc.parent()
@@ -167,7 +167,7 @@ def _launch_folders(proc: Any) -> list[Path]:
     return folders
 
 
-def _from_command_line(argv: Sequence[str], bases: Sequence[Path]) -> NotebookSource | None:
+def from_command_line(argv: Sequence[str], bases: Sequence[Path]) -> NotebookSource | None:
     """The notebook a papermill, nbconvert or ``jupyter execute`` command line executes."""
     for i, token in enumerate(argv):
         name = Path(token).name
