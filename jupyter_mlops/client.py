@@ -133,7 +133,7 @@ def _file_lock(path: Path) -> Iterator[None]:
 
 
 @functools.cache
-def _client_for(tracking_uri: str) -> MlflowClient:
+def _client_for(tracking_uri: str, artifact_root: Path | None = None) -> MlflowClient:
     from mlflow import MlflowClient
 
     if not tracking_uri.startswith("sqlite:///"):
@@ -144,6 +144,8 @@ def _client_for(tracking_uri: str) -> MlflowClient:
     # (when the tracking and the registry stores are first built); the lock makes the
     # second wait and find the tables made.
     with _file_lock(db_path.with_name(db_path.name + ".lock")), quiet_mlflow():
+        if artifact_root is not None and (not db_path.exists() or not db_path.stat().st_size):
+            _create_store(tracking_uri, artifact_root)
         mlflow_client = MlflowClient(tracking_uri)
         retry_busy(lambda: mlflow_client.search_experiments(max_results=1), what="open store")
         retry_busy(
@@ -151,6 +153,17 @@ def _client_for(tracking_uri: str) -> MlflowClient:
         )
         _enable_wal(db_path)
     return mlflow_client
+
+
+def _create_store(tracking_uri: str, artifact_root: Path) -> None:
+    """Create a new SQLite store whose ``Default`` experiment keeps its artifacts under the
+    project's artifact root: MLflow would put them in ``./mlruns`` of whatever folder the
+    first run started in (a notebook's, under papermill ``--cwd``), outside ``.mlops/``."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    artifact_root.mkdir(parents=True, exist_ok=True)
+    store = SqlAlchemyStore(tracking_uri, artifact_root.as_uri())  # type: ignore[no-untyped-call]
+    store.engine.dispose()  # MlflowClient opens its own; the schema and Default are made
 
 
 def client(config: Config | None = None) -> MlflowClient:
@@ -164,7 +177,8 @@ def client(config: Config | None = None) -> MlflowClient:
     elif config.tracking_uri.startswith(("http://", "https://")):
         for key, value in HTTP_RETRY_DEFAULTS.items():
             os.environ.setdefault(key, value)
-    mlflow_client = _client_for(config.tracking_uri)
+    artifact_root = config.artifact_root if config.is_local_store else None
+    mlflow_client = _client_for(config.tracking_uri, artifact_root)
     # The fluent API (mlflow.start_run, mlflow.<flavour>.log_model) reads the global URI.
     if mlflow.get_tracking_uri() != config.tracking_uri:
         previous = os.environ.get("MLFLOW_TRACKING_URI")

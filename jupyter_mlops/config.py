@@ -1,7 +1,9 @@
 """Where the project lives and how it is configured.
 
 The project root is the nearest folder upwards holding ``.mlops/``, ``.git/`` or
-``pyproject.toml`` (else the current folder). Settings come from, in order:
+``pyproject.toml`` from the current folder (in a kernel whose notebook is known, see
+``tracking/notebook.py``, from the notebook's folder), else the current folder.
+Settings come from, in order:
 the environment (``MLFLOW_TRACKING_URI``), ``[tool.jupyter-mlops]`` in the root's
 ``pyproject.toml``, then the embedded default: a SQLite MLflow store and an artifact
 folder under ``<root>/.mlops/``.
@@ -31,13 +33,29 @@ _KNOWN_KEYS = {
 }
 
 
-def find_project_root(start: str | os.PathLike[str] | None = None) -> Path:
-    """Return the nearest folder upwards from ``start`` that marks a project."""
-    here = Path(start or Path.cwd()).resolve()
+def marked_root(start: str | os.PathLike[str]) -> Path | None:
+    """The nearest folder upwards from ``start`` that marks a project, or None."""
+    here = Path(start).resolve()
     for folder in (here, *here.parents):
         if any((folder / marker).exists() for marker in _ROOT_MARKERS):
             return folder
-    return here
+    return None
+
+
+def find_project_root(start: str | os.PathLike[str] | None = None) -> Path:
+    """Return the nearest folder upwards from ``start`` that marks a project."""
+    here = Path(start or Path.cwd()).resolve()
+    return marked_root(here) or here
+
+
+def notebook_project_start(notebook: str | os.PathLike[str] | None) -> Path | None:
+    """Where to look for the project of a kernel running ``notebook``: the notebook's
+    folder when a project marks it (papermill ``--cwd`` and nbconvert move the kernel's
+    working folder away from the project), else None (the working folder)."""
+    if notebook is None:
+        return None
+    folder = Path(notebook).parent
+    return folder if folder.is_dir() and marked_root(folder) is not None else None
 
 
 def read_pyproject(root: Path) -> dict[str, Any]:

@@ -108,13 +108,19 @@ class Context:
 
     @cached_property
     def notebook(self) -> str | None:
-        """The notebook this kernel serves, relative to the project root (kernel only)."""
+        """The notebook this kernel serves, relative to the project root (kernel only).
+
+        The project is the notebook's own when a project marks its folder (a kernel that
+        papermill ``--cwd`` or nbconvert started elsewhere), else the working folder's."""
         if self.namespace is None:
             return None
-        from jupyter_mlops.config import load_config
-        from jupyter_mlops.tracking.environment import notebook_path
+        from jupyter_mlops.config import load_config, notebook_project_start
+        from jupyter_mlops.tracking.notebook import find_notebook
 
-        return notebook_path(self.namespace, load_config().root)
+        source = find_notebook(self.namespace)
+        if source is None:
+            return None
+        return source.relative(load_config(notebook_project_start(source.local)).root)
 
     def origin(self) -> dict[str, Any] | None:
         """Where a registry action was taken from, as the registry records it."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
 import platform
 import subprocess
 import sys
@@ -14,36 +13,20 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_mlops._util.records import attributes
-
-NOTEBOOK_ENV = "JUPYTER_MLOPS_NOTEBOOK"  # set by our pipeline runner for papermill kernels
+from jupyter_mlops.tracking.notebook import NOTEBOOK_ENV as NOTEBOOK_ENV
 
 
 def notebook_path(
     namespace: Mapping[str, Any] | None = None, root: Path | None = None
 ) -> str | None:
-    """The path of the notebook this kernel serves, if anything tells us.
+    """The path of the notebook this kernel serves (relative to ``root`` when inside it),
+    if anything tells us; how it is found: ``tracking/notebook.py``."""
+    from jupyter_mlops.tracking.notebook import find_notebook
 
-    Jupyter server passes it to the kernel as ``JPY_SESSION_NAME`` (ipykernel copies it to
-    ``__session__``); VS Code sets ``__vsc_ipynb_file__``; papermill runs we start set
-    ``JUPYTER_MLOPS_NOTEBOOK``. Paths inside ``root`` are returned relative to it.
-    """
-    namespace = namespace or {}
-    candidates = (
-        os.environ.get(NOTEBOOK_ENV),
-        namespace.get("__vsc_ipynb_file__"),
-        namespace.get("__session__"),
-        os.environ.get("JPY_SESSION_NAME"),
-    )
-    for value in candidates:
-        if isinstance(value, str) and value.endswith(".ipynb"):
-            path = Path(value)
-            if root is not None:
-                try:
-                    return path.resolve().relative_to(root).as_posix()
-                except ValueError:
-                    pass
-            return str(path)
-    return None
+    source = find_notebook(namespace)
+    if source is None:
+        return None
+    return source.relative(root) if root is not None else source.path
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_mlops.client import client, quiet_mlflow, retry_busy
-from jupyter_mlops.config import Config, load_config
+from jupyter_mlops.config import Config, load_config, notebook_project_start
 from jupyter_mlops.tracking import buffer, store
-from jupyter_mlops.tracking.environment import capture_environment, git_state, notebook_path
+from jupyter_mlops.tracking.environment import capture_environment, git_state
+from jupyter_mlops.tracking.notebook import NotebookSource, find_notebook, tag_logged_models
 from jupyter_mlops.tracking.run import PENDING_PREFIX, TAG_NOTEBOOK, TrackedRun, fluent_run_stack
 
 
@@ -84,6 +85,7 @@ def _run_tags(
     notebook: str | None,
     namespace: Mapping[str, Any],
     tags: Mapping[str, Any] | None,
+    source: NotebookSource | None = None,
 ) -> tuple[dict[str, str], Any, Any]:
     """The tags a run starts with, the environment and the git state they came from."""
     from jupyter_mlops._version import __version__
@@ -99,6 +101,8 @@ def _run_tags(
     }
     if notebook:
         run_tags[TAG_NOTEBOOK] = notebook
+    if source is not None:
+        run_tags.update(source.tags(config.root))
     if git is not None:
         run_tags["mlflow.source.git.commit"] = git.commit
         run_tags["mlops.git.dirty"] = str(git.dirty).lower()
@@ -131,17 +135,19 @@ def track(
     """
     import mlflow
 
-    config = config or load_config()
+    namespace = namespace if namespace is not None else {}
+    # The notebook first: its folder finds the project when the kernel runs elsewhere.
+    source = None if notebook else find_notebook(namespace)
+    config = config or load_config(notebook_project_start(source.local if source else None))
     data = list(data)
     data_paths = []
     if data:
         import jupyter_mlops.data as data_mod
 
         data_paths = data_mod.resolve_paths(data, config.root)  # fail before any write
-    namespace = namespace if namespace is not None else {}
-    notebook = notebook or notebook_path(namespace, config.root)
+    notebook = notebook or (source.relative(config.root) if source else None)
     client(config)  # also points MLflow's fluent API at the project's store
-    run_tags, env, git = _run_tags(config, notebook, namespace, tags)
+    run_tags, env, git = _run_tags(config, notebook, namespace, tags, source)
     active = mlflow.active_run()
     try:
         down = store.still_unavailable(config.tracking_uri)
@@ -206,6 +212,8 @@ def track(
             nb_file = config.root / notebook
             if nb_file.stat().st_size < 50 * 2**20:
                 run.log_file(nb_file, "mlops/notebook")
+        if source is not None and source.parameters:
+            run.log_params(source.parameter_values(namespace))  # papermill's injected cell
         if data_paths:
             run.log_data(data_paths)
         yield run
@@ -219,6 +227,8 @@ def track(
         status = "FAILED" if failure is not None else "FINISHED"
         if isinstance(failure, KeyboardInterrupt):
             status = "KILLED"
+        if run.offline is None:  # the UI's model page names the notebook, not the kernel
+            tag_logged_models(run.run_id, run.experiment_id, run_tags, client(config))
         _end_run(run, status)
 
 

@@ -1,0 +1,315 @@
+"""Which notebook a kernel runs, however it was started, and what a run records about it.
+
+A kernel is not told which notebook it serves (MLflow then records ``ipykernel_launcher.py``,
+mlflow/mlflow#3695). ``find_notebook`` asks, in this order, and the first answer wins:
+
+1. ``JUPYTER_MLOPS_NOTEBOOK`` in the environment (set by ``jupyter-mlops execute`` and
+   pipelines; set it yourself for any other launcher);
+2. papermill's ``PAPERMILL_INPUT_PATH``/``PAPERMILL_OUTPUT_PATH``: papermill passes them
+   (with ``--inject-paths``) as variables of its ``injected-parameters`` cell, read from the
+   kernel's namespace (or the environment, if a launcher exports them);
+3. the command line of the process that started the kernel (or of one of its next two
+   ancestors, for a kernel started through a wrapper): ``papermill IN OUT``,
+   ``jupyter nbconvert --execute X.ipynb``, ``jupyter execute X.ipynb``; relative paths are
+   resolved against that process's launch folder (its ``PWD``, else its working folder);
+4. VS Code's ``__vsc_ipynb_file__``;
+5. ``JPY_SESSION_NAME`` (JupyterLab / Jupyter Server; ipykernel's ``__session__``).
+
+A run then records the notebook as ``mlflow.source.name`` (type NOTEBOOK), a copy of it
+under ``mlops/notebook/``, and the tags ``mlops.notebook.input``, ``mlops.notebook.output``
+(when the launcher writes one), ``mlops.notebook.via`` (papermill, nbconvert,
+jupyter-execute, vscode, lab, env), and for papermill the parameters it injected as params,
+named in ``mlops.papermill.parameters``. See docs/papermill.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+NOTEBOOK_ENV = "JUPYTER_MLOPS_NOTEBOOK"
+PAPERMILL_INPUT = "PAPERMILL_INPUT_PATH"
+PAPERMILL_OUTPUT = "PAPERMILL_OUTPUT_PATH"
+TAG_INPUT = "mlops.notebook.input"
+TAG_OUTPUT = "mlops.notebook.output"
+TAG_VIA = "mlops.notebook.via"
+TAG_PAPERMILL_PARAMETERS = "mlops.papermill.parameters"
+ANCESTORS = 3  # the launcher, and two wrappers above the kernel at most
+
+
+@dataclass(frozen=True)
+class NotebookSource:
+    """The notebook a kernel runs: its path (absolute when local, or the URL papermill
+    read), how it was started, where the executed copy goes, and papermill's parameters
+    (names in injection order, values as the command line gave them)."""
+
+    path: str
+    via: str
+    output: str | None = None
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def local(self) -> Path | None:
+        """The notebook file, if it is one on this machine."""
+        return None if "://" in self.path else Path(self.path)
+
+    def relative(self, root: Path) -> str:
+        """The notebook's path relative to ``root`` when inside it (as runs record it)."""
+        return _relative(self.path, root)
+
+    def parameter_values(self, namespace: Mapping[str, Any] | None) -> dict[str, Any]:
+        """papermill's parameters as the kernel holds them (its namespace, where papermill's
+        injected cell set them), else as the command line gave them."""
+        namespace = namespace or {}
+        return {k: namespace.get(k, v) for k, v in self.parameters.items()}
+
+    def tags(self, root: Path) -> dict[str, str]:
+        """The tags a run of this notebook starts with (besides ``mlflow.source.*``)."""
+        tags = {TAG_INPUT: self.relative(root), TAG_VIA: self.via}
+        if self.output:
+            tags[TAG_OUTPUT] = _relative(self.output, root)
+        if self.parameters:
+            tags[TAG_PAPERMILL_PARAMETERS] = json.dumps(list(self.parameters))
+        return tags
+
+
+def _relative(path: str, root: Path) -> str:
+    if "://" in path:
+        return path
+    try:
+        return Path(path).resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def find_notebook(namespace: Mapping[str, Any] | None = None) -> NotebookSource | None:
+    """The notebook this kernel runs, by the fallback order of the module docstring."""
+    namespace = namespace or {}
+    explicit = os.environ.get(NOTEBOOK_ENV)
+    if explicit:
+        return NotebookSource(str(Path(explicit).resolve()), "env")
+    launcher = _launcher()
+    papermill_in = _named(PAPERMILL_INPUT, namespace)
+    if papermill_in:
+        out = _named(PAPERMILL_OUTPUT, namespace)
+        bases = [Path(p) for p in (os.environ.get("PWD"), str(Path.cwd())) if p]
+        params = launcher.parameters if launcher and launcher.via == "papermill" else {}
+        return NotebookSource(
+            _resolve(papermill_in, bases),
+            "papermill",
+            output=_resolve(out, bases) if out and out != "-" else None,
+            parameters=params,
+        )
+    if launcher is not None:
+        return launcher
+    vscode = namespace.get("__vsc_ipynb_file__")
+    if isinstance(vscode, str) and vscode.endswith(".ipynb"):
+        return NotebookSource(str(Path(vscode).resolve()), "vscode")
+    for session in (namespace.get("__session__"), os.environ.get("JPY_SESSION_NAME")):
+        if isinstance(session, str) and session.endswith(".ipynb"):
+            return NotebookSource(str(Path(session).resolve()), "lab")
+    return None
+
+
+def _named(name: str, namespace: Mapping[str, Any]) -> str | None:
+    value = namespace.get(name, os.environ.get(name))
+    return value if isinstance(value, str) and value else None
+
+
+def _resolve(path: str, bases: Sequence[Path]) -> str:
+    """``path`` made absolute against the first base folder where it exists."""
+    if "://" in path or Path(path).is_absolute():
+        return path
+    for base in bases:
+        if (base / path).exists():
+            return str((base / path).resolve())
+    return str((bases[0] / path).resolve()) if bases else path
+
+
+@functools.cache
+def _launcher() -> NotebookSource | None:
+    """The notebook named on the command line of the process that started this kernel
+    (the parent never changes, so once per process)."""
+    try:
+        import psutil  # ipykernel's own dependency
+    except ImportError:  # pragma: no cover - ipykernel requires it
+        return None
+    try:
+        proc = psutil.Process(os.getpid()).parent()
+        for _ in range(ANCESTORS):
+            if proc is None:
+                return None
+            found = from_command_line(proc.cmdline(), _launch_folders(proc))
+            if found is not None:
+                return found
+            proc = proc.parent()
+    except (psutil.Error, OSError):
+        return None
+    return None
+
+
+def _launch_folders(proc: Any) -> list[Path]:
+    """Where a relative path on ``proc``'s command line may start: the folder it was
+    launched from (``PWD``: papermill ``--cwd`` moves the process later), then its cwd."""
+    folders: list[Path] = []
+    with contextlib.suppress(Exception):  # another user's process, or no /proc/<pid>/environ
+        pwd = proc.environ().get("PWD")
+        if pwd:
+            folders.append(Path(pwd))
+    with contextlib.suppress(Exception):
+        folders.append(Path(proc.cwd()))
+    return folders
+
+
+def from_command_line(argv: Sequence[str], bases: Sequence[Path]) -> NotebookSource | None:
+    """The notebook a papermill, nbconvert or ``jupyter execute`` command line executes."""
+    for i, token in enumerate(argv):
+        name = Path(token).name
+        nxt = argv[i + 1] if i + 1 < len(argv) else ""
+        if name == "papermill" or (token == "-m" and nxt == "papermill"):
+            return _papermill(argv[i + 1 + (token == "-m") :], bases)
+        if name == "jupyter-nbconvert" or (name in ("jupyter", "-m") and nxt == "nbconvert"):
+            return _nbconvert(argv[i + 1 + (name != "jupyter-nbconvert") :], bases)
+        if name == "jupyter-execute" or (name == "jupyter" and nxt == "execute"):
+            return _execute(argv[i + 1 + (name == "jupyter") :], bases)
+    return None
+
+
+def _papermill(args: Sequence[str], bases: Sequence[Path]) -> NotebookSource | None:
+    try:
+        from papermill.cli import papermill as cli  # ~0.6 s: only under papermill
+    except ImportError:
+        return None
+    ctx = cli.make_context("papermill", list(args), resilient_parsing=True)
+    opts = ctx.params
+    source = opts.get("notebook_path")
+    if not source or source == "-":
+        return None
+    output = opts.get("output_path")
+    return NotebookSource(
+        _resolve(source, bases),
+        "papermill",
+        output=_resolve(output, bases) if output and output != "-" else None,
+        parameters=_papermill_parameters(opts, bases),
+    )
+
+
+def _papermill_parameters(opts: Mapping[str, Any], bases: Sequence[Path]) -> dict[str, Any]:
+    """The parameters papermill injects, in its own order (``-b``, ``-f``, ``-y``, ``-p``,
+    ``-r``), with its own value parsing; its path variables are not parameters of the run."""
+    import base64
+
+    import yaml
+    from papermill.cli import _resolve_type
+    from papermill.iorw import NoDatesSafeLoader, read_yaml_file
+
+    params: dict[str, Any] = {}
+    for blob in opts.get("parameters_base64") or ():
+        params.update(yaml.load(base64.b64decode(blob), Loader=NoDatesSafeLoader) or {})
+    for path in opts.get("parameters_file") or ():
+        try:
+            params.update(read_yaml_file(_resolve(path, bases)) or {})
+        except Exception:  # moved meanwhile: the namespace still holds the values
+            continue
+    for text in opts.get("parameters_yaml") or ():
+        params.update(yaml.load(text, Loader=NoDatesSafeLoader) or {})
+    for name, value in opts.get("parameters") or ():
+        params[name] = _resolve_type(value)
+    for name, value in opts.get("parameters_raw") or ():
+        params[name] = value
+    return {str(k): v for k, v in params.items() if k not in (PAPERMILL_INPUT, PAPERMILL_OUTPUT)}
+
+
+def _notebooks(args: Sequence[str], bases: Sequence[Path]) -> str | None:
+    """The one notebook among ``args`` this kernel runs: the only one, or the only one in
+    the kernel's working folder (nbconvert and nbclient start a kernel in its folder)."""
+    valued = ("--output", "--output-dir", "--to", "--template")
+    found = [
+        _resolve(a, bases)
+        for i, a in enumerate(args)
+        if a.endswith(".ipynb") and not a.startswith("-") and not (i and args[i - 1] in valued)
+    ]
+    if len(found) > 1:
+        here = Path.cwd().resolve()
+        found = [f for f in found if Path(f).parent == here]
+    return found[0] if len(found) == 1 else None
+
+
+def _option(args: Sequence[str], name: str) -> str | None:
+    """The value of ``--name X`` or ``--name=X`` on a traitlets command line."""
+    for i, arg in enumerate(args):
+        if arg == name and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _nbconvert(args: Sequence[str], bases: Sequence[Path]) -> NotebookSource | None:
+    source = _notebooks(args, bases)
+    if source is None:
+        return None
+    return NotebookSource(source, "nbconvert", output=_nbconvert_output(args, source))
+
+
+def _nbconvert_output(args: Sequence[str], source: str) -> str | None:
+    if "--inplace" in args:
+        return source
+    if "--stdout" in args:
+        return None
+    folder = Path(_option(args, "--output-dir") or Path(source).parent)
+    name = _option(args, "--output")
+    if name:
+        return str((folder / (name if name.endswith(".ipynb") else name + ".ipynb")).resolve())
+    if (_option(args, "--to") or "") == "notebook":
+        return str((folder / (Path(source).stem + ".nbconvert.ipynb")).resolve())
+    return None
+
+
+def _execute(args: Sequence[str], bases: Sequence[Path]) -> NotebookSource | None:
+    source = _notebooks(args, bases)
+    if source is None:
+        return None
+    output = None
+    if "--inplace" in args:
+        output = source
+    elif name := _option(args, "--output"):
+        output = str(Path(source).parent / (name if name.endswith(".ipynb") else f"{name}.ipynb"))
+    return NotebookSource(source, "jupyter-execute", output=output)
+
+
+SOURCE_TAG_PREFIXES = ("mlflow.source.", "mlops.notebook", TAG_PAPERMILL_PARAMETERS)
+
+
+def tag_logged_models(
+    run_id: str, experiment_id: str, run_tags: Mapping[str, str], mlflow_client: Any
+) -> None:
+    """Give the models a run logged its source tags (MLflow gave them the kernel's
+    ``ipykernel_launcher.py``), so the UI's model page names the notebook. Never fails
+    the run: the tags are a convenience, the run's own tags stay the record."""
+    tags = {k: v for k, v in run_tags.items() if k.startswith(SOURCE_TAG_PREFIXES)}
+    if not tags or not experiment_id:
+        return
+    from jupyter_mlops.client import retry_busy
+
+    try:
+        models = retry_busy(
+            lambda: mlflow_client.search_logged_models(
+                experiment_ids=[experiment_id], filter_string=f"source_run_id = '{run_id}'"
+            ),
+            what="search logged models",
+        )
+        for model in models:
+            model_id = str(model.model_id)
+            retry_busy(
+                functools.partial(mlflow_client.set_logged_model_tags, model_id, tags),
+                what="tag logged model",
+            )
+    except Exception:  # an older server without logged models, or a transient error
+        return
