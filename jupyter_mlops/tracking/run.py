@@ -346,6 +346,9 @@ class TrackedRun:
         known = {s.path for s in self.data}
         self.data.extend(s for s in snaps if s.path not in known)
         self.set_tags({TAG_DATA: json.dumps([s.to_dict() for s in self.data])})
+        from jupyter_mlops.tracking.file_datasets import log_data_inputs
+
+        log_data_inputs(self, snaps)  # "Datasets used" in the MLflow UI
         return snaps
 
     def log_captured(
