@@ -114,3 +114,95 @@ def test_large_csv_has_schema_but_no_row_count(
     assert "not counted" in profile["num_rows"] and profile["num_columns"] == 2
     spec = json.loads(big.schema)["mlflow_colspec"]
     assert [(c["name"], c["type"]) for c in spec] == [("a", "long"), ("b", "double")]
+
+
+def test_alias_moves_are_one_line_and_one_log_per_alias(project: Path) -> None:
+    for acc in (0.8, 0.85, 0.9):
+        jupyter_mlops.register(_run(acc=acc), name="moves")
+    jupyter_mlops.promote("moves/1", "champion")
+    jupyter_mlops.promote("moves/2", "champion")
+    jupyter_mlops.promote("moves/3", "champion", gate="accuracy > 0.85")
+    jupyter_mlops.rollback("moves", "champion")
+    jupyter_mlops.promote("moves/3", "staging")
+    client = _client()
+    tags = client.get_registered_model("moves").tags
+    # The model's page: per alias one line for people and one log; no tag per move.
+    assert sorted(k for k in tags if k.startswith("mlops.")) == [
+        "mlops.alias.champion",
+        "mlops.alias.champion.log",
+        "mlops.alias.staging",
+        "mlops.alias.staging.log",
+    ]
+    line = tags["mlops.alias.champion"]
+    assert line.startswith("v2 since ") and "rollback by " in line and "(was v3)" in line
+    assert line.endswith("4 moves in mlops.alias.champion.log")
+    log = json.loads(tags["mlops.alias.champion.log"])
+    assert [(e["action"], e["previous"], e["version"]) for e in log] == [
+        ("promote", None, "1"),
+        ("promote", "1", "2"),
+        ("promote", "2", "3"),
+        ("rollback", "3", "2"),
+    ]
+    assert log[2]["gate"]["expression"] == "accuracy > 0.85"
+    # Each version's page says when it held the alias.
+    v2 = client.get_model_version("moves", "2").tags["mlops.alias.champion"]
+    v3 = client.get_model_version("moves", "3").tags
+    assert v2.startswith("champion since ") and "rollback" in v2
+    assert v3["mlops.alias.champion"].startswith("champion until ")
+    assert v3["mlops.alias.champion"].endswith("to v2")
+    assert v3["mlops.alias.staging"].startswith("staging since ")
+    assert [e.alias for e in jupyter_mlops.history("moves")] == ["champion"] * 4 + ["staging"]
+
+
+def test_long_log_is_split_and_read_whole(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from jupyter_mlops.registry import alias_log
+
+    monkeypatch.setattr(alias_log, "TAG_LIMIT", 400)  # a few events per tag
+    for _ in range(2):
+        jupyter_mlops.register(_run(), name="long")
+    for i in range(8):
+        jupyter_mlops.promote(f"long/{1 + i % 2}", "champion")
+    tags = _client().get_registered_model("long").tags
+    parts = sorted(k for k in tags if k.startswith("mlops.alias.champion.log"))
+    assert len(parts) >= 3 and all(len(tags[k]) <= 400 for k in parts)
+    assert all(isinstance(json.loads(tags[k]), list) for k in parts)  # each part is JSON
+    versions = [e.version for e in jupyter_mlops.history("long")]
+    assert versions == ["1", "2"] * 4
+    assert str(_client().get_model_version_by_alias("long", "champion").version) == "2"
+    jupyter_mlops.rollback("long", "champion")
+    assert str(_client().get_model_version_by_alias("long", "champion").version) == "1"
+
+
+def test_history_of_older_projects_is_still_read(project: Path) -> None:
+    """A model whose moves were written as one ``mlops.history.*`` tag each (before the
+    alias log) keeps its history, and new moves continue it."""
+    for _ in range(3):
+        jupyter_mlops.register(_run(), name="old")
+    client = _client()
+    for i, version in enumerate(["1", "2"]):
+        event = {
+            "model": "old",
+            "alias": "champion",
+            "version": version,
+            "previous": None if i == 0 else "1",
+            "action": "promote",
+            "time": f"2025-01-0{i + 1}T10:00:00.000000+00:00",
+            "user": "old-user",
+        }
+        client.set_registered_model_tag(
+            "old", f"mlops.history.2025010{i + 1}T100000.ab{i}", json.dumps(event)
+        )
+    client.set_registered_model_alias("old", "champion", "2")
+    jupyter_mlops.promote("old/3", "champion")
+    events = jupyter_mlops.history("old")
+    assert [(e.user == "old-user", e.version) for e in events] == [
+        (True, "1"),
+        (True, "2"),
+        (False, "3"),
+    ]
+    tags = client.get_registered_model("old").tags
+    assert tags["mlops.alias.champion"].endswith("3 moves in mlops.alias.champion.log")
+    jupyter_mlops.rollback("old", "champion")  # walks back into the old tags
+    assert str(client.get_model_version_by_alias("old", "champion").version) == "2"
+    jupyter_mlops.rollback("old", "champion")
+    assert str(client.get_model_version_by_alias("old", "champion").version) == "1"
