@@ -206,3 +206,23 @@ def test_history_of_older_projects_is_still_read(project: Path) -> None:
     assert str(client.get_model_version_by_alias("old", "champion").version) == "2"
     jupyter_mlops.rollback("old", "champion")
     assert str(client.get_model_version_by_alias("old", "champion").version) == "1"
+
+
+def test_buffered_run_replays_its_dataset_inputs(project: Path, iris_csv: Path) -> None:
+    """A run that lost its store before logging its data is replayed by ``retry`` with
+    the same dataset inputs as a run that never went offline."""
+    from jupyter_mlops.tracking import buffer, store
+
+    uri = load_config().tracking_uri
+    with jupyter_mlops.track(experiment="buffered") as run:
+        run.go_offline("the store went away")  # what a failed store call does
+        run.log_data(["data/iris.csv"])
+        run.log_model(LogisticRegression(max_iter=300).fit(X, Y), "model", X=X)
+    assert run.status == "BUFFERED" and not _inputs(run.orphan_run_id or run.run_id)
+    store._DOWN.discard(uri)  # it is back
+    (replayed,) = buffer.retry()
+    inputs = _inputs(replayed.run_id)
+    assert set(inputs) == {"iris.csv", "model-training"}
+    md5 = json.loads(_client().get_run(replayed.run_id).data.tags["mlops.data"])[0]["md5"]
+    assert inputs["iris.csv"][0].digest == md5
+    assert json.loads(inputs["iris.csv"][0].profile)["num_rows"] == 150
