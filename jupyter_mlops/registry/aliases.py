@@ -1,22 +1,22 @@
 """Aliases: promote, roll back, and the history of who moved which alias when.
 
-MLflow keeps only where an alias points now. Every move is also recorded as a tag of the
-registered model (one ``mlops.history.*`` tag per event, JSON), readable by any MLflow client,
-with the user, notebook, git commit and the gate or comparison that allowed it. Rollback
-walks that history back.
+MLflow keeps only where an alias points now. Every move is also recorded in MLflow tags
+(``registry/alias_log.py``: one line for people and a JSON log per alias, on the registered
+model and its versions), readable by any MLflow client and in the MLflow UI, with the user,
+notebook, git commit and the gate or comparison that allowed it. Rollback walks that
+history back.
 """
 
 from __future__ import annotations
 
-import json
-import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
-from datetime import datetime
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from jupyter_mlops.config import Config, load_config
 from jupyter_mlops.errors import NotFoundError, RegistryError
+from jupyter_mlops.registry import alias_log
+from jupyter_mlops.registry.alias_log import AliasEvent
 from jupyter_mlops.registry.context import current_user, operation_context, utc_now
 from jupyter_mlops.registry.gates import Gate, GateFailed
 from jupyter_mlops.registry.lock import PromotionConflict, alias_lock
@@ -27,31 +27,9 @@ from jupyter_mlops.tracking import store
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-HISTORY_PREFIX = "mlops.history."
+HISTORY_PREFIX = alias_log.LEGACY_PREFIX  # older projects: one tag per move (still read)
 _CURRENT: Any = object()  # "the holder when the operation started"
-
-
-@dataclass
-class AliasEvent:
-    """One alias change, as recorded in the registered model's tags."""
-
-    model: str
-    alias: str
-    version: str | None
-    previous: str | None
-    action: str  # register | promote | rollback
-    time: str
-    user: str
-    notebook: str | None = None
-    git_commit: str | None = None
-    gate: dict[str, Any] | None = None
-    comparison: dict[str, Any] | None = None
-
-    @property
-    def key(self) -> str:
-        # Unique without coordination: sortable time plus randomness.
-        stamp = datetime.fromisoformat(self.time).strftime("%Y%m%dT%H%M%S%f")
-        return f"{HISTORY_PREFIX}{stamp}.{secrets.token_hex(3)}"
+__all__ = ["HISTORY_PREFIX", "AliasEvent", "history", "promote", "rollback"]
 
 
 def history(
@@ -66,12 +44,7 @@ def history(
         model = store.call(client.get_registered_model, name)
     except MlflowException:
         raise NotFoundError(f"No registered model {name!r}") from None
-    events = []
-    for key in sorted(k for k in model.tags if k.startswith(HISTORY_PREFIX)):
-        data = json.loads(model.tags[key])
-        events.append(AliasEvent(**data))
-    events.sort(key=lambda e: e.time)
-    return events
+    return alias_log.read_events(model.tags)
 
 
 def _holders(events: Sequence[AliasEvent], alias: str) -> list[str]:
@@ -143,24 +116,19 @@ def move_alias(
             store.call(
                 client.set_model_version_tag, name, version, f"mlops.{action}.{alias}", event.time
             )
-        store.call(client.set_registered_model_tag, name, event.key, json.dumps(asdict(event)))
+        alias_log.record(client, event)
     return event
 
 
 def undo_alias(client: MlflowClient, name: str, alias: str) -> None:
     """Take back the last recorded move of ``name@alias`` and its history entry."""
-    events = [e for e in history(name, client=client) if e.alias == alias]
-    if not events:
+    last = alias_log.remove_last(client, name, alias)
+    if last is None:
         return
-    last = events[-1]
     if last.previous:
         store.call(client.set_registered_model_alias, name, alias, last.previous)
     else:
         store.call(client.delete_registered_model_alias, name, alias)
-    tags = store.call(client.get_registered_model, name).tags
-    for key, value in tags.items():
-        if key.startswith(HISTORY_PREFIX) and json.loads(value) == asdict(last):
-            store.call(client.delete_registered_model_tag, name, key)
 
 
 def promote(

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 # Run tags copied onto the version, so its lineage is readable without the run.
 _LINEAGE_TAGS = (TAG_NOTEBOOK, TAG_SOURCE_HASH, "mlflow.source.git.commit")
+# The run's source (its notebook), also given to its logged model.
+_SOURCE_TAGS = ("mlflow.source.name", "mlflow.source.type", "mlflow.source.git.commit")
 _TAG_LIMIT = 4900  # MLflow's tag values hold 5000 characters
 TAG_SIGNATURE = "mlops.signature"  # "missing" on a version whose model has no signature
 NO_SIGNATURE_WARNING = (
@@ -161,7 +163,7 @@ def register(
     if _signature_missing(model_uri):
         tags[TAG_SIGNATURE] = "missing"
         warnings.append(NO_SIGNATURE_WARNING)
-    version = _create_version(client, name, model_uri, found.info.run_id, tags)
+    version = _create_version(client, name, model_uri, found, tags)
     _set_aliases(
         client,
         version,
@@ -260,7 +262,7 @@ def _version_tags(run: Run, model_name: str, passed_gate: str | None) -> dict[st
 
 
 def _create_version(
-    client: MlflowClient, name: str, model_uri: str, run_id: str, tags: dict[str, str]
+    client: MlflowClient, name: str, model_uri: str, run: Run, tags: dict[str, str]
 ) -> ModelVersion:
     """A new version of ``name`` (created with the model if it is the first)."""
     from mlflow.exceptions import MlflowException
@@ -272,15 +274,50 @@ def _create_version(
             raise
     model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
     # Version and tags in one call: there is never a version without its lineage.
-    return store.call(
+    version: ModelVersion = store.call(
         client.create_model_version,
         name,
         model_uri,
-        run_id=run_id,
+        run_id=run.info.run_id,
         tags=tags,
         model_id=model_id,
         await_creation_for=0,
     )
+    if model_id:
+        source = {k: run.data.tags[k] for k in _SOURCE_TAGS if run.data.tags.get(k)}
+        link_logged_model(client, model_id, version, source)
+    return version
+
+
+def link_logged_model(
+    client: MlflowClient,
+    model_id: str,
+    version: ModelVersion,
+    source: Mapping[str, str] | None = None,
+) -> None:
+    """Name ``version`` in its logged model's ``mlflow.modelVersions`` tag, as
+    ``mlflow.register_model`` does: the MLflow UI's logged-model page lists its registered
+    versions from that tag (``MlflowClient.create_model_version`` alone does not set it).
+
+    ``source``: the run's source tags (its notebook), set on the logged model where MLflow
+    wrote the kernel's ``ipykernel_launcher.py``. A logged model the store no longer has
+    is skipped: the version itself is complete.
+    """
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
+
+    try:
+        logged = store.call(client.get_logged_model, model_id)
+        links = json.loads(logged.tags.get(MLFLOW_MODEL_VERSIONS) or "[]")
+        entry = {"name": version.name, "version": version.version}
+        update = {k: v for k, v in (source or {}).items() if logged.tags.get(k) != v}
+        if entry not in links:
+            update[MLFLOW_MODEL_VERSIONS] = json.dumps([*links, entry])
+        if update:
+            store.call(client.set_logged_model_tags, model_id, update)
+    except MlflowException as exc:
+        if "RESOURCE_DOES_NOT_EXIST" not in str(exc.error_code):
+            raise
 
 
 def _set_aliases(

@@ -23,7 +23,7 @@ from jupyter_mlops.client import client, quiet_mlflow
 from jupyter_mlops.config import Config, load_config
 from jupyter_mlops.errors import NotFoundError, TrackingError
 from jupyter_mlops.tracking import store
-from jupyter_mlops.tracking.run import PENDING_PREFIX, TrackedRun
+from jupyter_mlops.tracking.run import PENDING_PREFIX, TAG_DATA, TrackedRun
 
 PENDING_DIR = "pending"
 TAG_SUPERSEDED_BY = "mlops.superseded_by"
@@ -179,6 +179,7 @@ def _replay(item: Pending, config: Config) -> Replayed:
     try:
         run.log_params(data["params"])
         run.log_metrics(data["metrics"])
+        _log_data_inputs(run, data["tags"])
         for artifact_file, text in data["texts"].items():
             run.log_text(text, artifact_file)
         for name, artifact_path in data["files"]:
@@ -207,6 +208,16 @@ def _replay(item: Pending, config: Config) -> Replayed:
             store.call(mlflow_client.set_terminated, orphan, "FAILED")
     orphan = data.get("orphan_run_id")
     return Replayed(item.id, run.run_id, orphan)
+
+
+def _log_data_inputs(run: TrackedRun, tags: dict[str, str]) -> None:
+    """The data files the buffered run snapshotted, as the replayed run's dataset inputs
+    (as ``log_data`` records them online; the snapshots themselves were taken then)."""
+    from jupyter_mlops.data import DataSnapshot
+    from jupyter_mlops.tracking.file_datasets import log_data_inputs
+
+    records = json.loads(tags.get(TAG_DATA) or "[]")
+    log_data_inputs(run, [DataSnapshot.from_dict(r) for r in records])
 
 
 def retry(ids: list[str] | None = None, config: Config | None = None) -> list[Replayed]:

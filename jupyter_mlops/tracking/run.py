@@ -349,6 +349,9 @@ class TrackedRun:
         loose = data.pointers.check(self.config.root, self.data) if self.git_commit else None
         if loose is not None:  # the recorded commit lacks the .dvc files: say so
             loose.apply(self)
+        from jupyter_mlops.tracking.file_datasets import log_data_inputs
+
+        log_data_inputs(self, snaps)  # "Datasets used" in the MLflow UI
         return snaps
 
     def log_captured(
