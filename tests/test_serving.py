@@ -299,19 +299,53 @@ def test_bad_input_is_a_named_4xx(
     assert http.post("/predict", json=_GOOD_ROW).status_code == 200
 
 
+_BAD_INVOCATIONS = [
+    {"records": [_GOOD_ROW]},  # no known format key
+    {"dataframe_split": {"columns": ["a"], "data": [[1]]}},
+    {"dataframe_split": {"columns": FEATURES, "data": [[1, 2, 3]]}},
+    {"instances": [_GOOD_ROW], "inputs": [_GOOD_ROW]},
+    {"dataframe_records": [{**_GOOD_ROW, "colour": "red"}]},
+]
+
+
 def test_bad_invocations_payloads(http: httpx.Client) -> None:
-    cases = [
-        ({"records": [_GOOD_ROW]}, 400),  # no known format key
-        ({"dataframe_split": {"columns": ["a"], "data": [[1]]}}, 422),
-        ({"dataframe_split": {"columns": FEATURES, "data": [[1, 2, 3]]}}, 400),
-        ({"instances": [_GOOD_ROW], "inputs": [_GOOD_ROW]}, 400),
-    ]
-    for payload, status in cases:
+    """Answered as mlflow models serve answers (tests/test_scoring_parity.py compares)."""
+    codes = []
+    for payload in _BAD_INVOCATIONS:
         response = http.post("/invocations", json=payload)
-        assert response.status_code == status, (payload, response.text)
-        assert response.json()["message"]
+        codes.append((response.status_code, response.json().get("error_code")))
+        assert response.status_code == 200 or response.json()["message"]
+        assert response.headers["x-request-id"]
+    assert codes == [
+        (400, "BAD_REQUEST"),
+        (400, "INVALID_PARAMETER_VALUE"),
+        (400, "BAD_REQUEST"),
+        (400, "BAD_REQUEST"),
+        (200, None),  # MLflow drops a column the signature does not name
+    ]
     wrong = http.post("/invocations", content=b"x", headers={"Content-Type": "text/plain"})
     assert wrong.status_code == 415
+
+
+def test_strict_invocations_validate_as_predict(config: Config) -> None:
+    with (
+        running("iris-rf@champion", config, name="iris-strict", strict_invocations=True) as dep,
+        httpx.Client(base_url=dep.url, timeout=30) as http,
+    ):
+        assert dep.strict_invocations
+        assert json.loads((dep.folder / "state.json").read_text())["strict_invocations"] is True
+        answers = [http.post("/invocations", json=p) for p in _BAD_INVOCATIONS]
+        codes = [(a.status_code, a.json()["error_code"]) for a in answers]
+        assert codes == [
+            (400, "BAD_PAYLOAD"),
+            (422, "UNEXPECTED_COLUMN"),
+            (400, "BAD_PAYLOAD"),
+            (400, "BAD_PAYLOAD"),
+            (422, "UNEXPECTED_COLUMN"),
+        ]
+        assert all(a.json()["request_id"] == a.headers["x-request-id"] for a in answers)
+        good = http.post("/invocations", json={"dataframe_records": [_GOOD_ROW]})
+        assert good.status_code == 200 and len(good.json()["predictions"]) == 1
 
 
 def test_health_version_metrics_docs(server: Deployment, http: httpx.Client) -> None:

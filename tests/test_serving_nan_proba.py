@@ -156,6 +156,17 @@ def http(server: Deployment) -> Iterator[httpx.Client]:
         yield client
 
 
+@pytest.fixture(scope="module")
+def strict(config: Config) -> Iterator[httpx.Client]:
+    """A server whose /invocations validates as /predict does (``strict_invocations``)."""
+    with (
+        running("messy@champion", config, name="messy-strict", strict_invocations=True) as dep,
+        httpx.Client(base_url=dep.url, timeout=30) as client,
+    ):
+        assert dep.strict_invocations
+        yield client
+
+
 def _json(payload: Any) -> bytes:
     """JSON as Python writes it: NaN stays NaN (clients do send it), None is null."""
     return json.dumps(payload).encode()
@@ -209,7 +220,12 @@ def test_same_messy_rows_same_predictions_everywhere(
 
 
 def test_null_integer_is_refused_where_mlflow_refuses(
-    config: Config, http: httpx.Client, pyfunc: Any, messy_frame: pd.DataFrame, tmp_path: Path
+    config: Config,
+    http: httpx.Client,
+    strict: httpx.Client,
+    pyfunc: Any,
+    messy_frame: pd.DataFrame,
+    tmp_path: Path,
 ) -> None:
     from mlflow.exceptions import MlflowException
 
@@ -217,12 +233,17 @@ def test_null_integer_is_refused_where_mlflow_refuses(
     with pytest.raises(MlflowException, match="visits"):
         pyfunc.predict(pd.DataFrame(rows, columns=COLUMNS))
     split = {"columns": COLUMNS, "data": [[r.get(c) for c in COLUMNS] for r in rows]}
-    for path, payload in (
-        ("/predict", rows),
-        ("/invocations", {"dataframe_records": rows}),
-        ("/invocations", {"dataframe_split": split}),
+    for payload in ({"dataframe_records": rows}, {"dataframe_split": split}):
+        answer = _post(http, "/invocations", payload)  # as mlflow models serve answers
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error_code"] == "BAD_REQUEST"
+        assert "visits" in answer.json()["message"]
+    for client, path, payload in (
+        (http, "/predict", rows),
+        (strict, "/invocations", {"dataframe_records": rows}),
+        (strict, "/invocations", {"dataframe_split": split}),
     ):
-        answer = _post(http, path, payload)
+        answer = _post(client, path, payload)
         assert answer.status_code == 422, answer.text
         body = answer.json()
         assert (body["error_code"], body["column"]) == ("MISSING_VALUE", "visits")
@@ -236,7 +257,7 @@ def test_null_integer_is_refused_where_mlflow_refuses(
 
 
 def test_absent_columns_follow_mlflow(
-    config: Config, http: httpx.Client, pyfunc: Any, tmp_path: Path
+    config: Config, http: httpx.Client, strict: httpx.Client, pyfunc: Any, tmp_path: Path
 ) -> None:
     """Required: refused by name. Optional and absent from the whole request: left out, as
     MLflow leaves it out; this pipeline then cannot run, and every path says which column."""
@@ -248,13 +269,17 @@ def test_absent_columns_follow_mlflow(
     no_income = [{k: v for k, v in r.items() if k != "income"} for r in MESSY[:2]]
     with pytest.raises(Exception, match="income"):
         pyfunc.predict(pd.DataFrame(no_income))
-    for path, payload in (
-        ("/predict", no_income),
-        ("/invocations", {"dataframe_records": no_income}),
+    for client, path, payload in (
+        (http, "/predict", no_income),
+        (strict, "/invocations", {"dataframe_records": no_income}),
     ):
-        answer = _post(http, path, payload)
+        answer = _post(client, path, payload)
         assert answer.status_code == 422, answer.text
         assert "'income'" in answer.json()["message"]
+    answer = _post(http, "/invocations", {"dataframe_records": no_income})
+    assert answer.status_code == 400  # MLflow's answer to a model that fails: its traceback
+    assert answer.json()["error_code"] == "BAD_REQUEST"
+    assert "income" in answer.json()["stack_trace"]
     source = tmp_path / "no-income.csv"
     pd.DataFrame(no_income).to_csv(source, index=False)
     with pytest.raises(InputError, match="income"):

@@ -74,3 +74,52 @@ def test_unknown_deployment_is_not_found(project: Path) -> None:
         read_predictions("nope", config=config)
     with pytest.raises(ServingError, match="Invalid deployment name"):
         stop("../etc", config=config)
+
+
+_SPEC_COLUMNS = ("a", "double"), ("n", "long")
+_FAST = [
+    {"dataframe_records": [{"a": 1.5, "n": 2}, {"n": 3, "a": 2}]},
+    {"dataframe_records": [{"a": 1, "n": -4}]},  # integers only in a double column
+    {"dataframe_split": {"columns": ["n", "a"], "data": [[2, 1.5], [3, 2.0]]}},
+]
+_SLOW = [
+    {"dataframe_records": [{"a": 1.5, "n": 2, "extra": 1}]},  # MLflow drops it
+    {"dataframe_records": [{"a": None, "n": 2}]},  # null
+    {"dataframe_records": [{"a": True, "n": 2}]},  # bool
+    {"dataframe_records": [{"a": 1.5, "n": 2.0}]},  # float in long
+    {"dataframe_records": [{"a": 1.5, "n": 2**63}]},  # beyond int64
+    {"dataframe_records": [{"a": 1.5, "n": 2}], "params": {"k": 1}},
+    {"dataframe_split": {"columns": ["a", "n"], "data": [[1.5, 2]], "index": [7]}},
+    {"dataframe_split": {"data": [[1.5, 2]]}},
+    {"instances": [{"a": 1.5, "n": 2}]},
+    {"dataframe_records": []},
+]
+
+
+def test_fast_invocations_path_builds_mlflows_frame() -> None:
+    """The fast path takes only requests whose frame is the one MLflow's scoring server
+    builds (``infer_and_parse_data`` with the signature); everything else goes to MLflow."""
+    import pandas as pd
+    from mlflow.pyfunc.scoring_server import infer_and_parse_data
+    from mlflow.types import ColSpec, Schema
+
+    from jupyter_mlops.serving.frames import to_frame
+    from jupyter_mlops.serving.scoring import fast_input
+    from jupyter_mlops.serving.validation import Column, InputSpec
+
+    spec = InputSpec(columns=tuple(Column(n, t) for n, t in _SPEC_COLUMNS))
+    schema = Schema([ColSpec(t, n) for n, t in _SPEC_COLUMNS])
+    for payload in _FAST:
+        body = json.dumps(payload).encode()
+        for content_type in ("application/json", "application/json; charset=UTF-8"):
+            table = fast_input(body, content_type, spec)
+            assert table is not None, payload
+        theirs = infer_and_parse_data(payload, schema)[["a", "n"]]
+        pd.testing.assert_frame_equal(to_frame(table.data, spec), theirs)
+        for content_type in (None, "text/csv", "application/json; charset=latin-1"):
+            assert fast_input(body, content_type, spec) is None
+    for payload in _SLOW:
+        assert fast_input(json.dumps(payload).encode(), "application/json", spec) is None
+    assert (
+        fast_input(b'{"dataframe_records": [{"a": NaN, "n": 1}]}', "application/json", spec) is None
+    )

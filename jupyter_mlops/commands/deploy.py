@@ -30,6 +30,12 @@ def _serve_options(parser: Arguments) -> None:
         help="what /predict answers by default: labels, or probabilities per class "
         "(proba: classifiers only; a request may ask ?predict=)",
     )
+    add(
+        "--strict-invocations",
+        action="store_true",
+        help="/invocations validates and answers errors as /predict does (default: exactly "
+        "as `mlflow models serve`)",
+    )
 
 
 def _weight(parser: Arguments) -> None:
@@ -49,6 +55,7 @@ def start(args: argparse.Namespace, context: Context) -> Any:
         args.target,
         prediction_log=not args.no_log,
         predict=args.predict,
+        strict_invocations=args.strict_invocations,
         **attributes(args, "name", "port", "host", "workers", "token"),
     )
 

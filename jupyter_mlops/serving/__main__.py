@@ -64,6 +64,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="VAR",
         help="with --model: require the bearer token held in this variable",
     )
+    parser.add_argument(
+        "--strict-invocations",
+        action="store_true",
+        help="/invocations validates as /predict does (default: as `mlflow models serve`)",
+    )
     parser.add_argument("--fd", type=int, help="an inherited listening socket to serve on")
     parser.add_argument("--log-level", default="info")
     return parser
@@ -128,6 +133,7 @@ def _prepare_from_model(args: argparse.Namespace, folder: Path) -> None:
         workers=args.workers or 1,
         config=config,
         token=token,
+        strict_invocations=args.strict_invocations,
     )
     state["pid"] = os.getpid()
     write_state(folder, state)
@@ -160,6 +166,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         state = read_state(folder)
         if state is None:
             raise MlopsError(f"No state.json in {folder}.")
+        if args.strict_invocations and not state.get("strict_invocations"):
+            from jupyter_mlops.serving.state import write_state
+
+            state["strict_invocations"] = True  # the app reads the folder's state
+            write_state(folder, state)
         host = args.host or state.get("host") or "127.0.0.1"
         port = args.port or int(state.get("port") or 8080)
         workers = args.workers or int(state.get("workers") or 1)

@@ -4,8 +4,9 @@ Only the server process imports this module (it imports FastAPI, and MLflow when
 load). One app serves one deployment folder: its :class:`ServingRuntime` loads the models named
 in ``state.json`` and follows that file as it changes.
 
-Endpoints: ``POST /predict`` (JSON records), ``POST /invocations`` (MLflow's scoring
-formats and response shape), ``GET /health``, ``GET /info`` (models, versions, traffic),
+Endpoints: ``POST /predict`` (JSON records), ``POST /invocations`` (answered by MLflow's own
+scoring code, as ``mlflow models serve`` answers; see :mod:`~jupyter_mlops.serving.scoring`),
+``GET /health``, ``GET /ping`` (MLflow's), ``GET /info`` (models, versions, traffic),
 ``GET /version`` (the MLflow version, as MLflow's scoring server answers), ``GET /metrics``
 (Prometheus), plus ``/docs`` and ``/openapi.json``. Every response carries ``X-Request-ID``.
 With a token, every endpoint but ``/health`` (and ``/ping``) needs ``Authorization: Bearer``.
@@ -84,7 +85,11 @@ def create_app(deployment_dir: str | os.PathLike[str]) -> FastAPI:
             200 if ready else 503,
         )
 
-    app.get("/ping", include_in_schema=False)(health)  # MLflow's health path
+    @app.get("/ping", include_in_schema=False)
+    async def ping() -> Response:
+        """MLflow's health path, answered as its scoring server answers it."""
+        ready = runtime.table is not None
+        return Response("\n", status_code=200 if ready else 503, media_type="application/json")
 
     @app.get("/info", summary="Models, versions and traffic split")
     async def info() -> Response:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jupyter_mlops.serving.errors import log_failed
+from jupyter_mlops.serving.scoring import EnforcedInput
 from jupyter_mlops.serving.validation import RawInput, TableInput
 
 
@@ -29,7 +30,7 @@ from jupyter_mlops.serving.validation import RawInput, TableInput
 class Pending:
     """One request waiting for its predictions."""
 
-    input: TableInput | RawInput
+    input: TableInput | RawInput | EnforcedInput
     params: dict[str, Any] | None
     request_id: str
     started: float  # time.perf_counter() at arrival, for latency
@@ -41,7 +42,7 @@ class Pending:
 
     @property
     def joinable(self) -> bool:
-        return isinstance(self.input, TableInput) and not self.params
+        return getattr(self.input, "key", None) is not None and not self.params
 
 
 #: ``run_batch(batch) -> (outcomes, durable)``: one outcome (a result or an exception) per

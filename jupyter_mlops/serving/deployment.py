@@ -45,6 +45,7 @@ class Deployment:
     generation: int
     events: list[dict[str, Any]] = field(default_factory=list, repr=False)
     predict_mode: str = "label"  # what /predict answers by default: "label" or "proba"
+    strict_invocations: bool = False  # /invocations validates as /predict (else as MLflow)
 
     @property
     def url(self) -> str:
@@ -135,6 +136,8 @@ class Deployment:
             out.append(f"  previous primaries: {earlier}")
         if self.predict_mode == "proba":
             out.append("  answers: class probabilities (?predict=label for labels)")
+        if self.strict_invocations:
+            out.append("  /invocations: strict (validates as /predict does)")
         out.extend(f"  inputs:  {text}" for text in self.unchecked_inputs)
         if self.status in ("running", "starting"):
             out.append(f"  docs:    {self.url}/docs")
@@ -187,6 +190,7 @@ class Deployment:
             ),
             "log_file": str(self.log_file),
             "predict": self.predict_mode,
+            "strict_invocations": self.strict_invocations,
             "unchecked_inputs": self.unchecked_inputs,
         }
 

@@ -126,6 +126,7 @@ def deployment_from_state(
         generation=int(state.get("generation") or 0),
         events=list(state.get("events") or []),
         predict_mode=str(state.get("predict") or "label"),
+        strict_invocations=bool(state.get("strict_invocations")),
     )
 
 

@@ -117,6 +117,7 @@ def new_state(
     durability: str = "write",
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     predict: str = "label",
+    strict_invocations: bool = False,
 ) -> dict[str, Any]:
     """The initial ``state.json`` of a deployment (also used by the container entry point)."""
     check_predict_mode(predict)
@@ -158,6 +159,7 @@ def new_state(
         },
         "max_body_bytes": int(max_body_bytes),
         "predict": predict,
+        "strict_invocations": bool(strict_invocations),
         "log_file": LOG_FILE,
     }
     record_event(state, "deploy", primary=ref.label)
@@ -222,6 +224,7 @@ def deploy(
     durability: str = "write",
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     predict: str = "label",
+    strict_invocations: bool = False,
     config: Config | None = None,
 ) -> Deployment:
     """Serve ``target`` (``name@alias``, ``name/version`` or a URI) in a detached server.
@@ -234,6 +237,8 @@ def deploy(
     ``"write"`` survives a killed server, ``"fsync"`` also a machine crash. ``predict``
     ``"proba"`` answers class probabilities by default (a model without ``predict_proba`` is
     refused here, before any server starts); requests choose with ``?predict=``.
+    ``/invocations`` answers exactly as ``mlflow models serve``; ``strict_invocations``
+    makes it validate and answer errors as ``/predict`` does.
     """
     config = config or load_config()
     config.ensure_dirs()
@@ -267,6 +272,7 @@ def deploy(
                 config=config, token=token, batching=batching, max_batch_rows=max_batch_rows,
                 max_wait_ms=max_wait_ms, prediction_log=prediction_log, durability=durability,
                 max_body_bytes=max_body_bytes, predict=predict,
+                strict_invocations=strict_invocations,
             )  # fmt: skip
             for ack in (folder / ACKS_DIR).glob("*.json"):
                 ack.unlink(missing_ok=True)

@@ -25,6 +25,7 @@ from jupyter_mlops.serving.errors import PredictionError, log_failed
 from jupyter_mlops.serving.frames import as_tensor_dtype, to_frame
 from jupyter_mlops.serving.metrics import Metrics
 from jupyter_mlops.serving.proba import proba_of, proba_rows
+from jupyter_mlops.serving.scoring import EnforcedInput, fast_eligible
 from jupyter_mlops.serving.targets import load_pyfunc, requirement_mismatches
 from jupyter_mlops.serving.validation import (
     InputSpec,
@@ -69,6 +70,7 @@ class LoadedModel:
         self.deployment = deployment
         self.spec = InputSpec.from_model(model)
         self.proba = proba_of(model)  # predict_proba and class order, None for labels only
+        self.fast = fast_eligible(model, self.spec)  # /invocations may skip MLflow's parsing
         self.log = log
         self.metrics = metrics
         self.labels = (ref.name or "", ref.version or "")
@@ -99,17 +101,35 @@ class LoadedModel:
             return self.model.predict(data, params=params)
         return self.model.predict(data)
 
+    def _predict_enforced(self, batch: Sequence[Pending]) -> Any:
+        first = batch[0]
+        if len(batch) == 1:
+            data = first.input.value  # type: ignore[union-attr]
+        else:  # joined only when they share columns and dtypes
+            import pandas as pd
+
+            data = pd.concat([p.input.value for p in batch], ignore_index=True)  # type: ignore[union-attr]
+        if first.output == "proba":
+            assert self.proba is not None
+            return proba_rows(self.proba.fn(data), self.proba.classes)
+        return _call_model(self.model, data, first.params)
+
     def run_batch(self, batch: Sequence[Pending]) -> tuple[list[Any], Future[None] | None]:
         """Predict a batch in one call; one outcome (rows or exception) per request, and
-        the future of their log records' group commit (None once already durable)."""
+        the future of their log records' group commit (None once already durable).
+
+        ``/predict`` outcomes are JSON rows; ``/invocations`` outcomes are the model's own
+        output for the request's rows (MLflow's scoring code serializes them)."""
         first = batch[0]
         try:
             if isinstance(first.input, RawInput):
                 raw = self._predict(
                     _as_array(first.input.value, self.spec), first.params, first.output
                 )
-                outputs: list[Any] = [_jsonable(raw)]
                 total = first.input.n_rows
+            elif isinstance(first.input, EnforcedInput):
+                raw = self._predict_enforced(batch)
+                total = sum(p.input.n_rows for p in batch)
             else:
                 if len(batch) == 1:
                     data = first.input.data
@@ -120,16 +140,19 @@ class LoadedModel:
                     }
                 total = sum(p.input.n_rows for p in batch)
                 raw = self._predict(to_frame(data, self.spec), first.params, first.output)
-                rows = _rows_of(raw)
-                if rows is None or len(rows) != total:
-                    if len(batch) > 1:  # not row-shaped: predict the requests one by one
-                        return self._one_by_one(batch)
-                    outputs = [_jsonable(raw)]
-                else:
-                    outputs, start = [], 0
-                    for p in batch:
-                        outputs.append(rows[start : start + p.input.n_rows])
-                        start += p.input.n_rows
+            if len(batch) == 1:
+                parts = [raw]
+            elif _n_rows(raw) == total:
+                parts, start = [], 0
+                for p in batch:
+                    parts.append(_slice(raw, start, start + p.input.n_rows))
+                    start += p.input.n_rows
+            else:  # not row-shaped: predict the requests one by one
+                return self._one_by_one(batch)
+            outputs = [
+                part if p.endpoint == "invocations" else _jsonable(part)
+                for p, part in zip(batch, parts, strict=True)
+            ]
         except Exception as exc:
             if len(batch) > 1:  # isolate the request that broke the batch
                 return self._one_by_one(batch)
@@ -153,8 +176,8 @@ class LoadedModel:
                     "endpoint": p.endpoint,
                     "n_rows": p.input.n_rows,
                     "latency_ms": round((done - p.started) * 1000.0, 3),
-                    "inputs": p.input.data if isinstance(p.input, TableInput) else p.input.value,
-                    "outputs": out,
+                    "inputs": p.input.value if isinstance(p.input, RawInput) else p.input.data,
+                    "outputs": _jsonable(out) if p.endpoint == "invocations" else out,
                 }
                 for p, out in zip(batch, outputs, strict=True)
             )
@@ -162,6 +185,38 @@ class LoadedModel:
             _log.exception("prediction log write failed")
             return [log_failed(exc)] * len(batch), None
         return outputs, durable
+
+
+def _n_rows(raw: Any) -> int | None:
+    """How many rows a model output holds (None when it is not row-shaped)."""
+    shape = getattr(raw, "shape", None)
+    if shape:
+        return int(shape[0])
+    return len(raw) if isinstance(raw, list | tuple) else None
+
+
+def _slice(raw: Any, start: int, stop: int) -> Any:
+    """Rows ``start:stop`` of a model output, of the output's own type."""
+    if hasattr(raw, "iloc"):  # DataFrame, Series
+        return raw.iloc[start:stop]
+    return raw[start:stop]
+
+
+def _call_model(model: Any, data: Any, params: dict[str, Any] | None) -> Any:
+    """The model's implementation on input MLflow already enforced (no second enforcement).
+
+    Uses ``PyFuncModel._predict_fn``, MLflow's private handle on the flavour's predict
+    function, called as ``PyFuncModel._predict`` calls it; without it (another MLflow),
+    ``predict`` enforces once more, which changes nothing for an enforced input."""
+    import inspect
+
+    predict_fn = getattr(model, "_predict_fn", None)
+    if predict_fn is None:
+        return model.predict(data, params=params) if params else model.predict(data)
+    accepts = inspect.signature(predict_fn).parameters.get("params")
+    if accepts is not None and accepts.kind != inspect.Parameter.VAR_KEYWORD:
+        return predict_fn(data, params=params)
+    return predict_fn(data)
 
 
 def _all_done(futures: list[Future[None]]) -> Future[None]:
@@ -213,7 +268,9 @@ def _prediction_failed(exc: Exception, absent: list[str]) -> PredictionError:
             f" (optional column(s) {absent} were absent from the request; the model may need "
             "them: send them, null where unknown)"
         )
-    return PredictionError(f"The model failed on this input: {message}", status=status)
+    error = PredictionError(f"The model failed on this input: {message}", status=status)
+    error.__cause__ = exc  # what /invocations answers as MLflow does
+    return error
 
 
 def load_model(ref: ModelRef) -> Any:

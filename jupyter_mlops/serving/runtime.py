@@ -34,12 +34,14 @@ from jupyter_mlops.serving.metrics import Metrics
 from jupyter_mlops.serving.models import LoadedModel, load_model
 from jupyter_mlops.serving.proba import no_proba_message, request_mode
 from jupyter_mlops.serving.protocols import (
+    JSON,
     answer,
     error_response,
     json_response,
     parse_request,
     read_body,
 )
+from jupyter_mlops.serving.scoring import fast_input, invoke, mlflow_json, stand_in, submitter
 from jupyter_mlops.serving.state import (
     DEFAULT_MAX_BODY_BYTES,
     state_stamp,
@@ -92,6 +94,8 @@ class ServingRuntime:
         self.max_body = int(state.get("max_body_bytes") or DEFAULT_MAX_BODY_BYTES)
         self.batching = dict(state.get("batching") or {})
         self.predict_mode = str(state.get("predict") or "label")  # what requests get by default
+        # /invocations answers as MLflow's scoring server, or with our validation and errors
+        self.strict_invocations = bool(state.get("strict_invocations"))
         self.metrics = Metrics(self.name)
         self.predict_pool = ThreadPoolExecutor(2, thread_name_prefix="predict")
         self.load_pool = ThreadPoolExecutor(1, thread_name_prefix="load")
@@ -226,6 +230,8 @@ class ServingRuntime:
 
     async def handle(self, request: Request, endpoint: str) -> Response:
         """Route, read, validate, predict (micro-batched) and answer one request."""
+        if endpoint == "invocations" and not self.strict_invocations:
+            return await self.handle_mlflow(request)
         started, ts = time.perf_counter(), time.time()
         request_id = request.scope["state"]["request_id"]
         table = self.table
@@ -263,6 +269,66 @@ class ServingRuntime:
         response.headers["x-model-version"] = model.labels[1] or model.ref.uri
         self.metrics.observe(
             model.labels, role, endpoint, status, time.perf_counter() - started, rows
+        )
+        return response
+
+    async def handle_mlflow(self, request: Request) -> Response:
+        """``/invocations`` answered as ``mlflow models serve`` answers it (see
+        :mod:`~jupyter_mlops.serving.scoring`), predicted by this deployment's batcher."""
+        started, ts = time.perf_counter(), time.time()
+        request_id = request.scope["state"]["request_id"]
+        table = self.table
+        assert table is not None
+        key = request.headers.get("x-request-key") or request.query_params.get("request_key")
+        model, role = table.choose(key)
+        rows = [0]
+        try:
+            body = await read_body(request, self.max_body)
+            output = request_mode(request.query_params.get("predict"), "label")
+            if output == "proba" and model.proba is None:
+                raise InputError(
+                    no_proba_message(model.ref.label), status=400, code="NO_PREDICT_PROBA"
+                )
+        except InputError as exc:  # our extensions: the body limit and ?predict=
+            response = error_response(exc.status, exc.code, exc.message, request_id, exc.column)
+            return self._answered(response, model, role, started, 0)
+        content_type = request.headers.get("content-type")
+
+        async def submit(inp: Any, params: Any) -> Any:
+            rows[0] += inp.n_rows
+            pending = Pending(inp, params, request_id, started, ts, "invocations", role, output)
+            return await model.batcher.submit(pending)
+
+        fast = fast_input(body, content_type, model.spec) if model.fast else None
+        if fast is not None:
+            with contextlib.suppress(Exception):  # any failure: MLflow's path answers it
+                raw = await submit(fast, None)
+                response = Response(mlflow_json(raw), media_type=JSON)
+                return self._answered(response, model, role, started, rows[0])
+            rows[0] = 0
+        loop = asyncio.get_running_loop()
+        standin = stand_in(model.model, submitter(loop, submit))
+        try:
+            content, status, media_type = await asyncio.to_thread(
+                invoke, body, content_type, standin
+            )
+            response = Response(content, status_code=status, media_type=media_type)
+        except Exception:  # as MLflow's server, whose app lets these through to Starlette
+            _log.exception("request %s failed", request_id)
+            response = Response("Internal Server Error", status_code=500, media_type="text/plain")
+        return self._answered(response, model, role, started, rows[0])
+
+    def _answered(
+        self, response: Response, model: LoadedModel, role: str, started: float, rows: int
+    ) -> Response:
+        response.headers["x-model-version"] = model.labels[1] or model.ref.uri
+        self.metrics.observe(
+            model.labels,
+            role,
+            "invocations",
+            response.status_code,
+            time.perf_counter() - started,
+            rows,
         )
         return response
 
