@@ -272,15 +272,9 @@ def alias_history(events: Iterable[Any]) -> Json:
 
 
 def _model_ref(ref: Any) -> dict[str, Any] | None:
-    if ref is None:
-        return None
-    return {
-        "name": ref.name,
-        "version": ref.version,
-        "alias": ref.alias,
-        "run_id": ref.run_id,
-        "uri": ref.uri,
-    }
+    from jupyter_mlops._util.records import attributes
+
+    return None if ref is None else attributes(ref, *_MODEL_REF)
 
 
 def deployment(d: Any) -> Json:
