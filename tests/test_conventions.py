@@ -205,6 +205,25 @@ def test_deployments_as_json_without_their_token(
     assert main(["deploy", "list", "--json"]) == 0
     assert "tok-never-printed" not in capsys.readouterr().out
 
+    # Alert rules: a webhook's path is its secret (Slack's is), so only its host is shown.
+    hook = "https://hooks.example.com/services/SECRET-PATH"
+    rules = _json(
+        capsys,
+        *("monitor", "rules", "conv", "--add", "p99_ms > 50", "--action", f"webhook:{hook}"),
+        *("--webhook", "https://ops:pw@alerts.example.com/SECRET-TOO", "--json"),
+    )
+    assert list(rules) == _keys("alert_rules")
+    assert rules["rules"] == [
+        {
+            "expression": "p99_ms > 50",
+            "name": "p99_ms > 50",
+            "action": "webhook:https://hooks.example.com/...",
+            "cooldown_s": 0.0,
+        }
+    ]
+    assert rules["webhook"] == "https://alerts.example.com/..."
+    assert _json(capsys, "monitor", "rules", "conv", "--json") == rules
+
 
 def test_json_redacts_passwords_in_urls(
     ip: Any, project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

@@ -11,6 +11,7 @@ import json
 from typing import Any, ClassVar
 
 from jupyter_mlops.commands.base import Arguments, Context, ModalCommand
+from jupyter_mlops.commands.options import json_option
 from jupyter_mlops.errors import EXIT_ERROR, EXIT_OK, EXIT_UNJUDGED
 
 
@@ -108,6 +109,10 @@ def _rules(args: argparse.Namespace, context: Context) -> Any:
     from jupyter_mlops.present import rules_text
 
     stored = update_rules(args) or monitoring.get_rules(args.deployment)
+    if args.json:
+        from jupyter_mlops.commands import output
+
+        return output.alert_rules(args.deployment, stored)
     return rules_text(stored)
 
 
@@ -172,6 +177,7 @@ class Monitor(ModalCommand):
         c = parser.subcommand("rules", "list, add or remove the stored alert rules", _rules)
         _deployment(c)
         _rule_options(c)
+        json_option(c, "print the rules now stored as JSON")
 
     def run_magic(self, args: argparse.Namespace, context: Context) -> Any:
         stored = update_rules(args)
@@ -187,7 +193,7 @@ class Monitor(ModalCommand):
         return monitor(args.deployment, last=args.last, interval=args.interval)
 
     def render(self, args: argparse.Namespace, result: Any) -> Any:
-        if not getattr(args, "json", False):
+        if not getattr(args, "json", False) or args.handler is _rules:
             return result
         if args.handler is _check:
             return json.dumps(result.to_dict(), indent=2, default=str)

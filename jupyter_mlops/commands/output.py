@@ -120,6 +120,12 @@ LISTINGS: dict[str, Listing] = {
         "list, newest first",
         ("time", "kind", "id", "pipeline", "status", "summary"),
     ),
+    "alert_rules": Listing(
+        "`monitor rules DEPLOYMENT --json`",
+        "one object",
+        ("deployment", "rules", "webhook"),
+        (("rules[]", ("expression", "name", "action", "cooldown_s")),),
+    ),
     "servers": Listing(
         "`server status --json`",
         "list",
@@ -266,15 +272,9 @@ def alias_history(events: Iterable[Any]) -> Json:
 
 
 def _model_ref(ref: Any) -> dict[str, Any] | None:
-    if ref is None:
-        return None
-    return {
-        "name": ref.name,
-        "version": ref.version,
-        "alias": ref.alias,
-        "run_id": ref.run_id,
-        "uri": ref.uri,
-    }
+    from jupyter_mlops._util.records import attributes
+
+    return None if ref is None else attributes(ref, *_MODEL_REF)
 
 
 def deployment(d: Any) -> Json:
@@ -311,6 +311,36 @@ def pipeline_history(found: Any) -> Json:
     return Json(
         [_record("pipeline_history", **{**row, "time": _iso(row["time"])}) for row in found.rows()]
     )
+
+
+def _origin(url: str) -> str:
+    """A webhook URL as its scheme and host: its path often is the secret (Slack's is)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return f"{parts.scheme}://{host}/..." if parts.scheme else "..."
+
+
+def alert_rules(deployment: str, stored: Any) -> Json:
+    """``monitor rules DEPLOYMENT --json`` from :func:`jupyter_mlops.monitoring.get_rules`;
+    webhook URLs (the stored one, and those of ``webhook:`` actions) show only their host."""
+
+    def action(text: str | None) -> str | None:
+        kind, _, target = (text or "").partition(":")
+        return f"webhook:{_origin(target)}" if kind == "webhook" else text
+
+    rules = [
+        {
+            "expression": r.expression,
+            "name": r.name,
+            "action": action(r.action),
+            "cooldown_s": r.cooldown_s,
+        }
+        for r in stored.rules
+    ]
+    webhook = _origin(stored.webhook) if stored.webhook else None
+    return Json(_record("alert_rules", deployment=deployment, rules=rules, webhook=webhook))
 
 
 def servers(known: Iterable[tuple[Any, bool]]) -> Json:
