@@ -25,13 +25,14 @@ from .conftest import git
 from .test_pipelines import notebook, write_pipeline
 
 
-def dvc(cwd: Path, *args: str) -> str:
+def dvc(cwd: Path, *args: str, ok: bool = True, **env_vars: str) -> str:
     """The real ``dvc`` CLI (as ``python -m dvc``), with this interpreter's folder on PATH
     so that stage commands (``python -m jupyter_mlops.pipelines``) find the package."""
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "DVC_NO_ANALYTICS": "1",
+        **env_vars,
     }
     proc = subprocess.run(
         [sys.executable, "-m", "dvc", *args],
@@ -41,7 +42,7 @@ def dvc(cwd: Path, *args: str) -> str:
         text=True,
         timeout=300,
     )
-    assert proc.returncode == 0, f"dvc {' '.join(args)}:\n{proc.stdout}{proc.stderr}"
+    assert (proc.returncode == 0) == ok, f"dvc {' '.join(args)}:\n{proc.stdout}{proc.stderr}"
     return proc.stdout
 
 
@@ -258,6 +259,39 @@ def test_exported_pipeline_clones_and_reproduces_with_dvc(
     fit = json.loads((clone / "pipe/build/pipelines/rows/fit.json").read_text())
     assert fit["alpha"] == 0.25
     assert list(one_parent_per_repro(clone).values()) == [["fit"]]
+
+
+@pytest.mark.slow
+def test_a_failed_stage_fails_the_one_pipeline_run_of_its_repro(project: Path) -> None:
+    notebook(project / "ok.ipynb", "open(out_path, 'w').write('ok')", params="out_path = 'x'")
+    notebook(project / "boom.ipynb", "raise RuntimeError('boom')", params="src = 'x'")
+    spec = write_pipeline(
+        project,
+        {
+            "name": "fails",
+            "steps": {
+                "ok": {"notebook": "ok.ipynb", "params": {"out_path": "${run_dir}/ok.txt"},
+                       "outputs": ["${run_dir}/ok.txt"]},
+                "boom": {"notebook": "boom.ipynb", "params": {"src": "${run_dir}/ok.txt"},
+                         "inputs": ["${run_dir}/ok.txt"]},
+            },
+        },
+    )  # fmt: skip
+    pipelines.export_dvc(spec)
+    dvc(project, "init", "--no-scm", "-q")
+    # Two dvc calls grouped as one run by JUPYTER_MLOPS_REPRO_ID (as a CI job would).
+    dvc(project, "repro", "ok", JUPYTER_MLOPS_REPRO_ID="ci-1")
+    dvc(project, "repro", ok=False, JUPYTER_MLOPS_REPRO_ID="ci-1")
+    runs = mlflow_runs(project)
+    (parent,) = [r for r in runs if "mlops.pipeline.step" not in r.data.tags]
+    assert parent.data.tags["mlops.dvc.repro"] == "ci-1"
+    assert parent.info.status == "FAILED"  # ended, not left RUNNING
+    steps = {r.data.tags["mlops.pipeline.step"]: r for r in runs if r is not parent}
+    assert {k: r.info.status for k, r in steps.items()} == {"ok": "FINISHED", "boom": "FAILED"}
+    assert {r.data.tags["mlflow.parentRunId"] for r in steps.values()} == {parent.info.run_id}
+    (record,) = pipelines.list_pipeline_runs()
+    assert record.status == "FAILED" and record.steps["ok"].status == "SUCCEEDED"
+    assert "boom" in str(record.steps["boom"].error)
 
 
 def test_a_stage_finds_its_dvc_repro(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -85,8 +85,11 @@ def _git_status(root: Path, paths: list[str]) -> set[str] | None:
             ["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=True
         ).stdout
 
+    root = root.resolve()
+    top = next((f for f in (root, *root.parents) if (f / ".git").exists()), None)
+    if top is None:
+        return None
     try:
-        top = Path(git("rev-parse", "--show-toplevel").strip()).resolve()
         out = git(
             "status", "--porcelain=v1", "-z", "--untracked-files=all", "--ignored=matching",
             "--", *paths,
@@ -104,7 +107,6 @@ def _git_status(root: Path, paths: list[str]) -> set[str] | None:
         if entry[0] in "RC":  # a rename is followed by its source path
             i += 1
         found.add(entry[3:])
-    root = root.resolve()
     out_paths: set[str] = set()
     for rel in found:  # git names them from the top of the work tree
         try:
