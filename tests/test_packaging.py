@@ -240,3 +240,75 @@ def test_package_builds_and_serves_with_its_identity(project: Path, open_tmp: Pa
     if switch_user:  # it ran as the image's non-root uid, which could write there
         assert (app / "deployment" / "state.json").stat().st_uid == uid
     assert not (app / ".mlops").exists() and not (project / ".mlops" / "deployments").exists()
+
+
+def test_package_served_here_with_two_workers(project: Path) -> None:
+    """``--package`` in this environment with two workers: every worker reports the
+    packaged identity, and state goes to the context's own deployment folder."""
+    from jupyter_mlops.client import client
+    from jupyter_mlops.config import load_config
+    from tests.helpers import kill_process_group, register_iris
+
+    config = load_config(project)
+    register_iris(config, 10, 0, "champion")
+    run_id = client(config).get_model_version("iris-rf", "1").run_id
+    ctx = package("iris-rf@champion", project / "build" / "iris-rf").path
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(Path(jupyter_mlops.__file__).parents[1])}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    command = ["--package", str(ctx), "--port", str(port), "--workers", "2"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_mlops.serving", *command],
+        cwd=project.parent,  # outside the project: nothing may be found from the cwd
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc)
+        deadline = time.monotonic() + 60
+        while True:  # both workers up: each has its process_* series, labelled pid
+            metrics = _get(f"{url}/metrics")[0].decode()
+            workers = {
+                sample.labels["pid"]
+                for family in text_string_to_metric_families(metrics)
+                for sample in family.samples
+                if sample.name == "process_start_time_seconds"
+            }
+            if len(workers) == 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        pids = set()
+        for _ in range(40):  # answers come from either worker
+            info = json.loads(_get(f"{url}/info")[0])
+            assert (info["model_name"], info["model_version"], info["run_id"]) == (
+                "iris-rf",
+                "1",
+                run_id,
+            )
+            pids.add(info["pid"])
+        assert len(workers) == 2 and {str(pid) for pid in pids} <= workers
+        assert f'run_id="{run_id}"' in metrics
+    finally:
+        kill_process_group(proc.pid)
+    assert (ctx / "deployment" / "state.json").is_file()
+    assert not (project / ".mlops" / "deployments").exists()
+
+
+def test_package_option_errors(tmp_path: Path) -> None:
+    """``--package`` on a folder that is no packaged context, or with ``--model``: exit 1."""
+    for args, message in (
+        (["--package", str(tmp_path)], "is not a packaged model"),
+        (["--package", str(tmp_path), "--model", "x@y"], "not both"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "jupyter_mlops.serving", *args],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(Path(jupyter_mlops.__file__).parents[1])},
+            check=False,
+        )
+        assert done.returncode == 1 and message in done.stderr, done.stderr
