@@ -19,7 +19,12 @@ import nbformat
 import pytest
 from mlflow import MlflowClient
 
-from jupyter_mlops.tracking.notebook import from_command_line
+from jupyter_mlops.tracking.notebook import (
+    NOTEBOOK_ENV,
+    NotebookSource,
+    find_notebook,
+    from_command_line,
+)
 
 from .conftest import git
 
@@ -220,3 +225,29 @@ def test_launcher_command_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert found is not None and (found.via, found.output) == ("jupyter-execute", found.path)
     assert from_command_line([py, "-m", "ipykernel_launcher", "-f", "k.json"], bases) is None
     assert from_command_line([py, "/venv/bin/jupyter-lab"], bases) is None
+
+
+def test_fallback_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # pytest's own process tree runs no notebook launcher: the namespace and environment decide.
+    for var in (NOTEBOOK_ENV, "JPY_SESSION_NAME", "PAPERMILL_INPUT_PATH", "PAPERMILL_OUTPUT_PATH"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PWD", str(tmp_path))
+    assert find_notebook({}) is None
+    namespace: dict[str, object] = {"__session__": str(tmp_path / "lab.ipynb")}
+    assert find_notebook(namespace) == NotebookSource(str(tmp_path / "lab.ipynb"), "lab")
+    namespace["__vsc_ipynb_file__"] = str(tmp_path / "code.ipynb")
+    found = find_notebook(namespace)
+    assert found is not None and (found.via, found.path) == ("vscode", str(tmp_path / "code.ipynb"))
+    # papermill --inject-paths: relative to the folder papermill was started in
+    namespace.update(PAPERMILL_INPUT_PATH="in.ipynb", PAPERMILL_OUTPUT_PATH="-")
+    found = find_notebook(namespace)
+    assert found is not None and (found.via, found.path) == (
+        "papermill",
+        str(tmp_path / "in.ipynb"),
+    )
+    assert found.output is None  # written to stdout
+    monkeypatch.setenv(NOTEBOOK_ENV, str(tmp_path / "step.ipynb"))
+    found = find_notebook(namespace)
+    assert found is not None and (found.via, found.path) == ("env", str(tmp_path / "step.ipynb"))
+    assert found.relative(tmp_path) == "step.ipynb"

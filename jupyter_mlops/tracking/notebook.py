@@ -96,7 +96,7 @@ def find_notebook(namespace: Mapping[str, Any] | None = None) -> NotebookSource 
         return NotebookSource(str(Path(explicit).resolve()), "env")
     launcher = _launcher()
     papermill_in = _named(PAPERMILL_INPUT, namespace)
-    if papermill_in:
+    if papermill_in and papermill_in != "-":  # "-": papermill read the notebook from stdin
         out = _named(PAPERMILL_OUTPUT, namespace)
         bases = [Path(p) for p in (os.environ.get("PWD"), str(Path.cwd())) if p]
         params = launcher.parameters if launcher and launcher.via == "papermill" else {}
