@@ -63,11 +63,10 @@ class NotebookSource:
         """The notebook's path relative to ``root`` when inside it (as runs record it)."""
         return _relative(self.path, root)
 
-    def parameter_values(self, namespace: Mapping[str, Any] | None) -> dict[str, Any]:
-        """papermill's parameters as the kernel holds them (its namespace, where papermill's
-        injected cell set them), else as the command line gave them."""
-        namespace = namespace or {}
-        return {k: namespace.get(k, v) for k, v in self.parameters.items()}
+    def parameter_values(self) -> dict[str, Any]:
+        """papermill's parameters as its injected cell set them (papermill's own parsing of
+        its command line): the notebook's later cells may rebind those names to anything."""
+        return dict(self.parameters)
 
     def tags(self, root: Path) -> dict[str, str]:
         """The tags a run of this notebook starts with (besides ``mlflow.source.*``)."""
@@ -215,7 +214,7 @@ def _papermill_parameters(opts: Mapping[str, Any], bases: Sequence[Path]) -> dic
     for path in opts.get("parameters_file") or ():
         try:
             params.update(read_yaml_file(_resolve(path, bases)) or {})
-        except Exception:  # moved meanwhile: the namespace still holds the values
+        except Exception:  # moved or deleted since papermill read it: not known here
             continue
     for text in opts.get("parameters_yaml") or ():
         params.update(yaml.load(text, Loader=NoDatesSafeLoader) or {})
