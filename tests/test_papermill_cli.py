@@ -251,3 +251,46 @@ def test_fallback_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     found = find_notebook(namespace)
     assert found is not None and (found.via, found.path) == ("env", str(tmp_path / "step.ipynb"))
     assert found.relative(tmp_path) == "step.ipynb"
+
+
+def papermill_own_parameters(argv: list[str]) -> dict[str, object]:
+    """What papermill's own CLI would inject for ``argv`` (its click parser, its merging)."""
+    import base64
+
+    import yaml
+    from papermill.cli import _resolve_type, papermill
+    from papermill.iorw import NoDatesSafeLoader, read_yaml_file
+
+    opts = papermill.make_context("papermill", list(argv), resilient_parsing=True).params
+    params: dict[str, object] = {}
+    for blob in opts["parameters_base64"] or ():
+        params.update(yaml.load(base64.b64decode(blob), Loader=NoDatesSafeLoader) or {})
+    for path in opts["parameters_file"] or ():
+        params.update(read_yaml_file(path) or {})
+    for text in opts["parameters_yaml"] or ():
+        params.update(yaml.load(text, Loader=NoDatesSafeLoader) or {})
+    params.update({k: _resolve_type(v) for k, v in opts["parameters"] or ()})
+    params.update(dict(opts["parameters_raw"] or ()))
+    return params
+
+
+def test_papermill_parameters_as_papermill_reads_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import base64
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "p.yaml").write_text("when: 2024-01-02\nsizes: [1, 2]\ndepth: 1\n")
+    blob = base64.b64encode(b"seed: 7\nname: b64").decode()
+    argv = [
+        "in.ipynb", "out.ipynb", "-k", "python3", "--cwd", "sub", "--log-output",
+        "-p", "depth", "4", "-p", "rate", "1e-3", "-p", "flag", "False", "-p", "neg", "-1",
+        "-r", "raw", "007", "-y", "label: x", "--parameters_yaml=extra: null",
+        "-f", "p.yaml", "-b", blob, "--no-progress-bar", "--start-timeout", "60",
+    ]  # fmt: skip
+    found = from_command_line(["/venv/bin/papermill", *argv], [tmp_path])
+    assert found is not None and found.output == str(tmp_path / "out.ipynb")
+    expected = papermill_own_parameters(argv)
+    assert dict(found.parameters) == expected
+    assert list(found.parameters) == list(expected)  # papermill's order, for the tag
+    assert expected["when"] == "2024-01-02" and expected["depth"] == 4
