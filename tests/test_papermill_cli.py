@@ -19,7 +19,12 @@ import nbformat
 import pytest
 from mlflow import MlflowClient
 
-from jupyter_mlops.tracking.notebook import from_command_line
+from jupyter_mlops.tracking.notebook import (
+    NOTEBOOK_ENV,
+    NotebookSource,
+    find_notebook,
+    from_command_line,
+)
 
 from .conftest import git
 
@@ -220,3 +225,72 @@ def test_launcher_command_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert found is not None and (found.via, found.output) == ("jupyter-execute", found.path)
     assert from_command_line([py, "-m", "ipykernel_launcher", "-f", "k.json"], bases) is None
     assert from_command_line([py, "/venv/bin/jupyter-lab"], bases) is None
+
+
+def test_fallback_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # pytest's own process tree runs no notebook launcher: the namespace and environment decide.
+    for var in (NOTEBOOK_ENV, "JPY_SESSION_NAME", "PAPERMILL_INPUT_PATH", "PAPERMILL_OUTPUT_PATH"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PWD", str(tmp_path))
+    assert find_notebook({}) is None
+    namespace: dict[str, object] = {"__session__": str(tmp_path / "lab.ipynb")}
+    assert find_notebook(namespace) == NotebookSource(str(tmp_path / "lab.ipynb"), "lab")
+    namespace["__vsc_ipynb_file__"] = str(tmp_path / "code.ipynb")
+    found = find_notebook(namespace)
+    assert found is not None and (found.via, found.path) == ("vscode", str(tmp_path / "code.ipynb"))
+    # papermill --inject-paths: relative to the folder papermill was started in
+    namespace.update(PAPERMILL_INPUT_PATH="in.ipynb", PAPERMILL_OUTPUT_PATH="-")
+    found = find_notebook(namespace)
+    assert found is not None and (found.via, found.path) == (
+        "papermill",
+        str(tmp_path / "in.ipynb"),
+    )
+    assert found.output is None  # written to stdout
+    monkeypatch.setenv(NOTEBOOK_ENV, str(tmp_path / "step.ipynb"))
+    found = find_notebook(namespace)
+    assert found is not None and (found.via, found.path) == ("env", str(tmp_path / "step.ipynb"))
+    assert found.relative(tmp_path) == "step.ipynb"
+
+
+def papermill_own_parameters(argv: list[str]) -> dict[str, object]:
+    """What papermill's own CLI would inject for ``argv`` (its click parser, its merging)."""
+    import base64
+
+    import yaml
+    from papermill.cli import _resolve_type, papermill
+    from papermill.iorw import NoDatesSafeLoader, read_yaml_file
+
+    opts = papermill.make_context("papermill", list(argv), resilient_parsing=True).params
+    params: dict[str, object] = {}
+    for blob in opts["parameters_base64"] or ():
+        params.update(yaml.load(base64.b64decode(blob), Loader=NoDatesSafeLoader) or {})
+    for path in opts["parameters_file"] or ():
+        params.update(read_yaml_file(path) or {})
+    for text in opts["parameters_yaml"] or ():
+        params.update(yaml.load(text, Loader=NoDatesSafeLoader) or {})
+    params.update({k: _resolve_type(v) for k, v in opts["parameters"] or ()})
+    params.update(dict(opts["parameters_raw"] or ()))
+    return params
+
+
+def test_papermill_parameters_as_papermill_reads_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import base64
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "p.yaml").write_text("when: 2024-01-02\nsizes: [1, 2]\ndepth: 1\n")
+    blob = base64.b64encode(b"seed: 7\nname: b64").decode()
+    argv = [
+        "in.ipynb", "out.ipynb", "-k", "python3", "--cwd", "sub", "--log-output",
+        "-p", "depth", "4", "-p", "rate", "1e-3", "-p", "flag", "False", "-p", "neg", "-1",
+        "-r", "raw", "007", "-y", "label: x", "--parameters_yaml=extra: null",
+        "-f", "p.yaml", "-b", blob, "--no-progress-bar", "--start-timeout", "60",
+    ]  # fmt: skip
+    found = from_command_line(["/venv/bin/papermill", *argv], [tmp_path])
+    assert found is not None and found.output == str(tmp_path / "out.ipynb")
+    expected = papermill_own_parameters(argv)
+    assert dict(found.parameters) == expected
+    assert list(found.parameters) == list(expected)  # papermill's order, for the tag
+    assert expected["when"] == "2024-01-02" and expected["depth"] == 4

@@ -213,7 +213,7 @@ def track(
             if nb_file.stat().st_size < 50 * 2**20:
                 run.log_file(nb_file, "mlops/notebook")
         if source is not None and source.parameters:
-            run.log_params(source.parameter_values(namespace))  # papermill's injected cell
+            run.log_params(source.parameter_values())  # papermill's injected cell
         if data_paths:
             run.log_data(data_paths)
         yield run

@@ -63,11 +63,10 @@ class NotebookSource:
         """The notebook's path relative to ``root`` when inside it (as runs record it)."""
         return _relative(self.path, root)
 
-    def parameter_values(self, namespace: Mapping[str, Any] | None) -> dict[str, Any]:
-        """papermill's parameters as the kernel holds them (its namespace, where papermill's
-        injected cell set them), else as the command line gave them."""
-        namespace = namespace or {}
-        return {k: namespace.get(k, v) for k, v in self.parameters.items()}
+    def parameter_values(self) -> dict[str, Any]:
+        """papermill's parameters as its injected cell set them (papermill's own parsing of
+        its command line): the notebook's later cells may rebind those names to anything."""
+        return dict(self.parameters)
 
     def tags(self, root: Path) -> dict[str, str]:
         """The tags a run of this notebook starts with (besides ``mlflow.source.*``)."""
@@ -96,7 +95,7 @@ def find_notebook(namespace: Mapping[str, Any] | None = None) -> NotebookSource 
         return NotebookSource(str(Path(explicit).resolve()), "env")
     launcher = _launcher()
     papermill_in = _named(PAPERMILL_INPUT, namespace)
-    if papermill_in:
+    if papermill_in and papermill_in != "-":  # "-": papermill read the notebook from stdin
         out = _named(PAPERMILL_OUTPUT, namespace)
         bases = [Path(p) for p in (os.environ.get("PWD"), str(Path.cwd())) if p]
         params = launcher.parameters if launcher and launcher.via == "papermill" else {}
@@ -181,49 +180,113 @@ def from_command_line(argv: Sequence[str], bases: Sequence[Path]) -> NotebookSou
     return None
 
 
+# papermill's command-line options (papermill 2.x ``cli.py``) by how many values they take;
+# the others are flags. Read here rather than with papermill's own click parser: importing
+# ``papermill.cli`` imports nbformat and jsonschema's format checkers, seconds in a kernel.
+_PAPERMILL_PAIRS = {"-p": "p", "--parameters": "p", "-r": "r", "--parameters_raw": "r"}
+_PAPERMILL_VALUED = {
+    **{flag: "f" for flag in ("-f", "--parameters_file")},
+    **{flag: "y" for flag in ("-y", "--parameters_yaml")},
+    **{flag: "b" for flag in ("-b", "--parameters_base64")},
+    **{
+        flag: ""
+        for flag in (
+            "--engine",
+            "--autosave-cell-every",
+            "-k",
+            "--kernel",
+            "-l",
+            "--language",
+            "--cwd",
+            "--stdout-file",
+            "--stderr-file",
+            "--log-level",
+            "--start-timeout",
+            "--start_timeout",
+            "--execution-timeout",
+        )
+    },
+}
+
+
 def _papermill(args: Sequence[str], bases: Sequence[Path]) -> NotebookSource | None:
-    try:
-        from papermill.cli import papermill as cli  # ~0.6 s: only under papermill
-    except ImportError:
+    positional: list[str] = []
+    given: list[tuple[str, Any]] = []  # (kind, value) in command-line order
+    rest = list(args)
+    while rest:
+        arg = rest.pop(0)
+        if arg == "--":
+            positional.extend(rest)
+            break
+        flag, eq, inline = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+        if flag in _PAPERMILL_PAIRS and len(rest) >= 2:
+            given.append((_PAPERMILL_PAIRS[flag], (rest.pop(0), rest.pop(0))))
+        elif flag in _PAPERMILL_VALUED and (eq or rest):
+            given.append((_PAPERMILL_VALUED[flag], inline if eq else rest.pop(0)))
+        elif not arg.startswith("-") or arg == "-":
+            positional.append(arg)
+    if not positional or positional[0] == "-":
         return None
-    ctx = cli.make_context("papermill", list(args), resilient_parsing=True)
-    opts = ctx.params
-    source = opts.get("notebook_path")
-    if not source or source == "-":
-        return None
-    output = opts.get("output_path")
+    output = positional[1] if len(positional) > 1 else None
     return NotebookSource(
-        _resolve(source, bases),
+        _resolve(positional[0], bases),
         "papermill",
         output=_resolve(output, bases) if output and output != "-" else None,
-        parameters=_papermill_parameters(opts, bases),
+        parameters=_papermill_parameters(given, bases),
     )
 
 
-def _papermill_parameters(opts: Mapping[str, Any], bases: Sequence[Path]) -> dict[str, Any]:
-    """The parameters papermill injects, in its own order (``-b``, ``-f``, ``-y``, ``-p``,
-    ``-r``), with its own value parsing; its path variables are not parameters of the run."""
+def _papermill_parameters(
+    given: Sequence[tuple[str, Any]], bases: Sequence[Path]
+) -> dict[str, Any]:
+    """The parameters papermill injects, merged in its own order (``-b``, ``-f``, ``-y``,
+    ``-p``, ``-r``) and converted as it does; its path variables are not the run's params."""
+    params: dict[str, Any] = {}
+    for kind in "bfypr":
+        for _, value in (g for g in given if g[0] == kind):
+            if kind == "p":
+                params[value[0]] = _papermill_value(value[1])
+            elif kind == "r":
+                params[value[0]] = value[1]
+            else:
+                with contextlib.suppress(Exception):  # unreadable: papermill refused it too
+                    params.update(_yaml_load(_yaml_text(kind, value, bases)) or {})
+    return {str(k): v for k, v in params.items() if k not in (PAPERMILL_INPUT, PAPERMILL_OUTPUT)}
+
+
+def _yaml_text(kind: str, value: str, bases: Sequence[Path]) -> str | bytes:
+    """The YAML of a ``-b`` (base64), ``-f`` (a file) or ``-y`` option."""
     import base64
 
-    import yaml
-    from papermill.cli import _resolve_type
-    from papermill.iorw import NoDatesSafeLoader, read_yaml_file
+    if kind == "b":
+        return base64.b64decode(value)
+    if kind == "f":
+        return Path(_resolve(value, bases)).read_text()
+    return value
 
-    params: dict[str, Any] = {}
-    for blob in opts.get("parameters_base64") or ():
-        params.update(yaml.load(base64.b64decode(blob), Loader=NoDatesSafeLoader) or {})
-    for path in opts.get("parameters_file") or ():
-        try:
-            params.update(read_yaml_file(_resolve(path, bases)) or {})
-        except Exception:  # moved meanwhile: the namespace still holds the values
-            continue
-    for text in opts.get("parameters_yaml") or ():
-        params.update(yaml.load(text, Loader=NoDatesSafeLoader) or {})
-    for name, value in opts.get("parameters") or ():
-        params[name] = _resolve_type(value)
-    for name, value in opts.get("parameters_raw") or ():
-        params[name] = value
-    return {str(k): v for k, v in params.items() if k not in (PAPERMILL_INPUT, PAPERMILL_OUTPUT)}
+
+def _papermill_value(value: str) -> Any:
+    """papermill's ``-p`` conversion: True/False/None, int, float, else the string."""
+    if value in ("True", "False", "None"):
+        return {"True": True, "False": False, "None": None}[value]
+    for kind in (int, float):
+        with contextlib.suppress(ValueError):
+            return kind(value)
+    return value
+
+
+def _yaml_load(text: str | bytes) -> Any:
+    """YAML as papermill reads parameters: safe, and dates left as strings."""
+    import yaml
+
+    class NoDates(yaml.SafeLoader):
+        pass
+
+    NoDates.yaml_implicit_resolvers = {
+        key: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    return yaml.load(text, Loader=NoDates)  # a SafeLoader: no objects built
 
 
 def _notebooks(args: Sequence[str], bases: Sequence[Path]) -> str | None:
