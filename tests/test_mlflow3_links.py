@@ -163,6 +163,7 @@ def test_alias_moves_are_one_line_and_one_log_per_alias(project: Path) -> None:
     assert v3["mlops.alias.champion"].startswith("champion until ")
     assert v3["mlops.alias.champion"].endswith("to v2")
     assert v3["mlops.alias.staging"].startswith("staging since ")
+    assert not [k for k in v3 if k.startswith(("mlops.promote.", "mlops.rollback."))]
     assert [e.alias for e in jupyter_mlops.history("moves")] == ["champion"] * 4 + ["staging"]
 
 
