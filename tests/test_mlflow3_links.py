@@ -100,6 +100,18 @@ def test_data_files_are_dataset_inputs_with_dvc_digest(project: Path, iris_csv: 
     assert json.loads(file_dataset(snap, load_config()).profile) == {"num_rows": 7}
 
 
+def test_csv_rows_are_counted_exactly(project: Path) -> None:
+    from jupyter_mlops.tracking.file_datasets import _describe_file
+
+    plain = project / "plain.csv"
+    plain.write_text("a,b\n" + "".join(f"{i},x{i}\n" for i in range(2500)) + "2500,end")
+    quoted = project / "quoted.csv"
+    quoted.write_text("a,b\n" + "".join(f'{i},"line\nbreak"\n' for i in range(1200)))
+    for path, rows in ((plain, 2501), (quoted, 1200)):
+        profile = _describe_file(path, path.stat().st_size)["profile"]
+        assert profile["num_rows"] == rows, path
+
+
 def test_large_csv_has_schema_but_no_row_count(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -151,6 +163,7 @@ def test_alias_moves_are_one_line_and_one_log_per_alias(project: Path) -> None:
     assert v3["mlops.alias.champion"].startswith("champion until ")
     assert v3["mlops.alias.champion"].endswith("to v2")
     assert v3["mlops.alias.staging"].startswith("staging since ")
+    assert not [k for k in v3 if k.startswith(("mlops.promote.", "mlops.rollback."))]
     assert [e.alias for e in jupyter_mlops.history("moves")] == ["champion"] * 4 + ["staging"]
 
 

@@ -113,9 +113,8 @@ def move_alias(
             store.call(client.delete_registered_model_alias, name, alias)
         else:
             store.call(client.set_registered_model_alias, name, alias, version)
-            store.call(
-                client.set_model_version_tag, name, version, f"mlops.{action}.{alias}", event.time
-            )
+        # The versions' own mlops.alias.<alias> lines replace the mlops.<action>.<alias>
+        # timestamps written before (still on older versions, read by nobody).
         alias_log.record(client, event)
     return event
 

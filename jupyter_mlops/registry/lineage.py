@@ -75,6 +75,8 @@ class Lineage:
         for snap in self.data:
             lines.append(f"  <- data {snap.path} md5={snap.md5} ({snap.size} bytes)")
         for ds in self.datasets:
+            if "mlops.dvc.path" in ds.get("tags", {}):
+                continue  # a data file: its line is above
             lines.append(f"  <- dataset {ds['name']} digest={ds['digest']}")
         return "\n".join(lines)
 
