@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -30,9 +31,20 @@ def test_deploy_magic_serves_lists_and_stops(ip, capsys, tmp_path: Path) -> None
     with pytest.raises(UsageError, match="faces-model"):
         ip.run_line_magic("deploy", "faces-model@nosuchalias")
 
-    dep = ip.run_line_magic("deploy", "faces-model@champion --name faces")
+    dep = ip.run_line_magic("deploy", "faces-model@champion --name faces --strict-invocations")
     try:
         assert dep.url.startswith("http://127.0.0.1:")
+        assert dep.strict_invocations  # /invocations validates as /predict does
+        extra = {"dataframe_records": [{**X.iloc[0].to_dict(), "colour": 1.0}]}
+        req = urllib.request.Request(
+            f"{dep.url}/invocations",
+            data=json.dumps(extra).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(req, timeout=10)
+        assert refused.value.code == 422
+        assert json.loads(refused.value.read())["error_code"] == "UNEXPECTED_COLUMN"
         rows = X.iloc[:5].to_dict(orient="records")
         req = urllib.request.Request(
             f"{dep.url}/predict",

@@ -53,6 +53,8 @@ __all__ = ["RoutingTable", "ServingRuntime"]
 _log = logging.getLogger("jupyter_mlops.serving")
 #: Seconds between two looks at ``state.json``.
 WATCH_INTERVAL_S = 0.1
+#: Threads running MLflow's scoring code for ``/invocations`` requests off the fast path.
+MLFLOW_THREADS = 32
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,9 @@ class ServingRuntime:
         self.metrics = Metrics(self.name)
         self.predict_pool = ThreadPoolExecutor(2, thread_name_prefix="predict")
         self.load_pool = ThreadPoolExecutor(1, thread_name_prefix="load")
+        # MLflow's scoring code runs here; its threads mostly wait for the batcher, so
+        # enough of them let concurrent requests meet in one batch.
+        self.mlflow_pool = ThreadPoolExecutor(MLFLOW_THREADS, thread_name_prefix="mlflow")
         self.models: dict[str, LoadedModel] = {}
         self.table: RoutingTable | None = None
         self.log: LogWriter | None = None
@@ -136,6 +141,7 @@ class ServingRuntime:
             await asyncio.get_running_loop().run_in_executor(None, self.log.close)
         self.predict_pool.shutdown(wait=False)
         self.load_pool.shutdown(wait=False)
+        self.mlflow_pool.shutdown(wait=False)
 
     def _new_model(self, ref: ModelRef) -> LoadedModel:
         loaded = LoadedModel(
@@ -309,8 +315,8 @@ class ServingRuntime:
         loop = asyncio.get_running_loop()
         standin = stand_in(model.model, submitter(loop, submit))
         try:
-            content, status, media_type = await asyncio.to_thread(
-                invoke, body, content_type, standin
+            content, status, media_type = await loop.run_in_executor(
+                self.mlflow_pool, invoke, body, content_type, standin
             )
             response = Response(content, status_code=status, media_type=media_type)
         except Exception:  # as MLflow's server, whose app lets these through to Starlette
