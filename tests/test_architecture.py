@@ -22,12 +22,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "jupyter_mlops"
 MAX_LINES = 450
 # Modules allowed over MAX_LINES, each with the reason it is one thing.
-LONG_MODULES: dict[str, str] = {
-    "jupyter_mlops.pipelines.spec": (
-        "the pipeline.yaml format: parsing, checking and plan() resolve parameters, paths and "
-        "the data-flow graph together"
-    ),
-}
+# (none today: pipelines.spec fell under the limit once the graph moved to pipelines.dag)
+LONG_MODULES: dict[str, str] = {}
 
 
 def _modules() -> dict[str, Path]:
