@@ -64,9 +64,11 @@ def nb_project(project: Path) -> Path:
     return project
 
 
-def run_cli(cwd: Path, *argv: str) -> None:
-    # PWD as a shell sets it: papermill --cwd moves its own process, not what it was given.
-    env = {**os.environ, "PWD": str(cwd), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+def run_cli(cwd: Path, *argv: str, pwd: Path | None = None) -> None:
+    # PWD as a shell sets it (papermill --cwd moves its own process, not what it was given),
+    # or, with ``pwd``, as a program that starts papermill in another folder leaves it.
+    path = f"{BIN}{os.pathsep}{os.environ['PATH']}"
+    env = {**os.environ, "PWD": str(pwd or cwd), "PATH": path}
     done = subprocess.run(
         [str(BIN / argv[0]), *argv[1:]], cwd=cwd, env=env, capture_output=True, text=True
     )
@@ -117,10 +119,15 @@ def assert_only_under_mlops(client: MlflowClient, *folders: Path) -> None:
 
 
 @pytest.mark.slow
-def test_papermill_with_cwd_and_parameters(nb_project: Path) -> None:
+def test_papermill_with_cwd_and_parameters(nb_project: Path, tmp_path: Path) -> None:
     params = nb_project / "params.yaml"
     params.write_text("extra: 1.5\n")
     (nb_project / "out").mkdir()  # papermill writes into an existing folder only
+    # a stale PWD (subprocess with cwd=) naming a folder with a notebook of the same name:
+    # the launch folder is papermill's own working folder less its --cwd, not PWD
+    decoy = tmp_path / "decoy"
+    (decoy / NOTEBOOK).parent.mkdir(parents=True)
+    (decoy / NOTEBOOK).write_bytes((nb_project / NOTEBOOK).read_bytes())
     run_cli(
         nb_project,
         "papermill",
@@ -135,6 +142,7 @@ def test_papermill_with_cwd_and_parameters(nb_project: Path) -> None:
         "-p",
         "depth",
         "3",
+        pwd=decoy,
     )
     client, run = the_run(nb_project)
     assert_notebook_recorded(client, run, nb_project, "papermill")

@@ -11,7 +11,8 @@ mlflow/mlflow#3695). ``find_notebook`` asks, in this order, and the first answer
 3. the command line of the process that started the kernel (or of one of its next two
    ancestors, for a kernel started through a wrapper): ``papermill IN OUT``,
    ``jupyter nbconvert --execute X.ipynb``, ``jupyter execute X.ipynb``; relative paths are
-   resolved against that process's launch folder (its ``PWD``, else its working folder);
+   resolved against that process's launch folder (its working folder, less papermill's
+   ``--cwd``; its ``PWD`` last);
 4. VS Code's ``__vsc_ipynb_file__``;
 5. ``JPY_SESSION_NAME`` (JupyterLab / Jupyter Server; ipykernel's ``__session__``).
 
@@ -96,9 +97,11 @@ def find_notebook(namespace: Mapping[str, Any] | None = None) -> NotebookSource 
     launcher = _launcher()
     papermill_in = _named(PAPERMILL_INPUT, namespace)
     if papermill_in and papermill_in != "-":  # "-": papermill read the notebook from stdin
+        if launcher is not None and launcher.via == "papermill":
+            return launcher  # the same paths, resolved from papermill's own launch folder
         out = _named(PAPERMILL_OUTPUT, namespace)
-        bases = [Path(p) for p in (os.environ.get("PWD"), str(Path.cwd())) if p]
-        params = launcher.parameters if launcher and launcher.via == "papermill" else {}
+        bases = [Path(p) for p in (str(Path.cwd()), os.environ.get("PWD")) if p]
+        params: Mapping[str, Any] = {}
         return NotebookSource(
             _resolve(papermill_in, bases),
             "papermill",
@@ -154,15 +157,28 @@ def _launcher() -> NotebookSource | None:
 
 
 def _launch_folders(proc: Any) -> list[Path]:
-    """Where a relative path on ``proc``'s command line may start: the folder it was
-    launched from (``PWD``: papermill ``--cwd`` moves the process later), then its cwd."""
+    """Where a relative path on ``proc``'s command line may start, surest first.
+
+    papermill ``--cwd X`` moves the process into ``X`` while it runs: for a relative ``X``
+    the launch folder is its working folder with ``X`` taken off. ``PWD`` comes last: a
+    shell sets it, but a process started with another working folder (``subprocess`` with
+    ``cwd=``) inherits its parent's, which may hold a notebook of the same name."""
     folders: list[Path] = []
-    with contextlib.suppress(Exception):  # another user's process, or no /proc/<pid>/environ
+    with contextlib.suppress(Exception):  # another user's process, or no /proc/<pid>/cwd
+        cwd = Path(proc.cwd())
+        moved = _option(proc.cmdline(), "--cwd")
+        if moved is None:
+            folders.append(cwd)
+        elif not Path(moved).is_absolute():
+            depth = len(Path(os.path.normpath(moved)).parts)
+            if ".." not in Path(moved).parts and 0 < depth <= len(cwd.parents):
+                start = cwd.parents[depth - 1] if moved != "." else cwd
+                if (start / moved).resolve() == cwd.resolve():
+                    folders.append(start)
+    with contextlib.suppress(Exception):
         pwd = proc.environ().get("PWD")
         if pwd:
             folders.append(Path(pwd))
-    with contextlib.suppress(Exception):
-        folders.append(Path(proc.cwd()))
     return folders
 
 
