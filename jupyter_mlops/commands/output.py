@@ -112,6 +112,7 @@ LISTINGS: dict[str, Listing] = {
             "token_required",
             "started_at",
             "uptime_s",
+            "problem",
         ),
         (("primary, canary", _MODEL_REF),),
     ),
@@ -283,8 +284,22 @@ def deployment(d: Any) -> Json:
 
 
 def deployments(listed: Iterable[Any]) -> Json:
-    """``deploy list --json`` from :func:`jupyter_mlops.serving.list_deployments`."""
-    return Json([_deployment(d) for d in listed])
+    """``deploy list --json`` from :func:`jupyter_mlops.serving.list_deployments`; one whose
+    state is damaged has status ``corrupt`` and says why and the fix in ``problem``."""
+    damaged = [
+        _record(
+            "deployments",
+            **{
+                **dict.fromkeys(LISTINGS["deployments"].keys),
+                "name": d.name,
+                "status": d.status,
+                "pid": d.pid,
+                "problem": str(d),
+            },
+        )
+        for d in getattr(listed, "damaged", [])
+    ]
+    return Json([_deployment(d) for d in listed] + damaged)
 
 
 def _deployment(d: Any) -> dict[str, Any]:
@@ -303,6 +318,7 @@ def _deployment(d: Any) -> dict[str, Any]:
         token_required=d.token_required,
         started_at=_iso(d.started_at),
         uptime_s=d.uptime,
+        problem=None,
     )
 
 

@@ -260,13 +260,23 @@ class SidebarViews:
         from jupyter_mlops import serving
 
         out = []
-        for dep in serving.list_deployments(self.config):
+        listed = serving.list_deployments(self.config)
+        for dep in listed:
             item = dep.to_dict()
             item.pop("log_file", None)  # a server path the browser has no use for
             running = dep.status == "running"
             item["figures"] = live_figures(self._monitor(dep.name)) if running else None
             out.append(jsonable(item))
-        return {"available": True, "monitoring": True, "message": None, "deployments": out}
+        # A deployment whose state cannot be read is named with its path and fix.
+        message = " ".join(f"{d.name}: {d}." for d in listed.damaged) or None
+        damaged = [jsonable(d.to_dict()) for d in listed.damaged]
+        return {
+            "available": True,
+            "monitoring": True,
+            "message": message,
+            "deployments": out,
+            "damaged": damaged,
+        }
 
     def _monitor(self, name: str) -> LiveMonitor:
         """The live monitor of deployment ``name`` (it keeps that deployment's drift throttle)."""
