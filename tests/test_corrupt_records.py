@@ -90,3 +90,138 @@ def test_damaged_deployment_state_is_listed_stopped_and_its_predictions_read(
         serving.stop("good", config=config)
         kill_process_group(good.pid)
         kill_process_group(bad.pid)
+
+
+# -- the registry --------------------------------------------------------------------------
+def _two_versions(name: str) -> None:
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    import jupyter_mlops
+
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    for c in (0.5, 1.0):
+        with jupyter_mlops.track(experiment="records") as run:
+            run.log_model(LogisticRegression(C=c, max_iter=300).fit(X, y), "model", X=X)
+        jupyter_mlops.register(run.run_id, name=name, aliases=["champion"])
+
+
+def test_odd_model_and_damaged_history_never_hide_the_rest(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from jupyter_mlops.client import client
+    from jupyter_mlops.server.views import SidebarViews
+
+    config = load_config()
+    _two_versions("iris")
+    mlflow_client = client(config)
+    mlflow_client.create_registered_model("my model")  # legal in MLflow, refused here
+    log = json.loads(mlflow_client.get_registered_model("iris").tags["mlops.alias.champion.log"])
+    damaged = [{"alias": "champion", "surprise": [1]}, *log, 7]
+    mlflow_client.set_registered_model_tag("iris", "mlops.alias.champion.log", json.dumps(damaged))
+    mlflow_client.set_registered_model_tag("iris", "mlops.history.0001", '{"model": "iris",')
+    capsys.readouterr()
+
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "iris " in out and "my model" in out and "rename_registered_model" in out
+    assert main(["models", "--json"]) == 0
+    listed = {m["name"]: m for m in json.loads(capsys.readouterr().out)}
+    assert listed["iris"]["problem"] is None and "not here" in listed["my model"]["problem"]
+
+    panel = {m["name"]: m for m in SidebarViews(project, config).models()}
+    assert set(panel) == {"iris", "my model"}
+    assert "mlops.history.0001" in panel["iris"]["problem"]
+    assert len(panel["iris"]["history"]) == 2  # the two good events are still shown
+
+    assert main(["history", "iris"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("register") == 2 and out.count("note: ") == 3
+    assert main(["history", "iris", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert len(json.loads(captured.out)) == 2
+    assert captured.err.count("jupyter-mlops: warning: ") == 3 and "Traceback" not in captured.err
+
+    assert main(["rollback", "iris", "champion"]) == 0
+    out = capsys.readouterr().out
+    assert "version 2 -> 1" in out and "note: " in out
+    tags = mlflow_client.get_registered_model("iris").tags
+    assert json.loads(tags["mlops.alias.champion.damaged.0"]) == damaged  # kept, not lost
+    assert str(mlflow_client.get_model_version_by_alias("iris", "champion").version) == "1"
+
+
+# -- pipeline runs and buffered runs -------------------------------------------------------
+def _pipeline_run(status: str = "SUCCEEDED") -> Path:
+    from jupyter_mlops.pipelines.records import PipelineRun, StepRun, new_run_id, runs_root
+
+    run_id = new_run_id()
+    return PipelineRun(
+        run_id,
+        "train",
+        "pipeline.yaml",
+        str(runs_root(load_config()) / run_id),
+        status=status,
+        steps={"fit": StepRun("fit", "fit.ipynb", "local", status=status, metrics={"acc": 0.9})},
+        ended=1.0,
+    ).save()
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda p: _truncate(p),
+        lambda p: p.write_text(
+            p.read_text().replace('"started": ', '"started": "yesterday", "x":')
+        ),
+        lambda p: p.write_text(p.read_text().replace('"acc": 0.9', '"acc": "high"')),
+        lambda p: p.write_text("[]"),
+    ],
+    ids=["truncated", "started-text", "metric-text", "a-list"],
+)
+def test_damaged_pipeline_record_is_flagged_and_the_others_listed(
+    project: Path, capsys: pytest.CaptureFixture[str], damage
+) -> None:
+    from jupyter_mlops.server.views import SidebarViews
+
+    good = _pipeline_run()
+    bad = _pipeline_run("FAILED")
+    damage(bad)
+
+    assert main(["pipeline", "history"]) == 0
+    out = capsys.readouterr().out
+    assert good.parent.name in out and "corrupt" in out and str(bad) in out
+    assert main(["pipeline", "history", "--json"]) == 0
+    rows = {r["id"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows[good.parent.name]["status"] == "SUCCEEDED"
+    assert rows[bad.parent.name]["status"] == "corrupt"
+
+    views = SidebarViews(project, load_config())
+    panel = views.pipelines()
+    assert [r["run_id"] for r in panel["runs"]] == [good.parent.name]
+    assert str(bad) in panel["message"] and panel["damaged"][0]["path"] == str(bad)
+    from jupyter_mlops.errors import PipelineError
+
+    with pytest.raises(PipelineError, match="is damaged"):
+        views.pipeline(bad.parent.name)
+
+
+def test_damaged_buffered_run_is_listed_by_retry(
+    ip, project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # nothing listens there
+    ip.run_cell_magic("track", "--quiet -e buffered", "acc = 0.5")
+    ip.run_cell_magic("track", "--quiet -e buffered", "acc = 0.7")
+    capsys.readouterr()
+    from jupyter_mlops.tracking.buffer import pending, pending_dir
+
+    first, second = pending(load_config())
+    _truncate(second.folder / "run.json")
+
+    assert main(["retry", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert first.id in out and "corrupt" in out and str(second.folder) in out
+    assert main(["retry", "--list", "--json"]) == 0
+    listed = {r["id"]: r for r in json.loads(capsys.readouterr().out)}
+    assert listed[first.id]["metrics"] == {"acc": 0.5}
+    assert listed[second.id]["status"] == "corrupt" and "delete" in listed[second.id]["reason"]
+    assert pending_dir(load_config()) == first.folder.parent

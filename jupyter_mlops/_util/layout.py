@@ -17,6 +17,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from jupyter_mlops._util.damage import type_problem
+
 STATE_FILE = "state.json"
 JOURNAL_DIR = "journal"
 # A packaged model's identity (registered name, version, run id): written into the build
@@ -74,18 +76,7 @@ def deployments_root(mlops_dir: Path) -> Path:
 
 def state_problem(state: Any) -> str | None:
     """What makes ``state`` unusable as a deployment's state, or None."""
-    if not isinstance(state, dict):
-        return f"it holds a JSON {type(state).__name__}, not an object"
-    for key in _REQUIRED:
-        if key not in state:
-            return f"the field {key!r} is missing"
-    for key, types in _TYPES.items():
-        value = state.get(key)
-        if key in state and value is not None and not isinstance(value, types):
-            return f"the field {key!r} is {type(value).__name__} {str(value)[:40]!r}"
-        if isinstance(value, bool) and bool not in types:  # JSON true is no port number
-            return f"the field {key!r} is {value!r}"
-    return None
+    return type_problem(state, _TYPES, _REQUIRED)
 
 
 def read_state(folder: Path) -> dict[str, Any] | None:

@@ -52,7 +52,9 @@ def pending(args: argparse.Namespace, context: Context) -> Any:
         from jupyter_mlops.commands import output
         from jupyter_mlops.tracking.buffer import pending
 
-        return output.pending(pending())
+        damaged: list[Any] = []
+        listed = pending(damaged=damaged)
+        return output.pending(listed, damaged)
     from jupyter_mlops.present import pending_table
 
     return pending_table()

@@ -10,6 +10,7 @@ URLs have their passwords redacted, and no token or password is ever printed.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -75,7 +76,7 @@ LISTINGS: dict[str, Listing] = {
     "models": Listing(
         "`models --json`",
         "list",
-        ("name", "aliases", "versions"),
+        ("name", "aliases", "versions", "problem"),
         (("versions[]", ("version", "run_id", "aliases", "metrics", "created")),),
     ),
     "history": Listing(
@@ -143,6 +144,13 @@ class Json:
 
     def __str__(self) -> str:
         return json.dumps(self.data, indent=2, default=str)
+
+
+def warn(lines: Iterable[str]) -> None:
+    """One ``jupyter-mlops: warning:`` line per damaged record left out, on stderr (stdout
+    may be JSON for a script)."""
+    for line in lines:
+        print(f"jupyter-mlops: warning: {line}", file=sys.stderr)
 
 
 def _record(listing: str, **values: Any) -> dict[str, Any]:
@@ -213,12 +221,27 @@ def runs(records: Iterable[dict[str, Any]]) -> Json:
     )
 
 
-def pending(items: Iterable[Any]) -> Json:
-    """``retry --list --json`` from :func:`jupyter_mlops.tracking.buffer.pending`."""
+def pending(items: Iterable[Any], damaged: Iterable[Any] = ()) -> Json:
+    """``retry --list --json`` from :func:`jupyter_mlops.tracking.buffer.pending`; a damaged
+    buffered run has status ``corrupt`` and its path and the fix in ``reason``."""
     from jupyter_mlops._util.urls import redact_text
 
+    corrupt = [
+        _record(
+            "pending",
+            **{
+                **dict.fromkeys(LISTINGS["pending"].keys),
+                "id": d.path.name,
+                "status": "corrupt",
+                "reason": str(d),
+                "metrics": {},
+            },
+        )
+        for d in damaged
+    ]
     return Json(
-        [
+        corrupt
+        + [
             _record(
                 "pending",
                 id=p.id,
@@ -253,6 +276,7 @@ def models(summaries: Iterable[Any]) -> Json:
                     }
                     for v in m.versions
                 ],
+                problem=m.problem,
             )
             for m in summaries
         ]
