@@ -7,15 +7,24 @@ before; no command answers with a traceback or a 500.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
+import os
+import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from jupyter_mlops import client as client_module
 from jupyter_mlops.cli import main
 from jupyter_mlops.config import load_config
 from tests.helpers import kill_process_group, register_iris
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _truncate(path: Path, keep: float = 0.5) -> None:
@@ -225,3 +234,74 @@ def test_damaged_buffered_run_is_listed_by_retry(
     assert listed[first.id]["metrics"] == {"acc": 0.5}
     assert listed[second.id]["status"] == "corrupt" and "delete" in listed[second.id]["reason"]
     assert pending_dir(load_config()) == first.folder.parent
+
+
+# -- damaged SQLite stores -----------------------------------------------------------------
+def _garble(path: Path) -> None:
+    """Overwrite the middle of ``path`` (all but its first and last eighth) with garbage,
+    as a bad disk or a bad copy would."""
+    data = bytearray(path.read_bytes())
+    start, end = len(data) // 8, len(data) - len(data) // 8
+    data[start:end] = bytes((i * 7 + 3) % 256 for i in range(end - start))
+    path.write_bytes(bytes(data))
+
+
+def _one_line_naming(err: str, path: Path) -> None:
+    assert err.count("\n") == 1, err
+    assert "Traceback" not in err and "sqlalchemy" not in err.lower()
+    assert str(path) in err and ".recover" in err and "jupyter-mlops doctor" in err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", [_garble, _truncate], ids=["garbled", "truncated"])
+def test_damaged_databases_are_named_with_the_way_to_recover(
+    ip, project: Path, capsys: pytest.CaptureFixture[str], damage
+) -> None:
+    from IPython.core.error import UsageError
+    from sklearn.datasets import load_iris
+
+    from jupyter_mlops import serving
+    from jupyter_mlops.server.handlers import error_reply
+    from jupyter_mlops.server.views import SidebarViews
+
+    config = load_config()
+    register_iris(config, 5, 0, "champion")
+    X = load_iris(as_frame=True).data
+    dep = serving.deploy("iris-rf@champion", name="iris", config=config)
+    try:
+        for start in range(0, 150, 10):
+            dep.predict(X.iloc[start : start + 10])
+    finally:
+        serving.stop("iris", config=config)
+        kill_process_group(dep.pid)
+    capsys.readouterr()
+
+    predictions = config.mlops_dir / "predictions.db"
+    damage(predictions)
+    for argv in (["monitor", "check", "iris"], ["drift", "iris"]):
+        assert main(argv) == 1, argv
+        _one_line_naming(capsys.readouterr().err, predictions)
+
+    # As a new process (a command, a new kernel) finds it: written back, no client open.
+    store = config.mlops_dir / "mlflow.db"
+    client_module._client_for.cache_clear()
+    gc.collect()
+    with contextlib.closing(sqlite3.connect(store)) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    damage(store)
+    for argv in (["runs"], ["models"]):
+        cli = subprocess.run(
+            [sys.executable, "-m", "jupyter_mlops.cli", *argv],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO), "DVC_NO_ANALYTICS": "1"},
+        )
+        assert cli.returncode == 1, argv
+        _one_line_naming(cli.stderr, store)
+    with pytest.raises(UsageError, match=r"mlflow\.db is damaged"):
+        ip.run_cell_magic("track", "--quiet -e damaged", "acc = 0.5")
+    try:
+        SidebarViews(project, config).models()
+    except Exception as exc:
+        status, body = error_reply(exc)
+    assert status == 503 and str(store) in body["message"]

@@ -37,7 +37,13 @@ _MLFLOW_BAD_REQUEST = {"INVALID_PARAMETER_VALUE", "BAD_REQUEST", "INVALID_STATE"
 
 def error_reply(exc: BaseException) -> tuple[int, dict[str, Any]]:
     """The HTTP status and JSON body for an exception raised by the views."""
+    from jupyter_mlops.client import explain_damage
+
     body: dict[str, Any] = {"message": str(exc) or type(exc).__name__}
+    damage = explain_damage(exc)  # a damaged mlflow.db or predictions.db: say which, how
+    if damage is not None:
+        body["message"] = str(damage)
+        return damage.http_status, body
     if isinstance(exc, MlopsError):  # each error class says its status and extra fields
         body.update(exc.details())
         return exc.http_status, body
