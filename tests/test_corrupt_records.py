@@ -305,3 +305,70 @@ def test_damaged_databases_are_named_with_the_way_to_recover(
     except Exception as exc:
         status, body = error_reply(exc)
     assert status == 503 and str(store) in body["message"]
+
+
+# -- jupyter-mlops doctor ------------------------------------------------------------------
+def test_doctor_names_every_damaged_store_and_file(
+    ip, project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dvc.repo import Repo
+
+    from jupyter_mlops.client import client
+
+    config = load_config()
+    _two_versions("iris")
+    good_record = _pipeline_run()
+    assert main(["doctor"]) == 0
+    assert "Everything is sound." in capsys.readouterr().out
+
+    # One damaged record of each kind, on disk and in the store.
+    client(config).create_registered_model("my model")
+    bad_record = _pipeline_run("FAILED")
+    _truncate(bad_record)
+    state = config.mlops_dir / "deployments" / "gone" / "state.json"
+    state.parent.mkdir(parents=True)
+    state.write_text('{"name": "gone", "primary": {"name": "iris", "ver')
+    (project / "data.csv").write_text("a,b\n1,2\n")
+    with Repo.init(str(project), no_scm=True) as repo:
+        repo.add(str(project / "data.csv"))
+    md5 = (project / "data.csv.dvc").read_text().split("md5: ")[1].split()[0]
+    (project / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]).unlink()
+    with monkeypatch.context() as offline:
+        offline.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # nothing listens there
+        ip.run_cell_magic("track", "--quiet -e buffered", "acc = 0.5")
+        from jupyter_mlops.tracking.buffer import pending
+
+        (buffered,) = pending(load_config())
+    (buffered.folder / "run.json").write_text("{")
+    capsys.readouterr()
+
+    assert main(["doctor", "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is False
+    kinds = {p["kind"]: p for p in report["problems"]}
+    assert set(kinds) == {
+        "model name",
+        "pipeline run record",
+        "deployment state",
+        ".dvc pointer",
+        "buffered run",
+    }
+    assert kinds["pipeline run record"]["path"] == str(bad_record)
+    assert kinds["deployment state"]["path"] == str(state)
+    assert kinds[".dvc pointer"]["path"] == str(project / "data.csv.dvc")
+    assert "dvc pull" in kinds[".dvc pointer"]["fix"]
+    assert kinds["buffered run"]["path"] == str(buffered.folder)
+    assert str(good_record) not in json.dumps(report["problems"])
+
+    store = config.mlops_dir / "mlflow.db"
+    client_module._client_for.cache_clear()
+    gc.collect()
+    with contextlib.closing(sqlite3.connect(store)) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    _garble(store)
+    assert main(["doctor"]) == 1
+    out = capsys.readouterr().out
+    assert f"DAMAGED  database {store} is damaged" in out and ".recover" in out
+    assert "5 problems found." in out and "registered models: not checked" in out
+    shown = ip.run_line_magic("mlops", "doctor")
+    assert not shown.ok and str(store) in str(shown)

@@ -66,7 +66,13 @@ def retry(args: argparse.Namespace, context: Context) -> Any:
     return retry_table()
 
 
-_ACTIONS = {"info": info, "runs": runs, "pending": pending, "retry": retry}
+def doctor(args: argparse.Namespace, context: Context) -> Any:
+    from jupyter_mlops.commands.doctor import checkup
+
+    return checkup()
+
+
+_ACTIONS = {"info": info, "runs": runs, "pending": pending, "retry": retry, "doctor": doctor}
 
 
 class Mlops(Command):
@@ -77,11 +83,12 @@ class Mlops(Command):
     cli = False
     doc = """Show the active configuration and whether its store is reachable (``%mlops``),
         this notebook's latest runs, or the runs buffered while the store was unreachable
-        (``%mlops pending``; ``%mlops retry`` logs them)."""
+        (``%mlops pending``; ``%mlops retry`` logs them); ``%mlops doctor`` checks the
+        project's stores and files and says what is damaged and the fix."""
     face_specific: ClassVar[dict[str, str]] = {
         "--all": "magic only: the command line's `runs` lists every notebook's runs",
         "--list": "command line (`retry --list`); magic: `%mlops pending`",
-        "--json": "command line only (`info`, `runs`, `retry --list`): JSON for scripts",
+        "--json": "command line only (`info`, `runs`, `retry --list`, `doctor`): JSON for scripts",
         "--version": "magic; command line: `jupyter-mlops --version`",
     }
 
@@ -92,7 +99,8 @@ class Mlops(Command):
             default="info",
             choices=list(_ACTIONS),
             capitalize=False,
-            help="info (store, reachability), runs, pending (buffered runs), retry (log them)",
+            help="info (store, reachability), runs, pending (buffered runs), retry (log them), "
+            "doctor (check stores and files)",
         )
         _limit(parser)
         parser.add_argument(

@@ -122,6 +122,12 @@ LISTINGS: dict[str, Listing] = {
         "list, newest first",
         ("time", "kind", "id", "pipeline", "status", "summary"),
     ),
+    "doctor": Listing(
+        "`doctor --json`",
+        "one object",
+        ("ok", "checked", "problems"),
+        (("problems[]", ("kind", "path", "problem", "fix")),),
+    ),
     "servers": Listing(
         "`server status --json`",
         "list",

@@ -29,6 +29,7 @@ from jupyter_mlops.serving.state import ACKS_DIR, locked
 __all__ = [
     "START_TIMEOUT_S",
     "DamagedDeploymentError",
+    "checked_state",
     "damaged_deployment",
     "deployment_folder",
     "deployment_from_state",
@@ -106,8 +107,9 @@ def damaged_deployment(folder: Path, problem: str, text: str = "") -> DamagedDep
     return DamagedDeployment(folder.name, folder / STATE_FILE, problem, pid)
 
 
-def _checked(folder: Path) -> dict[str, Any] | None:
-    """``read_state`` with a damaged file as :class:`DamagedDeploymentError`."""
+def checked_state(folder: Path) -> dict[str, Any] | None:
+    """``read_state`` with a damaged file as :class:`DamagedDeploymentError` (path, problem,
+    the fix and the server still running, if any)."""
     try:
         return read_state(folder)
     except DamagedState as exc:
@@ -122,7 +124,7 @@ def locked_state(name: str, config: Config | None) -> Iterator[tuple[Path, dict[
     config = config or load_config()
     folder = existing_folder(name, config)
     with locked(folder):
-        state = _checked(folder)
+        state = checked_state(folder)
         if state is None:  # removed meanwhile
             raise DeploymentNotFoundError(f"No deployment named {name!r} in {config.root}.")
         yield folder, state
@@ -188,7 +190,7 @@ def get_deployment(name: str, *, config: Config | None = None) -> Deployment:
     """The deployment called ``name``, with its current health."""
     config = config or load_config()
     folder = existing_folder(name, config)
-    state = _checked(folder)
+    state = checked_state(folder)
     if state is None:  # removed meanwhile
         raise DeploymentNotFoundError(f"No deployment named {name!r} in {config.root}.")
     try:
@@ -209,7 +211,7 @@ def list_deployments(config: Config | None = None, *, check_health: bool = True)
         return out
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         try:
-            state = _checked(folder)
+            state = checked_state(folder)
             if state is None:
                 continue
             status = deployment_status(state, check_health=check_health)
