@@ -196,7 +196,7 @@ def get_deployment(name: str, *, config: Config | None = None) -> Deployment:
     try:
         return deployment_from_state(folder, state)
     except (KeyError, TypeError, ValueError, MlopsError) as exc:
-        problem = f"its model reference cannot be read ({exc})"
+        problem = f"a field cannot be used ({type(exc).__name__}: {exc})"
         raise DamagedDeploymentError(damaged_deployment(folder, problem)) from None
 
 
@@ -219,6 +219,6 @@ def list_deployments(config: Config | None = None, *, check_health: bool = True)
         except DamagedDeploymentError as exc:
             out.damaged.append(exc.damaged)
         except (KeyError, TypeError, ValueError, MlopsError) as exc:
-            problem = f"its model reference cannot be read ({exc})"
+            problem = f"a field cannot be used ({type(exc).__name__}: {exc})"
             out.damaged.append(damaged_deployment(folder, problem))
     return out
