@@ -13,7 +13,10 @@ So the model's page in the MLflow UI shows one line and one log per alias, not o
 tag per move. Projects written before this kept one ``mlops.history.*`` tag per move
 (``LEGACY_PREFIX``): they are still read, merged with the logs, and never rewritten.
 Writers hold the alias lock (``registry/lock.py``), so read-modify-write of one alias's
-log is safe.
+log is safe. Another client may write these tags too: an entry that is not an event (bad
+JSON, a field missing) is left out of what is read, with a one-line note, and a damaged
+part of a log is copied to ``mlops.alias.<alias>.damaged.<part>`` before the log is
+rewritten, so nothing recorded is lost.
 """
 
 from __future__ import annotations
