@@ -62,9 +62,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if shown is not None:
             print(shown)
         return command.exit_code(args, result)
-    except MlopsError as exc:
-        print(f"jupyter-mlops: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    except Exception as exc:
+        from jupyter_mlops.client import explain_damage
+
+        # A damaged SQLite file (mlflow.db, predictions.db) is said in one line, not as
+        # SQLAlchemy's traceback.
+        error = explain_damage(exc) or (exc if isinstance(exc, MlopsError) else None)
+        if error is None:
+            raise
+        print(f"jupyter-mlops: error: {error}", file=sys.stderr)
+        return error.exit_code
 
 
 if __name__ == "__main__":

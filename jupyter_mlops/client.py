@@ -5,7 +5,10 @@ fluent API (``mlflow.start_run``, ``mlflow.<flavour>.log_model``) at the same st
 magics, the CLI, the server extension and serving all resolve the tracking URI the same
 way. The retry policy lives here too: short HTTP retries against a server (a notebook
 should learn within seconds that it is down), and ``retry_busy`` for a SQLite store that
-another kernel is writing to.
+another kernel is writing to. A damaged SQLite file (``mlflow.db``, ``predictions.db``) is
+recognised here too: :func:`explain_damage` turns SQLite's and SQLAlchemy's errors into one
+:class:`DamagedStoreError` naming the file, what ``PRAGMA quick_check`` finds and how to
+recover, which every face reports instead of a traceback.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from jupyter_mlops.config import Config, load_config
+from jupyter_mlops.errors import TrackingError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -190,3 +194,121 @@ def client(config: Config | None = None) -> MlflowClient:
         else:
             os.environ["MLFLOW_TRACKING_URI"] = previous
     return mlflow_client
+
+
+# What SQLite says about a damaged file (through sqlite3 or SQLAlchemy), not a busy one.
+_DAMAGE_SIGNS = (
+    "database disk image is malformed",
+    "file is not a database",
+    "malformed database schema",
+    "database corruption",
+)
+
+
+class DamagedStoreError(TrackingError):
+    """A SQLite file of the project (the tracking store, a prediction log) is damaged."""
+
+    http_status = 503
+
+
+def sqlite_damage(path: Path, *, full: bool = False) -> str | None:
+    """What SQLite finds wrong with the database file ``path`` (``PRAGMA quick_check``, or
+    the slower ``integrity_check`` with ``full``), or None when it is sound."""
+    pragma = "integrity_check" if full else "quick_check"
+    try:
+        uri = f"{path.resolve().as_uri()}?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=10)) as conn:
+            found = [str(row[0]) for row in conn.execute(f"PRAGMA {pragma}(20)")]
+    except sqlite3.Error as exc:
+        return str(exc)
+    except UnicodeDecodeError:  # SQLite's message quotes garbage where its schema was
+        return "malformed database schema (unreadable bytes where the table list is)"
+    problems = [
+        line.strip()
+        for text in found
+        for line in text.splitlines()
+        if line.strip() and line.strip() != "ok" and not line.startswith("***")
+    ]
+    if not problems:
+        return None
+    more = f" (and {len(problems) - 2} more)" if len(problems) > 2 else ""
+    return "; ".join(problems[:2]) + more
+
+
+def recovery_hint(path: Path) -> str:
+    """How to get a damaged SQLite file back, in one sentence."""
+    return (
+        f"stop what uses it, keep a copy, then recover what is readable with "
+        f"`sqlite3 {path} .recover | sqlite3 {path}.recovered` and move {path.name}.recovered "
+        f"over {path.name}, or restore {path.name} from a backup; `jupyter-mlops doctor` "
+        "checks every store and file of the project"
+    )
+
+
+def project_databases(config: Config) -> list[Path]:
+    """The SQLite files of the project: the tracking store (when local) and the ``*.db``
+    files under ``.mlops/`` (the prediction log among them)."""
+    found: list[Path] = []
+    for url in (config.tracking_uri, config.prediction_log or ""):
+        if url.startswith("sqlite:///"):
+            found.append(Path(url.removeprefix("sqlite:///").split("?", 1)[0]))
+    if config.mlops_dir.is_dir():
+        found += sorted(config.mlops_dir.glob("*.db"))
+    unique: dict[Path, None] = {}
+    for path in found:
+        with contextlib.suppress(OSError):
+            unique.setdefault(path.resolve(), None)
+    return [p for p in unique if p.is_file()]
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not e for e in seen):
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def is_damage(exc: BaseException) -> bool:
+    """True if ``exc`` (or what caused it) is SQLite reporting a damaged file."""
+    return any(any(sign in str(e) for sign in _DAMAGE_SIGNS) for e in _chain(exc))
+
+
+def _may_be_damage(exc: BaseException) -> bool:
+    """Errors a damaged file can also cause (garbage read back as text, a page SQLite
+    cannot use): worth checking the project's databases for."""
+    return any(
+        isinstance(e, sqlite3.DatabaseError | UnicodeDecodeError)
+        or type(e).__name__ == "DatabaseError"  # SQLAlchemy's wrapper
+        for e in _chain(exc)
+    )
+
+
+def explain_damage(exc: BaseException, config: Config | None = None) -> DamagedStoreError | None:
+    """The one-line error for ``exc`` when it comes from a damaged SQLite file of the
+    project (which file, what is damaged, how to recover); None for any other error."""
+    if isinstance(exc, DamagedStoreError):
+        return exc
+    sure = is_damage(exc)
+    if not sure and not _may_be_damage(exc):
+        return None
+    try:
+        config = config or load_config()
+        damaged = [(p, what) for p in project_databases(config) if (what := sqlite_damage(p))]
+    except Exception:  # the explanation must not fail in its turn
+        damaged = []
+    if not damaged and not sure:
+        return None
+    said = next(
+        (line for line in str(exc).splitlines() if any(s in line for s in _DAMAGE_SIGNS)),
+        "database disk image is malformed",
+    )
+    if not damaged:
+        return DamagedStoreError(
+            f"A SQLite database of the project is damaged ({said.strip()[:200]}); "
+            "`jupyter-mlops doctor` finds which and says how to recover it"
+        )
+    path, what = damaged[0]
+    others = "".join(f"; {p} is damaged too ({w[:120]})" for p, w in damaged[1:])
+    return DamagedStoreError(f"{path} is damaged ({what[:200]}){others}: {recovery_hint(path)}")

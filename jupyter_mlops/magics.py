@@ -104,10 +104,16 @@ def _magic(command: Command) -> Callable[..., Any]:
                 if getattr(args, setting.dest) is None:
                     setattr(args, setting.dest, self.setting(setting.name))
             return command.run(args, context)
-        except MlopsError as exc:
+        except Exception as exc:
             if exc is context.cell_error:  # the user's cell raised it: theirs to see
                 raise
-            raise UsageError(str(exc)) from None
+            from jupyter_mlops.client import explain_damage
+
+            # A damaged SQLite file (mlflow.db, predictions.db): one line, not a traceback.
+            error = explain_damage(exc) or (exc if isinstance(exc, MlopsError) else None)
+            if error is None:
+                raise
+            raise UsageError(str(error)) from None
 
     if command.cell:
 

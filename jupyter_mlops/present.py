@@ -7,7 +7,7 @@ runs, registered models and alias history, stored alert rules, tracking servers.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html import escape
 from typing import Any
 
@@ -22,6 +22,7 @@ class Table:
     title: str
     columns: list[str]
     rows: list[list[str]]
+    notes: list[str] = field(default_factory=list)  # one line each, below the rows
 
     def __str__(self) -> str:
         widths = [len(c) for c in self.columns]
@@ -30,6 +31,7 @@ class Table:
         fmt = "  ".join(f"{{:<{w}}}" for w in widths)
         lines = [self.title, fmt.format(*self.columns)]
         lines += [fmt.format(*row) for row in self.rows]
+        lines += [f"note: {note}" for note in self.notes]
         return "\n".join(lines)
 
     __repr__ = __str__
@@ -43,7 +45,8 @@ class Table:
             "<tr>" + "".join(f"<td style='text-align:left'>{escape(v)}</td>" for v in row) + "</tr>"
             for row in self.rows
         )
-        return f"<b>{escape(self.title)}</b><table><tr>{head}</tr>{body}</table>"
+        notes = "".join(f"<p>note: {escape(note)}</p>" for note in self.notes)
+        return f"<b>{escape(self.title)}</b><table><tr>{head}</tr>{body}</table>{notes}"
 
 
 @dataclass
@@ -135,12 +138,15 @@ def pending_table(config: Config | None = None) -> Table:
     from jupyter_mlops.tracking.buffer import pending
 
     rows = []
-    for item in pending(config):
+    damaged: list[Any] = []  # listed below the rows with their path and the fix
+    for item in pending(config, damaged):
         metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(item.metrics.items())[:4])
         reason = redact_text(item.reason)  # an error message may quote the store's URL
         rows.append([item.id, item.run_name, item.experiment, item.status, metrics, reason[:80]])
+    rows += [[d.path.name, "", "", "corrupt", "", d.problem[:80]] for d in damaged]
     title = "Buffered runs" + ("" if rows else ": none")
-    return Table(title, ["id", "name", "experiment", "status", "metrics", "why"], rows)
+    columns = ["id", "name", "experiment", "status", "metrics", "why"]
+    return Table(title, columns, rows, [str(d) for d in damaged])
 
 
 def retry_table(config: Config | None = None) -> Table:
@@ -160,8 +166,12 @@ def models_table(config: Config | None = None) -> Table:
     """Registered models, one row per version, with aliases and key metrics."""
     from jupyter_mlops.registry import list_models
 
-    rows = []
+    rows, notes = [], []
     for model in list_models(config=config):
+        if model.problem:
+            notes.append(f"{model.name}: {model.problem}")
+        if not model.versions:  # listed all the same: a model is never left out
+            rows.append([model.name, "-", ", ".join(sorted(model.aliases)), "", ""])
         for v in model.versions:
             metrics = ", ".join(f"{k}={val:.4g}" for k, val in v["metrics"].items())
             rows.append(
@@ -174,15 +184,16 @@ def models_table(config: Config | None = None) -> Table:
                 ]
             )
     title = "Registered models" + ("" if rows else ": none yet (use %register)")
-    return Table(title, ["model", "version", "aliases", "run", "metrics"], rows)
+    return Table(title, ["model", "version", "aliases", "run", "metrics"], rows, notes)
 
 
 def history_table(name: str, config: Config | None = None) -> Table:
     """Who moved which alias of ``name`` to which version, when, and with what gate."""
     from jupyter_mlops.registry import history
 
-    rows = []
-    for e in history(name, config=config):
+    rows: list[list[str]] = []
+    skipped: list[str] = []  # damaged entries: left out, one note each
+    for e in history(name, config=config, skipped=skipped):
         gate = ""
         if e.gate:
             gate = f"{e.gate.get('expression')}: {'passed' if e.gate.get('passed') else 'failed'}"
@@ -204,6 +215,7 @@ def history_table(name: str, config: Config | None = None) -> Table:
         f"Alias history of {name}",
         ["time (UTC)", "user", "action", "alias", "from", "to", "notebook", "gate"],
         rows,
+        skipped,
     )
 
 

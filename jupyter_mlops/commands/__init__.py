@@ -20,6 +20,7 @@ from jupyter_mlops.commands import (
     compare,
     demo,
     deploy,
+    doctor,
     drift,
     execute,
     info,
@@ -44,6 +45,7 @@ from jupyter_mlops.commands.base import (
 #: Every command, in the order the command line lists them.
 COMMANDS: tuple[Command, ...] = (
     *info.COMMANDS,
+    doctor.Doctor(),
     restore.Restore(),
     init.Init(),
     execute.Execute(),

@@ -52,7 +52,9 @@ def pending(args: argparse.Namespace, context: Context) -> Any:
         from jupyter_mlops.commands import output
         from jupyter_mlops.tracking.buffer import pending
 
-        return output.pending(pending())
+        damaged: list[Any] = []
+        listed = pending(damaged=damaged)
+        return output.pending(listed, damaged)
     from jupyter_mlops.present import pending_table
 
     return pending_table()
@@ -64,7 +66,13 @@ def retry(args: argparse.Namespace, context: Context) -> Any:
     return retry_table()
 
 
-_ACTIONS = {"info": info, "runs": runs, "pending": pending, "retry": retry}
+def doctor(args: argparse.Namespace, context: Context) -> Any:
+    from jupyter_mlops.commands.doctor import checkup
+
+    return checkup()
+
+
+_ACTIONS = {"info": info, "runs": runs, "pending": pending, "retry": retry, "doctor": doctor}
 
 
 class Mlops(Command):
@@ -75,11 +83,12 @@ class Mlops(Command):
     cli = False
     doc = """Show the active configuration and whether its store is reachable (``%mlops``),
         this notebook's latest runs, or the runs buffered while the store was unreachable
-        (``%mlops pending``; ``%mlops retry`` logs them)."""
+        (``%mlops pending``; ``%mlops retry`` logs them); ``%mlops doctor`` checks the
+        project's stores and files and says what is damaged and the fix."""
     face_specific: ClassVar[dict[str, str]] = {
         "--all": "magic only: the command line's `runs` lists every notebook's runs",
         "--list": "command line (`retry --list`); magic: `%mlops pending`",
-        "--json": "command line only (`info`, `runs`, `retry --list`): JSON for scripts",
+        "--json": "command line only (`info`, `runs`, `retry --list`, `doctor`): JSON for scripts",
         "--version": "magic; command line: `jupyter-mlops --version`",
     }
 
@@ -90,7 +99,8 @@ class Mlops(Command):
             default="info",
             choices=list(_ACTIONS),
             capitalize=False,
-            help="info (store, reachability), runs, pending (buffered runs), retry (log them)",
+            help="info (store, reachability), runs, pending (buffered runs), retry (log them), "
+            "doctor (check stores and files)",
         )
         _limit(parser)
         parser.add_argument(

@@ -10,6 +10,7 @@ URLs have their passwords redacted, and no token or password is ever printed.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -75,7 +76,7 @@ LISTINGS: dict[str, Listing] = {
     "models": Listing(
         "`models --json`",
         "list",
-        ("name", "aliases", "versions"),
+        ("name", "aliases", "versions", "problem"),
         (("versions[]", ("version", "run_id", "aliases", "metrics", "created")),),
     ),
     "history": Listing(
@@ -112,6 +113,7 @@ LISTINGS: dict[str, Listing] = {
             "token_required",
             "started_at",
             "uptime_s",
+            "problem",
         ),
         (("primary, canary", _MODEL_REF),),
     ),
@@ -125,6 +127,12 @@ LISTINGS: dict[str, Listing] = {
         "one object",
         ("deployment", "rules", "webhook"),
         (("rules[]", ("expression", "name", "action", "cooldown_s")),),
+    ),
+    "doctor": Listing(
+        "`doctor --json`",
+        "one object",
+        ("ok", "checked", "problems"),
+        (("problems[]", ("kind", "path", "problem", "fix")),),
     ),
     "servers": Listing(
         "`server status --json`",
@@ -148,6 +156,13 @@ class Json:
 
     def __str__(self) -> str:
         return json.dumps(self.data, indent=2, default=str)
+
+
+def warn(lines: Iterable[str]) -> None:
+    """One ``jupyter-mlops: warning:`` line per damaged record left out, on stderr (stdout
+    may be JSON for a script)."""
+    for line in lines:
+        print(f"jupyter-mlops: warning: {line}", file=sys.stderr)
 
 
 def _record(listing: str, **values: Any) -> dict[str, Any]:
@@ -218,12 +233,27 @@ def runs(records: Iterable[dict[str, Any]]) -> Json:
     )
 
 
-def pending(items: Iterable[Any]) -> Json:
-    """``retry --list --json`` from :func:`jupyter_mlops.tracking.buffer.pending`."""
+def pending(items: Iterable[Any], damaged: Iterable[Any] = ()) -> Json:
+    """``retry --list --json`` from :func:`jupyter_mlops.tracking.buffer.pending`; a damaged
+    buffered run has status ``corrupt`` and its path and the fix in ``reason``."""
     from jupyter_mlops._util.urls import redact_text
 
+    corrupt = [
+        _record(
+            "pending",
+            **{
+                **dict.fromkeys(LISTINGS["pending"].keys),
+                "id": d.path.name,
+                "status": "corrupt",
+                "reason": str(d),
+                "metrics": {},
+            },
+        )
+        for d in damaged
+    ]
     return Json(
-        [
+        corrupt
+        + [
             _record(
                 "pending",
                 id=p.id,
@@ -258,6 +288,7 @@ def models(summaries: Iterable[Any]) -> Json:
                     }
                     for v in m.versions
                 ],
+                problem=m.problem,
             )
             for m in summaries
         ]
@@ -283,8 +314,22 @@ def deployment(d: Any) -> Json:
 
 
 def deployments(listed: Iterable[Any]) -> Json:
-    """``deploy list --json`` from :func:`jupyter_mlops.serving.list_deployments`."""
-    return Json([_deployment(d) for d in listed])
+    """``deploy list --json`` from :func:`jupyter_mlops.serving.list_deployments`; one whose
+    state is damaged has status ``corrupt`` and says why and the fix in ``problem``."""
+    damaged = [
+        _record(
+            "deployments",
+            **{
+                **dict.fromkeys(LISTINGS["deployments"].keys),
+                "name": d.name,
+                "status": d.status,
+                "pid": d.pid,
+                "problem": str(d),
+            },
+        )
+        for d in getattr(listed, "damaged", [])
+    ]
+    return Json([_deployment(d) for d in listed] + damaged)
 
 
 def _deployment(d: Any) -> dict[str, Any]:
@@ -303,6 +348,7 @@ def _deployment(d: Any) -> dict[str, Any]:
         token_required=d.token_required,
         started_at=_iso(d.started_at),
         uptime_s=d.uptime,
+        problem=None,
     )
 
 

@@ -99,7 +99,10 @@ def rollback(context: Context, name: str, alias: str) -> Any:
     import jupyter_mlops.registry as registry
     from jupyter_mlops.present import event_text
 
-    return event_text(registry.rollback(name, alias, context=context.origin()))
+    skipped: list[str] = []  # damaged history entries, left out: said below the event
+    shown = event_text(registry.rollback(name, alias, context=context.origin(), skipped=skipped))
+    shown.notes += skipped
+    return shown
 
 
 def models(as_json: bool = False) -> Any:
@@ -118,7 +121,10 @@ def history(name: str, as_json: bool = False) -> Any:
         from jupyter_mlops.commands import output
         from jupyter_mlops.registry import history as alias_history
 
-        return output.alias_history(alias_history(name))
+        skipped: list[str] = []
+        events = alias_history(name, skipped=skipped)
+        output.warn(skipped)  # stdout stays JSON
+        return output.alias_history(events)
     from jupyter_mlops.present import history_table
 
     return history_table(name)

@@ -68,11 +68,14 @@ def predictions_window(
 
 
 def _log_enabled(deployment: str, config: Config | None) -> bool:
-    from jupyter_mlops._util.layout import deployments_root, read_state
+    from jupyter_mlops._util.layout import DamagedState, deployments_root, read_state
     from jupyter_mlops.config import load_config
 
     config = config or load_config()
-    state = read_state(deployments_root(config.mlops_dir) / deployment) or {}
+    try:
+        state = read_state(deployments_root(config.mlops_dir) / deployment) or {}
+    except DamagedState:  # its predictions may still be logged: look for them
+        return True
     return bool(state.get("prediction_log", True))
 
 

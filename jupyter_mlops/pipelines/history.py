@@ -8,6 +8,7 @@ from datetime import datetime
 from html import escape
 from typing import Any
 
+from jupyter_mlops._util.damage import Damaged
 from jupyter_mlops.config import Config, load_config
 from jupyter_mlops.pipelines.decisions import RetrainDecision, list_decisions
 from jupyter_mlops.pipelines.records import PipelineRun, list_pipeline_runs
@@ -20,10 +21,22 @@ class History:
     runs: list[PipelineRun] = field(default_factory=list)
     decisions: list[RetrainDecision] = field(default_factory=list)
     limit: int = 20
+    damaged: list[Damaged] = field(default_factory=list)  # records that cannot be read
 
     def rows(self) -> list[dict[str, Any]]:
-        """One dict per entry: when, what, id, status and a one-line summary."""
-        rows: list[dict[str, Any]] = []
+        """One dict per entry: when, what, id, status and a one-line summary. A damaged
+        record is a ``corrupt`` row (when its file last changed; its path and the fix)."""
+        rows: list[dict[str, Any]] = [
+            {
+                "time": d.mtime,
+                "kind": "record",
+                "id": d.path.parent.name,
+                "pipeline": None,
+                "status": "corrupt",
+                "summary": str(d),
+            }
+            for d in self.damaged
+        ]
         for run in self.runs:
             steps = ", ".join(f"{s.name}:{s.status}" for s in run.steps.values())
             metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(run.metrics.items())[:3])
@@ -89,8 +102,13 @@ def history(
 ) -> History:
     """Recent pipeline runs (of ``pipeline``) and retraining decisions (of ``model``)."""
     config = config or load_config()
-    runs = [] if model else list_pipeline_runs(config=config, pipeline=pipeline, limit=limit)
+    damaged: list[Damaged] = []
+    runs = (
+        []
+        if model
+        else list_pipeline_runs(config=config, pipeline=pipeline, limit=limit, damaged=damaged)
+    )
     decisions = list_decisions(config=config, model=model, limit=limit)
     if pipeline:
         decisions = [d for d in decisions if pipeline in d.pipeline]
-    return History(runs, decisions, limit)
+    return History(runs, decisions, limit, damaged)

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jupyter_mlops._util.damage import Damaged, type_problem
 from jupyter_mlops._util.reprs import shown_as_text
 from jupyter_mlops.config import Config, load_config
 from jupyter_mlops.errors import NotFoundError, PipelineError
@@ -182,6 +183,65 @@ def new_run_id() -> str:
     return f"{stamp}{int(now % 1 * 1e6):06d}-{secrets.token_hex(3)}"
 
 
+_NUMBER = (int, float)
+_RUN_TYPES: dict[str, tuple[type, ...]] = {
+    "run_id": (str,),
+    "pipeline": (str,),
+    "folder": (str,),
+    "status": (str,),
+    "started": _NUMBER,
+    "ended": (*_NUMBER, type(None)),
+    "params": (dict,),
+    "steps": (dict,),
+    "sweep": (dict, type(None)),
+    "data": (list,),
+    "tags": (dict,),
+}
+_STEP_TYPES: dict[str, tuple[type, ...]] = {
+    "name": (str,),
+    "status": (str,),
+    "started": (*_NUMBER, type(None)),
+    "ended": (*_NUMBER, type(None)),
+    "seconds": (*_NUMBER, type(None)),
+    "metrics": (dict,),
+}
+
+
+def read_record(path: Path) -> PipelineRun:
+    """The pipeline run recorded in ``path``; ``ValueError`` saying what is wrong when the
+    file is not such a record (truncated, not JSON, a field of the wrong type)."""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ValueError("it is empty" if not text.strip() else f"not valid JSON ({exc})") from None
+    problem = type_problem(data, _RUN_TYPES, ("run_id", "pipeline", "folder"))
+    if problem:
+        raise ValueError(problem)
+    for name, step in (data.get("steps") or {}).items():
+        problem = type_problem(step, _STEP_TYPES, ("name", "notebook", "executor"))
+        metrics = step.get("metrics") or {} if isinstance(step, dict) else {}
+        if problem is None and not all(isinstance(v, _NUMBER) for v in metrics.values()):
+            problem = "a metric is not a number"
+        if problem:
+            raise ValueError(f"step {name!r}: {problem}")
+    try:
+        return PipelineRun.from_dict(data)
+    except TypeError as exc:  # a field this version does not know
+        raise ValueError(str(exc)) from None
+
+
+def damaged_record(path: Path, problem: str) -> Damaged:
+    """How a pipeline run record that cannot be read is shown (and what to do)."""
+    return Damaged(
+        "pipeline run record",
+        path,
+        problem,
+        f"restore it from a backup, or delete {path.parent} if the run is not needed "
+        "(its executed notebooks are in that folder)",
+    )
+
+
 def get_pipeline_run(run_id: str, *, config: Config | None = None) -> PipelineRun:
     """The recorded pipeline run ``run_id`` (or a unique prefix of it)."""
     config = config or load_config()
@@ -190,13 +250,21 @@ def get_pipeline_run(run_id: str, *, config: Config | None = None) -> PipelineRu
     if len(matches) != 1:
         what = "No" if not matches else "More than one"
         raise NotFoundError(f"{what} pipeline run {run_id!r} under {root}")
-    return PipelineRun.from_dict(json.loads(matches[0].read_text(encoding="utf-8")))
+    try:
+        return read_record(matches[0])
+    except (OSError, ValueError) as exc:
+        raise PipelineError(str(damaged_record(matches[0], str(exc)))) from None
 
 
 def list_pipeline_runs(
-    *, config: Config | None = None, pipeline: str | None = None, limit: int | None = None
+    *,
+    config: Config | None = None,
+    pipeline: str | None = None,
+    limit: int | None = None,
+    damaged: list[Damaged] | None = None,
 ) -> list[PipelineRun]:
-    """Recorded pipeline runs, newest first (of one pipeline, if named)."""
+    """Recorded pipeline runs, newest first (of one pipeline, if named). A record that
+    cannot be read is left out of the list and described in ``damaged``."""
     config = config or load_config()
     root = runs_root(config)
     out: list[PipelineRun] = []
@@ -204,9 +272,11 @@ def list_pipeline_runs(
         return out
     for record in sorted(root.glob(f"*/{RECORD}"), reverse=True):
         try:
-            run = PipelineRun.from_dict(json.loads(record.read_text(encoding="utf-8")))
-        except (OSError, ValueError, TypeError):
-            continue  # a record being written, or from an incompatible version
+            run = read_record(record)
+        except (OSError, ValueError) as exc:  # records are written atomically: damage
+            if damaged is not None:
+                damaged.append(damaged_record(record, str(exc)))
+            continue
         if pipeline is None or run.pipeline == pipeline:
             out.append(run)
         if limit is not None and len(out) >= limit:

@@ -11,7 +11,7 @@ import datetime as dt
 import time
 from typing import TYPE_CHECKING, Any
 
-from jupyter_mlops._util.layout import JOURNAL_DIR, deployments_root, read_state
+from jupyter_mlops._util.layout import JOURNAL_DIR, DamagedState, deployments_root, read_state
 from jupyter_mlops.errors import DeploymentNotFoundError
 from jupyter_mlops.predlog.base import default_store_url, loads, open_prediction_store
 from jupyter_mlops.predlog.journal import replay_journal
@@ -64,10 +64,11 @@ def read_predictions(
 
     config = config or load_config()
     folder = deployments_root(config.mlops_dir) / deployment
-    state = read_state(folder) or {}
-    url = (
-        state.get("prediction_log") or config.prediction_log or default_store_url(config.mlops_dir)
-    )
+    try:
+        logged_to = (read_state(folder) or {}).get("prediction_log")
+    except DamagedState as exc:  # the predictions are not in state.json: read them anyway
+        logged_to = exc.field("prediction_log")
+    url = logged_to or config.prediction_log or default_store_url(config.mlops_dir)
     store = open_prediction_store(url)
     try:
         replay_journal(folder / JOURNAL_DIR, store)

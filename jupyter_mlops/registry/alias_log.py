@@ -13,7 +13,10 @@ So the model's page in the MLflow UI shows one line and one log per alias, not o
 tag per move. Projects written before this kept one ``mlops.history.*`` tag per move
 (``LEGACY_PREFIX``): they are still read, merged with the logs, and never rewritten.
 Writers hold the alias lock (``registry/lock.py``), so read-modify-write of one alias's
-log is safe.
+log is safe. Another client may write these tags too: an entry that is not an event (bad
+JSON, a field missing) is left out of what is read, with a one-line note, and a damaged
+part of a log is copied to ``mlops.alias.<alias>.damaged.<part>`` before the log is
+rewritten, so nothing recorded is lost.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ PREFIX = "mlops.alias."
 LEGACY_PREFIX = "mlops.history."  # one JSON tag per move, before the per-alias log
 TAG_LIMIT = 5000  # characters: registered-model tag values on MLflow's SQL stores
 _ALWAYS = ("version", "previous")  # kept in the log even when None
+_REQUIRED = ("model", "alias", "action", "time", "user")  # an entry without them is no event
 _LOG_KEY = re.compile(r"^mlops\.alias\.(?P<alias>[A-Za-z0-9_-]+)\.log(?:\.(?P<part>\d+))?$")
 
 
@@ -102,32 +106,85 @@ def left_line(event: AliasEvent) -> str:
     return f"{event.alias} until {_when(event)}: {event.action} by {event.user}, {to}"
 
 
-def read_events(tags: Mapping[str, str]) -> list[AliasEvent]:
+def _entry_problem(entry: Any) -> str | None:
+    """Why ``entry`` of a log cannot be an :class:`AliasEvent`, or None."""
+    if not isinstance(entry, dict):
+        return f"a JSON {type(entry).__name__}, not an event object"
+    missing = [k for k in _REQUIRED if not isinstance(entry.get(k), str)]
+    if missing:
+        return f"{', '.join(missing)} missing or not text"
+    for key in _ALWAYS:
+        if entry.get(key) is not None and not isinstance(entry[key], str | int):
+            return f"{key} is a JSON {type(entry[key]).__name__}"
+    return None
+
+
+def parse_entries(key: str, text: str, skipped: list[str] | None = None) -> list[dict[str, Any]]:
+    """The well-formed events (as dicts) of tag ``key``; each bad part (not JSON, not an
+    event, a field missing) is left out and described in ``skipped``, one line each."""
+    notes = skipped if skipped is not None else []
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        notes.append(f"tag {key} is not valid JSON ({exc}): left out")
+        return []
+    items = data if isinstance(data, list) else [data]  # legacy tags hold one object
+    entries = []
+    for index, entry in enumerate(items):
+        problem = _entry_problem(entry)
+        if problem is None:
+            entries.append(
+                {**entry, **{k: str(entry[k]) for k in _ALWAYS if entry.get(k) is not None}}
+            )
+        else:
+            where = f"entry {index + 1} of tag {key}" if isinstance(data, list) else f"tag {key}"
+            notes.append(f"{where} is not an alias event ({problem}): left out")
+    return entries
+
+
+def read_events(tags: Mapping[str, str], skipped: list[str] | None = None) -> list[AliasEvent]:
     """Every alias move recorded in a registered model's ``tags``, oldest first: the
-    per-alias logs and the ``mlops.history.*`` tags of older projects."""
+    per-alias logs and the ``mlops.history.*`` tags of older projects. A damaged entry is
+    left out and described in ``skipped`` (the others are still read)."""
     parts: dict[str, dict[int, str]] = {}
     for key, value in tags.items():
         match = _LOG_KEY.match(key)
         if match:
             parts.setdefault(match["alias"], {})[int(match["part"] or 0)] = value
-    events: list[AliasEvent] = []
-    for chunks in parts.values():
+    entries: list[dict[str, Any]] = []
+    for alias, chunks in parts.items():
         for index in sorted(chunks):
-            events.extend(AliasEvent.from_dict(d) for d in json.loads(chunks[index]))
+            entries += parse_entries(log_key(alias, index), chunks[index], skipped)
     for key in sorted(k for k in tags if k.startswith(LEGACY_PREFIX)):
-        events.append(AliasEvent.from_dict(json.loads(tags[key])))
+        entries += parse_entries(key, tags[key], skipped)
+    events = [AliasEvent.from_dict(d) for d in entries]
     events.sort(key=lambda e: e.time)
     return events
 
 
 def _alias_log(tags: Mapping[str, str], alias: str) -> list[dict[str, Any]]:
-    """The events (as dicts) of ``alias``'s log, without its legacy tags."""
+    """The events (as dicts) of ``alias``'s log, without its legacy tags (nor its damaged
+    entries, which :func:`_keep_damaged` sets aside before the log is rewritten)."""
     entries: list[dict[str, Any]] = []
     part = 0
     while log_key(alias, part) in tags:
-        entries.extend(json.loads(tags[log_key(alias, part)]))
+        entries += parse_entries(log_key(alias, part), tags[log_key(alias, part)])
         part += 1
     return entries
+
+
+def _keep_damaged(client: MlflowClient, name: str, alias: str, tags: Mapping[str, str]) -> None:
+    """Copy each damaged part of ``alias``'s log to ``mlops.alias.<alias>.damaged.<part>``
+    before the log is rewritten without it: nothing recorded is thrown away."""
+    part = 0
+    while log_key(alias, part) in tags:
+        skipped: list[str] = []
+        text = tags[log_key(alias, part)]
+        parse_entries(log_key(alias, part), text, skipped)
+        if skipped:
+            key = f"{PREFIX}{alias}.damaged.{part}"
+            store.call(client.set_registered_model_tag, name, key, text[:TAG_LIMIT])
+        part += 1
 
 
 def _packed(entries: Sequence[dict[str, Any]]) -> list[str]:
@@ -169,6 +226,7 @@ def record(client: MlflowClient, event: AliasEvent) -> None:
     name, alias = event.model, event.alias
     tags = dict(store.call(client.get_registered_model, name).tags)
     moves = 1 + sum(e.alias == alias for e in read_events(tags))
+    _keep_damaged(client, name, alias, tags)
     _write_log(client, name, alias, tags, [*_alias_log(tags, alias), event.to_dict()])
     store.call(client.set_registered_model_tag, name, summary_key(alias), model_line(event, moves))
     if event.version is not None:
@@ -200,10 +258,12 @@ def remove_last(client: MlflowClient, name: str, alias: str) -> AliasEvent | Non
     last = events[-1]
     entries = _alias_log(tags, alias)
     if entries and AliasEvent.from_dict(entries[-1]) == last:
+        _keep_damaged(client, name, alias, tags)
         _write_log(client, name, alias, tags, entries[:-1])
     else:
         for key, value in tags.items():
-            if key.startswith(LEGACY_PREFIX) and AliasEvent.from_dict(json.loads(value)) == last:
+            legacy = parse_entries(key, value) if key.startswith(LEGACY_PREFIX) else []
+            if legacy and AliasEvent.from_dict(legacy[0]) == last:
                 store.call(client.delete_registered_model_tag, name, key)
     before = events[:-1]
     if before:

@@ -33,9 +33,14 @@ __all__ = ["HISTORY_PREFIX", "AliasEvent", "history", "promote", "rollback"]
 
 
 def history(
-    name: str, *, client: MlflowClient | None = None, config: Config | None = None
+    name: str,
+    *,
+    client: MlflowClient | None = None,
+    config: Config | None = None,
+    skipped: list[str] | None = None,
 ) -> list[AliasEvent]:
-    """Every recorded alias change of model ``name``, oldest first."""
+    """Every recorded alias change of model ``name``, oldest first; a damaged entry is left
+    out and described in ``skipped`` (one line each)."""
     client = client or registry_client(config)
     check_model_name(name)
     from mlflow.exceptions import MlflowException
@@ -44,7 +49,7 @@ def history(
         model = store.call(client.get_registered_model, name)
     except MlflowException:
         raise NotFoundError(f"No registered model {name!r}") from None
-    return alias_log.read_events(model.tags)
+    return alias_log.read_events(model.tags, skipped)
 
 
 def _holders(events: Sequence[AliasEvent], alias: str) -> list[str]:
@@ -183,14 +188,16 @@ def rollback(
     *,
     context: Mapping[str, Any] | None = None,
     config: Config | None = None,
+    skipped: list[str] | None = None,
 ) -> AliasEvent:
-    """Move ``alias`` back to the version that held it before the current one."""
+    """Move ``alias`` back to the version that held it before the current one, as the
+    well-formed entries of its history say (damaged ones are described in ``skipped``)."""
     config = config or load_config()
     check_model_name(name)
     check_alias(alias)
     client = registry_client(config)
     current = alias_holder(client, name, alias)
-    stack = _holders(history(name, client=client), alias)
+    stack = _holders(history(name, client=client, skipped=skipped), alias)
     if len(stack) < 2:
         raise RegistryError(
             f"Nothing to roll back to: {name}@{alias} has no earlier holder in its history"

@@ -75,6 +75,7 @@ class ModelSummary:
     name: str
     versions: list[dict[str, Any]]
     aliases: dict[str, str]
+    problem: str | None = None  # why part of it cannot be used or read here (it is shown)
 
 
 def run_model_uri(
@@ -353,26 +354,56 @@ def _set_aliases(
 
 
 def list_models(*, config: Config | None = None, metrics: int = 3) -> list[ModelSummary]:
-    """Registered models with their versions, aliases and a few key metrics per version."""
+    """Registered models with their versions, aliases and a few key metrics per version.
+
+    Every model is listed: one this project cannot work with (a name MLflow allows but
+    jupyter-mlops refuses, such as ``"my model"``) or whose records cannot all be read has
+    a ``problem`` saying so and what to do."""
     client = registry_client(config)
     out = []
     for model in store.call(client.search_registered_models, max_results=1000):
         if is_lock_model(model.name):
             continue
-        versions = store.call(client.search_model_versions, f"name = '{model.name}'")
         # Version search results carry no aliases; the registered model maps them.
         aliases = {str(k): str(v) for k, v in (getattr(model, "aliases", {}) or {}).items()}
-        rows = []
-        for v in sorted(versions, key=lambda v: int(v.version), reverse=True):
-            recorded = json.loads(v.tags.get("mlops.metrics", "{}"))
-            rows.append(
-                {
-                    "version": str(v.version),
-                    "run_id": v.run_id,
-                    "aliases": sorted(a for a, ver in aliases.items() if ver == str(v.version)),
-                    "metrics": dict(sorted(recorded.items())[:metrics]),
-                    "created": v.creation_timestamp,
-                }
+        problems: list[str] = []
+        try:
+            check_model_name(model.name)
+        except RegistryError:
+            problems.append(
+                "its name is valid in MLflow but not here (letters, digits, '_', '.' or "
+                "'-'): rename it (MlflowClient().rename_registered_model) to register, "
+                "promote or serve it with jupyter-mlops"
             )
-        out.append(ModelSummary(model.name, rows, aliases))
+        versions: Sequence[ModelVersion] = []
+        try:
+            quoted = model.name.replace("'", "\\'")
+            versions = store.call(client.search_model_versions, f"name = '{quoted}'")
+        except Exception as exc:  # one model's versions must not hide the other models
+            problems.append(f"its versions cannot be read ({str(exc).splitlines()[0][:200]})")
+        rows = [_version_row(v, aliases, metrics, problems) for v in _by_number(versions)]
+        out.append(ModelSummary(model.name, rows, aliases, "; ".join(problems) or None))
     return out
+
+
+def _by_number(versions: Sequence[ModelVersion]) -> list[ModelVersion]:
+    return sorted(versions, key=lambda v: int(v.version), reverse=True)
+
+
+def _version_row(
+    v: ModelVersion, aliases: Mapping[str, str], metrics: int, problems: list[str]
+) -> dict[str, Any]:
+    """One version's row; a damaged ``mlops.metrics`` tag is left out and noted."""
+    try:
+        recorded = json.loads(v.tags.get("mlops.metrics") or "{}")
+        items = sorted((str(k), float(x)) for k, x in recorded.items())
+    except (ValueError, TypeError, AttributeError):
+        problems.append(f"version {v.version}: its tag mlops.metrics is damaged (left out)")
+        items = []
+    return {
+        "version": str(v.version),
+        "run_id": v.run_id,
+        "aliases": sorted(a for a, ver in aliases.items() if ver == str(v.version)),
+        "metrics": dict(items[:metrics]),
+        "created": v.creation_timestamp,
+    }

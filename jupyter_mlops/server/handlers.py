@@ -22,6 +22,7 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from tornado.ioloop import IOLoop
 
+from jupyter_mlops.config import Config
 from jupyter_mlops.errors import MlopsError, RequestError
 from jupyter_mlops.server.views import DEFAULT_PAGE, SidebarViews
 
@@ -35,9 +36,16 @@ _MLFLOW_NOT_FOUND = {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"}
 _MLFLOW_BAD_REQUEST = {"INVALID_PARAMETER_VALUE", "BAD_REQUEST", "INVALID_STATE"}
 
 
-def error_reply(exc: BaseException) -> tuple[int, dict[str, Any]]:
-    """The HTTP status and JSON body for an exception raised by the views."""
+def error_reply(exc: BaseException, config: Config | None = None) -> tuple[int, dict[str, Any]]:
+    """The HTTP status and JSON body for an exception raised by the views (``config``: the
+    project whose databases a SQLite error may come from)."""
+    from jupyter_mlops.client import explain_damage
+
     body: dict[str, Any] = {"message": str(exc) or type(exc).__name__}
+    damage = explain_damage(exc, config)  # a damaged mlflow.db or predictions.db: which, how
+    if damage is not None:
+        body["message"] = str(damage)
+        return damage.http_status, body
     if isinstance(exc, MlopsError):  # each error class says its status and extra fields
         body.update(exc.details())
         return exc.http_status, body
@@ -65,7 +73,7 @@ class MlopsHandler(APIHandler):
                 executor, functools.partial(self.views.call, fn, *args, **kwargs)
             )
         except Exception as exc:
-            status, body = error_reply(exc)
+            status, body = error_reply(exc, self.views.config)
             if status == 500:
                 self.log.exception("jupyter-mlops: %s failed", self.request.path)
             self.set_status(status)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jupyter_mlops.config import Config, load_config
-from jupyter_mlops.errors import NotFoundError, RequestError
+from jupyter_mlops.errors import MlopsError, NotFoundError, RequestError
 from jupyter_mlops.server.shapes import (
     json_object,
     jsonable,
@@ -207,7 +207,15 @@ class SidebarViews:
 
         out = []
         for model in registry.list_models(config=self.config):
-            events = registry.history(model.name, config=self.config)
+            # One odd model (a name refused here, a damaged history tag) is shown with its
+            # ``problem``; it never turns the whole panel into an error.
+            problems = [model.problem] if model.problem else []
+            try:
+                events = registry.history(model.name, config=self.config, skipped=problems)
+            except MlopsError as exc:  # e.g. a name refused here: said once, in problem
+                events = []
+                if not model.problem:
+                    problems.append(str(exc))
             out.append(
                 jsonable(
                     {
@@ -215,6 +223,7 @@ class SidebarViews:
                         "aliases": model.aliases,
                         "versions": model.versions,
                         "history": [asdict(e) for e in events[-HISTORY_SHOWN:]][::-1],
+                        "problem": "; ".join(problems) or None,
                     }
                 )
             )
@@ -260,13 +269,23 @@ class SidebarViews:
         from jupyter_mlops import serving
 
         out = []
-        for dep in serving.list_deployments(self.config):
+        listed = serving.list_deployments(self.config)
+        for dep in listed:
             item = dep.to_dict()
             item.pop("log_file", None)  # a server path the browser has no use for
             running = dep.status == "running"
             item["figures"] = live_figures(self._monitor(dep.name)) if running else None
             out.append(jsonable(item))
-        return {"available": True, "monitoring": True, "message": None, "deployments": out}
+        # A deployment whose state cannot be read is named with its path and fix.
+        message = " ".join(f"{d.name}: {d}." for d in listed.damaged) or None
+        damaged = [jsonable(d.to_dict()) for d in listed.damaged]
+        return {
+            "available": True,
+            "monitoring": True,
+            "message": message,
+            "deployments": out,
+            "damaged": damaged,
+        }
 
     def _monitor(self, name: str) -> LiveMonitor:
         """The live monitor of deployment ``name`` (it keeps that deployment's drift throttle)."""
@@ -291,11 +310,13 @@ class SidebarViews:
         from jupyter_mlops.pipelines import list_pipeline_runs
 
         _check_limit(limit)
-        runs = list_pipeline_runs(config=self.config, limit=limit)
+        damaged: list[Any] = []  # a record that cannot be read is named, not a 500
+        runs = list_pipeline_runs(config=self.config, limit=limit, damaged=damaged)
         return {
             "available": True,
-            "message": None,
+            "message": " ".join(f"{d}." for d in damaged) or None,
             "runs": [pipeline_json(r, self._link) for r in runs],
+            "damaged": [d.to_dict() for d in damaged],
         }
 
     def pipeline(self, run_id: str) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from jupyter_mlops.registry.refs import ModelRef
 from jupyter_mlops.serving.errors import ServingError
 from jupyter_mlops.serving.state import LOG_FILE
 
-__all__ = ["Deployment", "DeploymentList"]
+__all__ = ["DamagedDeployment", "Deployment", "DeploymentList"]
 
 
 @dataclass
@@ -195,11 +195,46 @@ class Deployment:
         }
 
 
-class DeploymentList(list[Deployment]):
-    """Deployments with a text and an HTML table."""
+@dataclass
+class DamagedDeployment:
+    """A deployment whose ``state.json`` cannot be read (truncated, mistyped): listed as
+    ``corrupt`` with its path and the fix, never left out."""
+
+    name: str
+    path: Path
+    problem: str
+    pid: int | None = None  # its server, when one still runs (found from what is left)
+    status: str = "corrupt"
+
+    @property
+    def fix(self) -> str:
+        stop = f"`jupyter-mlops deploy stop {self.name}` stops its server (pid {self.pid}), then "
+        return (
+            (stop if self.pid else "")
+            + f"`jupyter-mlops deploy start MODEL --name {self.name}` writes a new state "
+            f"(or delete {self.path.parent} to forget it)"
+        )
 
     def __str__(self) -> str:
-        if not self:
+        return f"{self.path} is damaged ({self.problem}); fix: {self.fix}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **attributes(self, "name", "status", "pid", "problem", "fix"),
+            "path": str(self.path),
+        }
+
+
+class DeploymentList(list[Deployment]):
+    """Deployments with a text and an HTML table; ``damaged`` lists those whose state
+    cannot be read (shown as ``corrupt`` rows with their path and fix)."""
+
+    def __init__(self, *args: Any, damaged: list[DamagedDeployment] | None = None) -> None:
+        super().__init__(*args)
+        self.damaged: list[DamagedDeployment] = list(damaged or [])
+
+    def __str__(self) -> str:
+        if not self and not self.damaged:
             return "No deployments."
         header = ("name", "status", "url", "models (traffic)", "uptime")
         rows = [
@@ -212,14 +247,17 @@ class DeploymentList(list[Deployment]):
             )
             for d in self
         ]
+        rows += [(d.name, d.status, "-", "-", "-") for d in self.damaged]
         widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
-        return "\n".join(
+        lines = [
             "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
             for r in (header, *rows)
-        )
+        ]
+        lines += [f"{d.name}: {d}" for d in self.damaged]
+        return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        if not self:
+        if not self and not self.damaged:
             return "<p>No deployments.</p>"
         esc = html.escape
         rows = "".join(
@@ -228,6 +266,11 @@ class DeploymentList(list[Deployment]):
             f"<td>{esc(', '.join(f'{k} {v:g}%' for k, v in d.traffic.items()))}</td>"
             f"<td>{_duration(d.uptime) if d.uptime is not None else '-'}</td></tr>"
             for d in self
+        )
+        rows += "".join(
+            f"<tr><td>{esc(d.name)}</td><td>{esc(d.status)}</td>"
+            f"<td colspan='3'>{esc(str(d))}</td></tr>"
+            for d in self.damaged
         )
         return (
             "<table><tr><th>name</th><th>status</th><th>url</th><th>models (traffic)</th>"

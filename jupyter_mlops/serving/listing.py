@@ -9,6 +9,7 @@ it was stopped or never came up; otherwise its process must be alive and (when a
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import time
 import urllib.request
@@ -16,16 +17,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from jupyter_mlops._util.layout import STATE_FILE, deployments_root, read_state
+from jupyter_mlops._util.layout import STATE_FILE, DamagedState, deployments_root, read_state
 from jupyter_mlops._util.processes import pid_alive
 from jupyter_mlops.config import Config, load_config
+from jupyter_mlops.errors import MlopsError
 from jupyter_mlops.registry.refs import ModelRef
-from jupyter_mlops.serving.deployment import Deployment, DeploymentList
+from jupyter_mlops.serving.deployment import DamagedDeployment, Deployment, DeploymentList
 from jupyter_mlops.serving.errors import DeploymentNotFoundError, ServingError
-from jupyter_mlops.serving.state import locked
+from jupyter_mlops.serving.state import ACKS_DIR, locked
 
 __all__ = [
     "START_TIMEOUT_S",
+    "DamagedDeploymentError",
+    "checked_state",
+    "damaged_deployment",
     "deployment_folder",
     "deployment_from_state",
     "deployment_status",
@@ -62,13 +67,64 @@ def existing_folder(name: str, config: Config) -> Path:
     return folder
 
 
+class DamagedDeploymentError(ServingError):
+    """The deployment asked for has a state file that cannot be read (``damaged`` says
+    where, what and the fix)."""
+
+    def __init__(self, damaged: DamagedDeployment, done: str | None = None) -> None:
+        did = f"{done}, but it" if done else "it"
+        super().__init__(f"Deployment {damaged.name!r}: {did} cannot be used: {damaged}")
+        self.damaged = damaged
+
+    def details(self) -> dict[str, Any]:
+        return {"reason": "corrupt", "path": str(self.damaged.path)}
+
+
+def _group_of_server(pid: Any, folder: Path) -> int | None:
+    """The process group of ``pid`` when it is alive and one of this deployment's server
+    processes (the group leader runs ``jupyter_mlops.serving --deployment-dir folder``)."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0 or not pid_alive(pid):
+        return None
+    try:
+        group = os.getpgid(pid)
+        cmdline = Path(f"/proc/{group}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if "jupyter_mlops.serving" in cmdline and str(folder) in cmdline:
+        return group
+    return None
+
+
+def damaged_deployment(folder: Path, problem: str, text: str = "") -> DamagedDeployment:
+    """The listing entry of a deployment whose state cannot be read; its server's process
+    group is looked for in what is left of the state (``"pid": N``) and in the workers'
+    acknowledgements (``acks/<pid>.json``)."""
+    candidates: list[Any] = [DamagedState(folder, problem, text).field("pid")]
+    candidates += sorted(
+        int(p.stem) for p in (folder / ACKS_DIR).glob("*.json") if p.stem.isdigit()
+    )
+    pid = next((g for g in (_group_of_server(c, folder) for c in candidates) if g), None)
+    return DamagedDeployment(folder.name, folder / STATE_FILE, problem, pid)
+
+
+def checked_state(folder: Path) -> dict[str, Any] | None:
+    """``read_state`` with a damaged file as :class:`DamagedDeploymentError` (path, problem,
+    the fix and the server still running, if any)."""
+    try:
+        return read_state(folder)
+    except DamagedState as exc:
+        raise DamagedDeploymentError(damaged_deployment(folder, exc.problem, exc.text)) from None
+    except OSError as exc:
+        raise DamagedDeploymentError(damaged_deployment(folder, f"unreadable: {exc}")) from None
+
+
 @contextlib.contextmanager
 def locked_state(name: str, config: Config | None) -> Iterator[tuple[Path, dict[str, Any]]]:
     """Deployment ``name``'s folder and state, held under its lock for a change."""
     config = config or load_config()
     folder = existing_folder(name, config)
     with locked(folder):
-        state = read_state(folder)
+        state = checked_state(folder)
         if state is None:  # removed meanwhile
             raise DeploymentNotFoundError(f"No deployment named {name!r} in {config.root}.")
         yield folder, state
@@ -134,15 +190,20 @@ def get_deployment(name: str, *, config: Config | None = None) -> Deployment:
     """The deployment called ``name``, with its current health."""
     config = config or load_config()
     folder = existing_folder(name, config)
-    state = read_state(folder)
+    state = checked_state(folder)
     if state is None:  # removed meanwhile
         raise DeploymentNotFoundError(f"No deployment named {name!r} in {config.root}.")
-    return deployment_from_state(folder, state)
+    try:
+        return deployment_from_state(folder, state)
+    except (KeyError, TypeError, ValueError, MlopsError) as exc:
+        problem = f"a field cannot be used ({type(exc).__name__}: {exc})"
+        raise DamagedDeploymentError(damaged_deployment(folder, problem)) from None
 
 
 def list_deployments(config: Config | None = None, *, check_health: bool = True) -> DeploymentList:
     """Every deployment of the project: running, starting, dead (process gone or unhealthy)
-    or stopped, with models, traffic split and uptime."""
+    or stopped, with models, traffic split and uptime. A deployment whose state cannot be
+    read is in the list's ``damaged`` (shown as ``corrupt``), never left out."""
     config = config or load_config()
     out = DeploymentList()
     root = deployments_root(config.mlops_dir)
@@ -150,11 +211,14 @@ def list_deployments(config: Config | None = None, *, check_health: bool = True)
         return out
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         try:
-            state = read_state(folder)
-        except (OSError, ValueError):
-            continue
-        if state is None:
-            continue
-        status = deployment_status(state, check_health=check_health)
-        out.append(deployment_from_state(folder, state, status))
+            state = checked_state(folder)
+            if state is None:
+                continue
+            status = deployment_status(state, check_health=check_health)
+            out.append(deployment_from_state(folder, state, status))
+        except DamagedDeploymentError as exc:
+            out.damaged.append(exc.damaged)
+        except (KeyError, TypeError, ValueError, MlopsError) as exc:
+            problem = f"a field cannot be used ({type(exc).__name__}: {exc})"
+            out.damaged.append(damaged_deployment(folder, problem))
     return out

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jupyter_mlops._util.layout import JOURNAL_DIR, read_state
+from jupyter_mlops._util.layout import JOURNAL_DIR, DamagedState, read_state
 from jupyter_mlops._util.processes import group_alive, pid_alive, stop_group
 from jupyter_mlops.config import Config, load_config
 from jupyter_mlops.predlog import default_store_url, open_prediction_store, replay_journal
@@ -33,6 +33,8 @@ from jupyter_mlops.serving.deployment import Deployment
 from jupyter_mlops.serving.errors import PortInUseError, ServingError
 from jupyter_mlops.serving.listing import (
     START_TIMEOUT_S,
+    DamagedDeploymentError,
+    damaged_deployment,
     deployment_folder,
     deployment_from_state,
     deployment_status,
@@ -251,7 +253,13 @@ def deploy(
     name = name or default_deployment_name(ref)
     folder = deployment_folder(name, config)
     with locked(folder):
-        old = read_state(folder)
+        try:
+            old = read_state(folder)
+        except DamagedState as exc:  # a new state is the fix, unless its server still runs
+            damaged = damaged_deployment(folder, exc.problem, exc.text)
+            if damaged.pid:
+                raise DamagedDeploymentError(damaged) from None
+            old = None
         if old is not None and deployment_status(old) in ("running", "starting"):
             raise ServingError(
                 f"Deployment {name!r} is already running at http://{old['host']}:{old['port']} "
@@ -311,7 +319,24 @@ def _require_proba(ref: ModelRef) -> None:
 
 
 def stop(name: str, *, timeout: float = 10.0, config: Config | None = None) -> Deployment:
-    """Stop the server (SIGTERM, then SIGKILL after ``timeout``); its folder and log stay."""
+    """Stop the server (SIGTERM, then SIGKILL after ``timeout``); its folder and log stay.
+
+    With a damaged state the server found from what is left is stopped all the same, and
+    :class:`DamagedDeploymentError` says so and how to repair the state."""
+    try:
+        return _stop(name, timeout, config)
+    except DamagedDeploymentError as exc:
+        damaged = exc.damaged
+        if not damaged.pid:
+            raise
+        stop_group(damaged.pid, timeout)
+        stopped, damaged.pid = damaged.pid, None
+        raise DamagedDeploymentError(
+            damaged, f"stopped its server (process group {stopped})"
+        ) from None
+
+
+def _stop(name: str, timeout: float, config: Config | None) -> Deployment:
     with locked_state(name, config) as (folder, state):
         pid = int(state.get("pid") or 0)
         # A server killed on its own may leave processes of its group (workers, forks that

@@ -17,7 +17,9 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from jupyter_mlops._util.damage import Damaged
 from jupyter_mlops._util.urls import redact
 from jupyter_mlops.client import client, quiet_mlflow
 from jupyter_mlops.config import Config, load_config
@@ -120,11 +122,35 @@ def save(run: TrackedRun, status: str) -> Path:
     return folder
 
 
-def _read(folder: Path) -> Pending | None:
+def _read(folder: Path) -> Pending:
+    """The buffered run in ``folder``; ``ValueError`` saying what is wrong if its
+    ``run.json`` cannot be read (truncated, not JSON, a field missing or mistyped)."""
     try:
         data = json.loads((folder / "run.json").read_text())
-    except (OSError, ValueError):
-        return None
+    except OSError as exc:
+        raise ValueError(f"run.json cannot be read ({exc.strerror or exc})") from None
+    except ValueError as exc:
+        raise ValueError(f"run.json is not valid JSON ({exc})") from None
+    try:
+        return _pending(folder, data)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise ValueError(
+            f"run.json lacks or mistypes a field ({type(exc).__name__}: {exc})"
+        ) from None
+
+
+def damaged_pending(folder: Path, problem: str) -> Damaged:
+    """How a buffered run that cannot be read is listed (its run is not in MLflow)."""
+    return Damaged(
+        "buffered run",
+        folder,
+        problem,
+        f"its run is not logged: restore {folder / 'run.json'} from a backup and run "
+        f"`jupyter-mlops retry`, or delete {folder} and run the cell again",
+    )
+
+
+def _pending(folder: Path, data: dict[str, Any]) -> Pending:
     return Pending(
         id=folder.name,
         folder=folder,
@@ -139,16 +165,23 @@ def _read(folder: Path) -> Pending | None:
     )
 
 
-def pending(config: Config | None = None) -> list[Pending]:
-    """Buffered runs of this project, oldest first."""
+def pending(config: Config | None = None, damaged: list[Damaged] | None = None) -> list[Pending]:
+    """Buffered runs of this project, oldest first; one that cannot be read is left out
+    and described in ``damaged``."""
     config = config or load_config()
     folder = pending_dir(config)
     if not folder.is_dir():
         return []
-    found = [
-        _read(p) for p in sorted(folder.iterdir()) if p.is_dir() and not p.name.startswith(".")
-    ]
-    return sorted((p for p in found if p is not None), key=lambda p: p.created)
+    found = []
+    for path in sorted(folder.iterdir()):
+        if not path.is_dir() or path.name.startswith("."):
+            continue
+        try:
+            found.append(_read(path))
+        except ValueError as exc:
+            if damaged is not None:
+                damaged.append(damaged_pending(path, str(exc)))
+    return sorted(found, key=lambda p: p.created)
 
 
 def _replay(item: Pending, config: Config) -> Replayed:

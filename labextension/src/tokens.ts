@@ -102,6 +102,8 @@ export interface IRegisteredModel {
   aliases: Record<string, string>;
   versions: IModelVersion[];
   history: IAliasEvent[];
+  /** Why part of this model cannot be used or read here (shown, never hidden). */
+  problem?: string | null;
 }
 
 export interface IFigures {

@@ -55,6 +55,7 @@ export class ModelsSection extends Section {
       'div',
       { className: 'jp-mlops-model', attrs: { 'data-model': registered.name } },
       h('h4', { className: 'jp-mlops-model-name' }, registered.name),
+      registered.problem ? h('div', { className: 'jp-mlops-note' }, registered.problem) : null,
       h(
         'ul',
         { className: 'jp-mlops-aliases', attrs: { 'aria-label': `Aliases of ${registered.name}` } },

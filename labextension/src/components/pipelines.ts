@@ -34,7 +34,12 @@ export class PipelinesSection extends Section {
       replaceChildren(this.body, emptyLine(pipelinesLoaded ? empty : 'Loading…'));
       return;
     }
-    replaceChildren(this.body, h('ul', { className: 'jp-mlops-pipelines' }, ...pipelines.map(p => this._run(p))));
+    replaceChildren(
+      this.body,
+      // A damaged run record is named (path and fix) above the others.
+      pipelinesMessage ? h('div', { className: 'jp-mlops-note' }, pipelinesMessage) : null,
+      h('ul', { className: 'jp-mlops-pipelines' }, ...pipelines.map(p => this._run(p)))
+    );
   }
 
   private _run(run: IPipelineRun): HTMLElement {
