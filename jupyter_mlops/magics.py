@@ -24,6 +24,7 @@ from IPython.core.magic_arguments import MagicArgumentParser
 from IPython.display import display
 from traitlets import Bool, Float, Int, TraitType, Unicode
 
+from jupyter_mlops._util.urls import redact_text
 from jupyter_mlops.commands import Arguments, Command, Context, Face, magic_commands
 from jupyter_mlops.commands.options import unquote
 from jupyter_mlops.commands.settings import SETTINGS, resolve, settings_of
@@ -104,10 +105,15 @@ def _magic(command: Command) -> Callable[..., Any]:
                 if getattr(args, setting.dest) is None:
                     setattr(args, setting.dest, self.setting(setting.name))
             return command.run(args, context)
-        except MlopsError as exc:
+        except Exception as exc:
             if exc is context.cell_error:  # the user's cell raised it: theirs to see
                 raise
-            raise UsageError(str(exc)) from None
+            from jupyter_mlops.tracking.store import unavailable_error
+
+            error = exc if isinstance(exc, MlopsError) else unavailable_error(exc)
+            if error is None:
+                raise
+            raise UsageError(redact_text(str(error))) from None  # it may quote the store's URL
 
     if command.cell:
 

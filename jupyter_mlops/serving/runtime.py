@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import gc
 import hashlib
-import logging
 import os
 import random
 import time
@@ -26,6 +25,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from jupyter_mlops._util.layout import JOURNAL_DIR, read_state
+from jupyter_mlops._util.urls import safe_logger
 from jupyter_mlops.predlog import LogWriter
 from jupyter_mlops.registry.refs import ModelRef
 from jupyter_mlops.serving.batching import Pending
@@ -50,7 +50,7 @@ from jupyter_mlops.serving.state import (
 
 __all__ = ["RoutingTable", "ServingRuntime"]
 
-_log = logging.getLogger("jupyter_mlops.serving")
+_log = safe_logger("jupyter_mlops.serving")
 #: Seconds between two looks at ``state.json``.
 WATCH_INTERVAL_S = 0.1
 

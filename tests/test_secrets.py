@@ -1,0 +1,150 @@
+"""A password in the tracking URI, or a token in the environment, never surfaces.
+
+The project is configured with credentials in every place MLflow accepts them: the
+tracking URI's userinfo (``http://alice:PASSWORD@...``), ``MLFLOW_TRACKING_TOKEN`` and
+``MLFLOW_TRACKING_PASSWORD``, and a prediction-log database URI with a password. Then every
+channel the project writes to is read back and searched for those values: the run card
+(text and HTML) and stderr of ``%%track``, the magics' tables and errors, the command line
+(stdout and stderr of real processes, ``--json`` included), Python logging, the buffered
+run's files on disk, and, against a reachable store, the tags, params and artifacts the
+project writes. The server extension's JSON is searched in tests/server/test_server_secrets.py.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from IPython.core.error import UsageError
+from IPython.utils.capture import capture_output
+
+from tests.helpers import free_port
+
+REPO = Path(__file__).resolve().parents[1]
+PASSWORD = "s3cret-Pa55w0rd"  # in the tracking URI
+TOKEN = "tok-Never-Shown-4242"  # MLFLOW_TRACKING_TOKEN
+ENV_PASSWORD = "envpw-Never-Shown-77"  # MLFLOW_TRACKING_PASSWORD
+PG_PASSWORD = "pg-Never-Shown-99"  # in the prediction log's database URI
+SECRETS = (PASSWORD, TOKEN, ENV_PASSWORD, PG_PASSWORD)
+
+
+def leaks(texts: Iterable[Any]) -> list[str]:
+    """The secrets found in any of ``texts`` (each as it was shown), with where."""
+    found = []
+    for text in texts:
+        for secret in SECRETS:
+            if secret in str(text):
+                found.append(f"{secret!r} in {str(text)[:400]!r}")
+    return found
+
+
+def log_texts(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """Every captured record as a handler would write it, traceback included."""
+    formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
+    return [formatter.format(record) for record in caplog.records]
+
+
+def _credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", TOKEN)
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "alice")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", ENV_PASSWORD)
+    monkeypatch.setenv(
+        "JUPYTER_MLOPS_PREDICTION_LOG", f"postgresql://bob:{PG_PASSWORD}@127.0.0.1:{free_port()}/p"
+    )
+
+
+@pytest.fixture
+def unreachable(project: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The project's tracking URI: a server with credentials where nothing listens."""
+    uri = f"http://alice:{PASSWORD}@127.0.0.1:{free_port()}"
+    (project / "pyproject.toml").write_text(f'[tool.jupyter-mlops]\ntracking_uri = "{uri}"\n')
+    _credentials(monkeypatch)
+    # A user's own setting (the project keeps it): fail at once instead of retrying.
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    return uri
+
+
+def _cli(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "DVC_NO_ANALYTICS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "jupyter_mlops.cli", *args],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _shown(ip: Any, line: str, cell: str | None = None) -> list[str]:
+    """Everything a magic shows: stdout, stderr, each display's data, its result's reprs
+    and, when it fails, the error IPython shows."""
+    texts: list[str] = []
+    formatter = ip.display_formatter  # the test shell formats text only; a notebook HTML too
+    plain_only = formatter.active_types
+    formatter.active_types = [*plain_only, "text/html"]
+    with capture_output() as shown:
+        try:
+            if cell is None:
+                result = ip.run_line_magic(line.split()[0], line.split(" ", 1)[1])
+            else:
+                result = ip.run_cell_magic(line.split()[0], line.split(" ", 1)[1], cell)
+        except UsageError as exc:
+            texts.append(str(exc))
+        else:
+            texts += [str(result), repr(result), getattr(result, "_repr_html_", str)()]
+        finally:
+            formatter.active_types = plain_only
+    texts += [shown.stdout, shown.stderr]
+    texts += [str(v) for output in shown.outputs for v in output.data.values()]
+    return texts
+
+
+def test_no_channel_shows_the_password_of_an_unreachable_store(
+    ip: Any, project: Path, unreachable: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="jupyter_mlops")
+    caplog.set_level(logging.WARNING)
+    texts = _shown(ip, "track -e leaky", "acc = 0.5")
+    assert any("BUFFERED" in t for t in texts)  # the store was unreachable: the run is kept
+    assert any("alice:***@127.0.0.1" in t for t in texts)  # the URI is shown, redacted
+    html = [t for t in texts if "jp-mlops-run-card" in t]
+    assert html and "store: http://alice:***@" in html[0]  # the card's footer
+    for line in ("mlops retry --list", "mlops retry", "mlops runs", "mlops info"):
+        texts += _shown(ip, line)
+    assert any("still unreachable" in t for t in texts)
+    assert leaks(texts) == []
+    assert leaks(log_texts(caplog)) == []
+    assert any("unreachable" in t for t in log_texts(caplog))  # the warning was logged
+    # The buffered run's files (listed by `retry --list`) hold no secret either.
+    (folder,) = (project / ".mlops" / "pending").iterdir()
+    on_disk = [p.read_text() for p in folder.rglob("*.json")]
+    assert on_disk and leaks(on_disk) == []
+    assert json.loads((folder / "run.json").read_text())["reason"]
+
+    commands = (
+        ["runs"],
+        ["runs", "--json"],
+        ["retry", "--list"],
+        ["retry", "--list", "--json"],
+        ["retry"],
+        ["retry", "--json"],
+        ["info"],
+        ["info", "--json"],
+        ["models"],
+        ["models", "--json"],
+    )
+    with ThreadPoolExecutor(4) as pool:  # processes: each pays for importing MLflow
+        for argv, done in zip(commands, pool.map(lambda a: _cli(project, *a), commands)):
+            assert leaks([done.stdout, done.stderr]) == [], argv
+            assert "Traceback" not in done.stderr, (argv, done.stderr[-2000:])
+    listed = json.loads(_cli(project, "retry", "--list", "--json").stdout)
+    assert listed[0]["tracking_uri"] == unreachable.replace(PASSWORD, "***")
