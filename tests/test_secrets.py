@@ -52,7 +52,8 @@ def log_texts(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [formatter.format(record) for record in caplog.records]
 
 
-def _credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Secrets in the environment, as MLflow and the prediction log read them."""
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", TOKEN)
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "alice")
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", ENV_PASSWORD)
@@ -66,7 +67,7 @@ def unreachable(project: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """The project's tracking URI: a server with credentials where nothing listens."""
     uri = f"http://alice:{PASSWORD}@127.0.0.1:{free_port()}"
     (project / "pyproject.toml").write_text(f'[tool.jupyter-mlops]\ntracking_uri = "{uri}"\n')
-    _credentials(monkeypatch)
+    credentials(monkeypatch)
     # A user's own setting (the project keeps it): fail at once instead of retrying.
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     return uri
@@ -143,8 +144,63 @@ def test_no_channel_shows_the_password_of_an_unreachable_store(
         ["models", "--json"],
     )
     with ThreadPoolExecutor(4) as pool:  # processes: each pays for importing MLflow
-        for argv, done in zip(commands, pool.map(lambda a: _cli(project, *a), commands)):
+        results = pool.map(lambda argv: _cli(project, *argv), commands)
+        for argv, done in zip(commands, results, strict=True):
             assert leaks([done.stdout, done.stderr]) == [], argv
             assert "Traceback" not in done.stderr, (argv, done.stderr[-2000:])
     listed = json.loads(_cli(project, "retry", "--list", "--json").stdout)
     assert listed[0]["tracking_uri"] == unreachable.replace(PASSWORD, "***")
+
+
+def test_what_the_project_writes_to_a_store_holds_no_secret(
+    ip: Any, project: Path, iris_csv: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reachable store whose URI holds a password (a SQLite ``?password=`` query: MLflow
+    opens it) and secrets in the environment: the tags, params, metrics, artifacts and files
+    the project writes hold none of them, nor do file names; a run buffered with an error
+    quoting the password is replayed without it."""
+    from mlflow import MlflowClient
+
+    from jupyter_mlops.config import load_config
+    from jupyter_mlops.tracking import buffer, store
+
+    db = project / ".mlops" / "mlflow.db"
+    uri = f"sqlite:///{db}?password={PASSWORD}"
+    (project / "pyproject.toml").write_text(f'[tool.jupyter-mlops]\ntracking_uri = "{uri}"\n')
+    credentials(monkeypatch)
+    cell = (
+        "from sklearn.linear_model import LogisticRegression\n"
+        "df = pd.read_csv('data/iris.csv')\n"
+        "model = LogisticRegression(max_iter=300).fit(df.drop(columns='target'), df.target)\n"
+        "acc = 0.9\n"
+    )
+    texts = _shown(ip, "track -e written --data data/iris.csv", cell)
+    assert any("FINISHED" in t for t in texts) and leaks(texts) == []
+    # A run buffered because its store went away, the error quoting the URI: then replayed.
+    import jupyter_mlops
+
+    with jupyter_mlops.track(experiment="replayed") as run:
+        run.go_offline(ConnectionError(f"API request to {uri} failed: Connection refused"))
+        run.log_metrics({"acc": 0.5})
+    assert run.status == "BUFFERED"
+    store._DOWN.discard(load_config().tracking_uri)  # it is back
+    (replayed,) = buffer.retry()
+
+    client = MlflowClient(uri)
+    written: list[str] = []
+    for experiment in client.search_experiments():
+        written += [experiment.name, experiment.artifact_location, str(experiment.tags)]
+        for found in client.search_runs([experiment.experiment_id]):
+            data = found.data
+            written += [str(data.tags), str(data.params), str(data.metrics), found.info.run_name]
+            written += [str(i) for i in (found.inputs.dataset_inputs if found.inputs else [])]
+    experiment_ids = [e.experiment_id for e in client.search_experiments()]
+    for model in client.search_logged_models(experiment_ids):
+        written += [str(model.tags), str(model.params)]
+    assert replayed.run_id in str(written) and len(written) > 10
+    assert leaks(written) == []
+    # Every file the project made (artifacts, buffers, caches) and every file name.
+    for path in project.rglob("*"):
+        assert leaks([path.relative_to(project)]) == []
+        if path.is_file() and path.suffix in {".json", ".py", ".txt", ".yaml", ".md", ""}:
+            assert leaks([path.read_text(errors="replace")]) == [], path

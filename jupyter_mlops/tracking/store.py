@@ -91,7 +91,11 @@ def unavailable_error(exc: BaseException, config: Config | None = None) -> Mlops
         where = f" {redact((config or load_config()).tracking_uri)}"
     except MlopsError:  # no project here: the error is about the store all the same
         where = ""
-    reason = (redact_text(str(exc)).strip().splitlines() or [type(exc).__name__])[0][:300]
+    root, seen = exc, {id(exc)}  # the socket's own words ("Connection refused"), not MLflow's
+    while (cause := root.__cause__ or root.__context__) is not None and id(cause) not in seen:
+        root = cause
+        seen.add(id(cause))
+    reason = (redact_text(str(root)).strip().splitlines() or [type(root).__name__])[0][:300]
     return StoreUnavailableError(
         f"The tracking store{where} is unreachable ({reason}). Start it, or point "
         "MLFLOW_TRACKING_URI (or tracking_uri in pyproject.toml) at one that runs."
