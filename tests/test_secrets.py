@@ -204,3 +204,44 @@ def test_what_the_project_writes_to_a_store_holds_no_secret(
         assert leaks([path.relative_to(project)]) == []
         if path.is_file() and path.suffix in {".json", ".py", ".txt", ".yaml", ".md", ""}:
             assert leaks([path.read_text(errors="replace")]) == [], path
+
+
+def test_redaction_by_shape_and_by_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    from jupyter_mlops._util.urls import redact, redact_text, remember, without_credentials
+
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", TOKEN)
+    assert redact(f"sqlite:////p/x.db?mode=rw&password={PASSWORD}") == (
+        "sqlite:////p/x.db?mode=rw&password=***"
+    )
+    assert redact(f"https://h/x?token={PASSWORD}&a=1") == "https://h/x?token=***&a=1"
+    assert redact("sqlite:////p/x.db") == "sqlite:////p/x.db"  # untouched without a secret
+    # By value: an error that quotes the secret without a URL, or a URL cut short.
+    remember(f"postgresql://u:{PG_PASSWORD}@db/x", None)
+    text = f"auth failed for {PG_PASSWORD!r} with {TOKEN}; see http://alice:{PASSWORD[:3]}"
+    assert leaks([redact_text(text)]) == [] and "auth failed for '***'" in redact_text(text)
+    remember("http://u:ab@h")  # too short to search for by value: masked in URLs only
+    assert redact_text("tab http://u:ab@h") == "tab http://u:***@h"
+    link = without_credentials(f"http://alice:{PASSWORD}@h:5000/?password={PASSWORD}&x=1")
+    assert link == "http://h:5000/?x=1"
+
+
+def test_every_module_logs_through_the_redacting_logger() -> None:
+    """A module's own logger comes from ``safe_logger``: its records are redacted before
+    any handler (a notebook's, the Jupyter server's, caplog) sees them."""
+    import re
+
+    package = REPO / "jupyter_mlops"
+    plain = [
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if re.search(r"^_?log(ger)? = logging\.getLogger\(", path.read_text(), re.M)
+    ]
+    assert plain == []
+    from jupyter_mlops._util.urls import safe_logger
+
+    record = logging.LogRecord(
+        "jupyter_mlops.x", logging.WARNING, __file__, 1, "store %s: %s", None, None
+    )
+    record.args = (f"http://alice:{PASSWORD}@h", "down")
+    assert all(f.filter(record) for f in safe_logger("jupyter_mlops.x").filters)
+    assert record.getMessage() == "store http://alice:***@h: down"

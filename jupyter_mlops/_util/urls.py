@@ -35,8 +35,8 @@ _remembered: set[str] = set()
 def redact(url: str) -> str:
     """``url`` with its password (in the userinfo or a secret query parameter) as ``***``.
 
-    A URL with no secret is returned unchanged (``urlunsplit`` would also rewrite
-    ``sqlite:////abs`` paths); one that cannot be parsed loses its whole userinfo.
+    A URL with no secret is returned unchanged; one that cannot be parsed loses its whole
+    userinfo.
     """
     try:
         parts = urllib.parse.urlsplit(url)
@@ -48,9 +48,28 @@ def redact(url: str) -> str:
         if ":" in userinfo:
             netloc = f"{userinfo.split(':', 1)[0]}:{MASK}@{host}"
     query = _SECRET_QUERY.sub(rf"\1\2{MASK}", parts.query)
-    if (netloc, query) == (parts.netloc, parts.query):
-        return url
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=query))
+    return _replaced(url, parts, netloc, query)
+
+
+def _replaced(url: str, parts: urllib.parse.SplitResult, netloc: str, query: str) -> str:
+    """``url`` with its netloc and query replaced in place (``urlunsplit`` would turn
+    ``sqlite:////abs`` into ``sqlite://abs``)."""
+    if netloc != parts.netloc:
+        url = url.replace(f"//{parts.netloc}", f"//{netloc}", 1)
+    if query != parts.query:
+        url = url.replace(f"?{parts.query}", f"?{query}" if query else "", 1)
+    return url
+
+
+def without_credentials(url: str) -> str:
+    """``url`` with no userinfo and no secret query parameter: a link to show or open (a
+    browser asks for the credentials itself; a masked ``alice:***@`` would not work)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return redact(url)
+    query = "&".join(p for p in parts.query.split("&") if p and not _SECRET_QUERY.match(p))
+    return _replaced(url, parts, parts.netloc.rsplit("@", 1)[-1], query)
 
 
 def url_secrets(url: str) -> set[str]:
