@@ -221,6 +221,10 @@ def test_redaction_by_shape_and_by_value(monkeypatch: pytest.MonkeyPatch) -> Non
     assert leaks([redact_text(text)]) == [] and "auth failed for '***'" in redact_text(text)
     remember("http://u:ab@h")  # too short to search for by value: masked in URLs only
     assert redact_text("tab http://u:ab@h") == "tab http://u:***@h"
+    from jupyter_mlops.serving.errors import log_failed  # a model server's 503 body
+
+    failed = log_failed(RuntimeError(f"cannot write: connection to {PG_PASSWORD} refused"))
+    assert failed.message == "Prediction log unavailable: cannot write: connection to *** refused"
     link = without_credentials(f"http://alice:{PASSWORD}@h:5000/?password={PASSWORD}&x=1")
     assert link == "http://h:5000/?x=1"
 
