@@ -249,3 +249,28 @@ def test_every_module_logs_through_the_redacting_logger() -> None:
     record.args = (f"http://alice:{PASSWORD}@h", "down")
     assert all(f.filter(record) for f in safe_logger("jupyter_mlops.x").filters)
     assert record.getMessage() == "store http://alice:***@h: down"
+
+
+def test_a_pipeline_step_error_quoting_the_uri_is_recorded_without_it(project: Path) -> None:
+    """A step's notebook fails with an error quoting a URI with its password (as MLflow's
+    does): the pipeline record, its MLflow tags and the raised error hold no password."""
+    from mlflow import MlflowClient
+
+    from jupyter_mlops import pipelines
+    from jupyter_mlops.config import load_config
+    from tests.test_pipelines import notebook, write_pipeline
+
+    uri = f"http://alice:{PASSWORD}@127.0.0.1:1"
+    notebook(project / "fails.ipynb", f"raise RuntimeError('API request to {uri}/api failed')")
+    spec = write_pipeline(project, {"name": "leaky", "steps": {"a": {"notebook": "fails.ipynb"}}})
+    record = pipelines.run(spec)
+    error = record.steps["a"].error or ""
+    assert "RuntimeError" in error and "http://alice:***@127.0.0.1:1/api" in error
+    with pytest.raises(pipelines.PipelineError) as raised:
+        record.raise_for_status()
+    client = MlflowClient(load_config().tracking_uri)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    tags = [str(run.data.tags) for run in runs]
+    assert any("alice:***@" in t for t in tags)  # the step's run carries the error, masked
+    on_disk = [p.read_text() for p in (project / ".mlops" / "pipelines").rglob("*.json")]
+    assert leaks([*tags, *on_disk, str(raised.value)]) == []
