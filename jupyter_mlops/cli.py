@@ -12,11 +12,13 @@ from __future__ import annotations
 import argparse
 import sys
 import textwrap
+import traceback
 from collections.abc import Sequence
 
+from jupyter_mlops._util.urls import redact_text
 from jupyter_mlops._version import __version__
 from jupyter_mlops.commands import Arguments, Command, Context, Face, cli_commands
-from jupyter_mlops.errors import EXIT_CODES, EXIT_USAGE, MlopsError
+from jupyter_mlops.errors import EXIT_CODES, EXIT_ERROR, EXIT_USAGE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,15 +65,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(shown)
         return command.exit_code(args, result)
     except Exception as exc:
-        from jupyter_mlops.client import explain_damage
+        from jupyter_mlops.tracking.store import user_error
 
-        # A damaged SQLite file (mlflow.db, predictions.db) is said in one line, not as
-        # SQLAlchemy's traceback.
-        error = explain_damage(exc) or (exc if isinstance(exc, MlopsError) else None)
-        if error is None:
-            raise
-        print(f"jupyter-mlops: error: {error}", file=sys.stderr)
-        return error.exit_code
+        error = user_error(exc)  # damaged or unreachable store: one line, not a traceback
+        if error is not None:  # (MLflow's would quote the URL, password included)
+            print(f"jupyter-mlops: error: {redact_text(str(error))}", file=sys.stderr)
+            return error.exit_code
+        # A bug: its traceback as Python prints it, minus the secrets it may quote.
+        sys.stderr.write(redact_text("".join(traceback.format_exception(exc))))
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

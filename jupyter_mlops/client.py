@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from jupyter_mlops._util.urls import safe_logger
 from jupyter_mlops.config import Config, load_config
 from jupyter_mlops.errors import TrackingError
 
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 T = TypeVar("T")
-_log = logging.getLogger(__name__)
+_log = safe_logger(__name__)
 _PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 _PRINT_URL = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
 _RETRYABLE = ("database is locked", "database table is locked", "TEMPORARILY_UNAVAILABLE")
@@ -142,7 +143,7 @@ def _client_for(tracking_uri: str, artifact_root: Path | None = None) -> MlflowC
 
     if not tracking_uri.startswith("sqlite:///"):
         return MlflowClient(tracking_uri)
-    db_path = Path(tracking_uri.removeprefix("sqlite:///"))
+    db_path = Path(tracking_uri.removeprefix("sqlite:///").split("?", 1)[0])  # not ?password=
     db_path.parent.mkdir(parents=True, exist_ok=True)
     # Two kernels opening a new store at once would both run MLflow's schema migrations
     # (when the tracking and the registry stores are first built); the lock makes the

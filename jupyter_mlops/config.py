@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jupyter_mlops._util.urls import remember
 from jupyter_mlops.errors import ConfigError
 
 MLOPS_DIR = ".mlops"
@@ -133,13 +134,14 @@ def load_config(start: str | os.PathLike[str] | None = None) -> Config:
     elif uri.startswith("sqlite:"):
         artifact_root = root / MLOPS_DIR / "artifacts"
 
+    prediction_log = os.environ.get("JUPYTER_MLOPS_PREDICTION_LOG") or section.get("prediction_log")
+    remember(uri, prediction_log)  # their passwords are masked by value in every message too
     return Config(
         root=root,
         tracking_uri=uri,
         artifact_root=artifact_root,
         experiment=section.get("experiment"),
         dvc_remote=section.get("dvc_remote"),
-        prediction_log=os.environ.get("JUPYTER_MLOPS_PREDICTION_LOG")
-        or section.get("prediction_log"),
+        prediction_log=prediction_log,
         sources=sources,
     )

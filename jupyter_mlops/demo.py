@@ -6,6 +6,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from jupyter_mlops._util.urls import redact
 from jupyter_mlops.errors import MlopsError
 
 QUICKSTART = "01-quickstart.ipynb"
@@ -50,5 +51,5 @@ def run_demo(folder: Path) -> None:
     print(f"Executed notebook: {out}")
     print(f"Run {run['run_id']} ({run['run_name']}) in {run['experiment']}: {run['status']}")
     print(f"  metrics: {metrics}")
-    print(f"  tracking store: {config.tracking_uri}")
-    print(f"  browse it: mlflow ui --backend-store-uri {config.tracking_uri}")
+    print(f"  tracking store: {redact(config.tracking_uri)}")
+    print(f"  browse it: mlflow ui --backend-store-uri {redact(config.tracking_uri)}")

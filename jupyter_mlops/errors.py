@@ -61,6 +61,12 @@ class TrackingError(MlopsError):
     """A run cannot be recorded or read back."""
 
 
+class StoreUnavailableError(TrackingError):
+    """The tracking store (its server or database) cannot be reached at all."""
+
+    http_status = 503
+
+
 class QueryError(MlopsError):
     """A ``--where`` filter or a run query cannot be understood."""
 

@@ -24,10 +24,10 @@ from IPython.core.magic_arguments import MagicArgumentParser
 from IPython.display import display
 from traitlets import Bool, Float, Int, TraitType, Unicode
 
+from jupyter_mlops._util.urls import redact_text
 from jupyter_mlops.commands import Arguments, Command, Context, Face, magic_commands
 from jupyter_mlops.commands.options import unquote
 from jupyter_mlops.commands.settings import SETTINGS, resolve, settings_of
-from jupyter_mlops.errors import MlopsError
 
 
 class ShellCells:
@@ -107,13 +107,13 @@ def _magic(command: Command) -> Callable[..., Any]:
         except Exception as exc:
             if exc is context.cell_error:  # the user's cell raised it: theirs to see
                 raise
-            from jupyter_mlops.client import explain_damage
+            from jupyter_mlops.tracking.store import user_error
 
-            # A damaged SQLite file (mlflow.db, predictions.db): one line, not a traceback.
-            error = explain_damage(exc) or (exc if isinstance(exc, MlopsError) else None)
+            # A damaged or unreachable store: one line, not a traceback.
+            error = user_error(exc)
             if error is None:
                 raise
-            raise UsageError(str(error)) from None
+            raise UsageError(redact_text(str(error))) from None  # it may quote the store's URL
 
     if command.cell:
 

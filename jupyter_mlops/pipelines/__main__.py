@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from jupyter_mlops._util.urls import redact_text
 from jupyter_mlops.errors import MlopsError
 
 
@@ -30,9 +31,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_dir=args.run_dir,
         )
     except MlopsError as exc:
-        print(f"jupyter-mlops: error: {exc}", file=sys.stderr)
+        print(f"jupyter-mlops: error: {redact_text(str(exc))}", file=sys.stderr)
         return 2
-    print(record)
+    print(redact_text(str(record)))  # a step's error may quote the store's URL
     return 0 if record.ok else 1
 
 

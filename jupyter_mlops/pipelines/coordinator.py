@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jupyter_mlops._util.urls import redact_text
 from jupyter_mlops.client import client
 from jupyter_mlops.config import Config
 from jupyter_mlops.pipelines import mlflow_runs
@@ -219,7 +220,8 @@ class Coordinator:
                 run = call(self.client.get_run, step.mlflow_run_id)
                 step.metrics = dict(run.data.metrics)
         step.status = SUCCEEDED if error is None else FAILED
-        step.error = None if error is None else f"step {name!r}: {error}"
+        # A step's error (a tag, the record, the sidebar) may quote the store's URL.
+        step.error = None if error is None else redact_text(f"step {name!r}: {error}")
         if step.mlflow_run_id:
             if step.error:
                 mlflow_runs.set_tags(

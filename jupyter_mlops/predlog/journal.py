@@ -16,7 +16,6 @@ request at once.
 
 from __future__ import annotations
 
-import logging
 import os
 import queue
 import threading
@@ -26,12 +25,13 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+from jupyter_mlops._util.urls import safe_logger
 from jupyter_mlops.errors import ServingError
 from jupyter_mlops.predlog.base import PAYLOAD_COLUMNS, PredictionStore, dumps, loads
 
 __all__ = ["Journal", "replay_journal"]
 
-_log = logging.getLogger(__name__)
+_log = safe_logger(__name__)
 
 
 class Journal:

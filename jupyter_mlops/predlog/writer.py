@@ -9,7 +9,6 @@ round tries again.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import threading
 import time
@@ -18,14 +17,14 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from jupyter_mlops._util.urls import redact
+from jupyter_mlops._util.urls import redact, safe_logger
 from jupyter_mlops.errors import ServingError
 from jupyter_mlops.predlog.base import PredictionStore, open_prediction_store
 from jupyter_mlops.predlog.journal import Journal, replay_journal
 
 __all__ = ["LogWriter"]
 
-_log = logging.getLogger(__name__)
+_log = safe_logger(__name__)
 
 
 class LogWriter:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
+import traceback
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -22,6 +22,7 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from tornado.ioloop import IOLoop
 
+from jupyter_mlops._util.urls import redact_text, safe_logger
 from jupyter_mlops.config import Config
 from jupyter_mlops.errors import MlopsError, RequestError
 from jupyter_mlops.server.views import DEFAULT_PAGE, SidebarViews
@@ -29,7 +30,7 @@ from jupyter_mlops.server.views import DEFAULT_PAGE, SidebarViews
 NAMESPACE = "jupyter-mlops"
 VIEWS_KEY = "jupyter_mlops.views"
 EXECUTOR_KEY = "jupyter_mlops.executor"
-_log = logging.getLogger(__name__)
+_log = safe_logger(__name__)
 
 # MLflow's own error codes that mean "you asked for something that is not there / not valid".
 _MLFLOW_NOT_FOUND = {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"}
@@ -39,13 +40,10 @@ _MLFLOW_BAD_REQUEST = {"INVALID_PARAMETER_VALUE", "BAD_REQUEST", "INVALID_STATE"
 def error_reply(exc: BaseException, config: Config | None = None) -> tuple[int, dict[str, Any]]:
     """The HTTP status and JSON body for an exception raised by the views (``config``: the
     project whose databases a SQLite error may come from)."""
-    from jupyter_mlops.client import explain_damage
+    from jupyter_mlops.tracking.store import user_error
 
-    body: dict[str, Any] = {"message": str(exc) or type(exc).__name__}
-    damage = explain_damage(exc, config)  # a damaged mlflow.db or predictions.db: which, how
-    if damage is not None:
-        body["message"] = str(damage)
-        return damage.http_status, body
+    exc = user_error(exc, config) or exc  # a damaged or unreachable store: which, how
+    body: dict[str, Any] = {"message": redact_text(str(exc)) or type(exc).__name__}
     if isinstance(exc, MlopsError):  # each error class says its status and extra fields
         body.update(exc.details())
         return exc.http_status, body
@@ -54,7 +52,7 @@ def error_reply(exc: BaseException, config: Config | None = None) -> tuple[int, 
         return 404, body
     if code in _MLFLOW_BAD_REQUEST:
         return 400, body
-    body["message"] = f"Internal error: {type(exc).__name__}: {exc}"
+    body["message"] = f"Internal error: {type(exc).__name__}: {redact_text(str(exc))}"
     return 500, body
 
 
@@ -74,8 +72,9 @@ class MlopsHandler(APIHandler):
             )
         except Exception as exc:
             status, body = error_reply(exc, self.views.config)
-            if status == 500:
-                self.log.exception("jupyter-mlops: %s failed", self.request.path)
+            if status == 500:  # the traceback for the server's log, minus its secrets
+                trace = redact_text("".join(traceback.format_exception(exc)))
+                self.log.error("jupyter-mlops: %s failed\n%s", self.request.path, trace)
             self.set_status(status)
             self.finish(json.dumps(body))
             return

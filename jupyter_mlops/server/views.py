@@ -13,7 +13,6 @@ a file path without being checked against the project root.
 
 from __future__ import annotations
 
-import logging
 import re
 import threading
 from collections.abc import Callable, Mapping
@@ -21,6 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from jupyter_mlops._util.urls import redact_text, safe_logger
 from jupyter_mlops.config import Config, load_config
 from jupyter_mlops.errors import MlopsError, NotFoundError, RequestError
 from jupyter_mlops.server.shapes import (
@@ -32,11 +32,12 @@ from jupyter_mlops.server.shapes import (
     text_field,
 )
 from jupyter_mlops.tracking.runs.catalog import RunCatalog
+from jupyter_mlops.tracking.store import unavailable_error
 
 if TYPE_CHECKING:
     from jupyter_mlops.monitoring.live import LiveMonitor
 
-_log = logging.getLogger(__name__)
+_log = safe_logger(__name__)
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
@@ -83,9 +84,9 @@ def live_figures(monitor: LiveMonitor) -> dict[str, Any]:
     try:
         figs = monitor.snapshot().figures
     except Exception as exc:  # one deployment's metrics must not hide the others
-        return {"error": f"{type(exc).__name__}: {exc}"}
+        return {"error": redact_text(f"{type(exc).__name__}: {exc}")}
     out: dict[str, Any] = {k: figs.get(k) for k in FIGURES}
-    out["notes"] = {k: str(v) for k, v in figs.notes.items() if k in FIGURES}
+    out["notes"] = {k: redact_text(str(v)) for k, v in figs.notes.items() if k in FIGURES}
     out["window"] = figs.window
     return out
 
@@ -112,7 +113,13 @@ class SidebarViews:
     def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """``fn(*args, **kwargs)`` once the heavy imports are done (see ``import_heavy``)."""
         import_heavy()
-        return fn(*args, **kwargs)
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:  # a 503 naming the store, not MLflow's 500 quoting its URL
+            error = unavailable_error(exc, self.config)
+            if error is None:
+                raise
+            raise error from None
 
     def warm(self) -> None:
         """Import the heavy libraries and read the runs once, so the first panel is fast."""

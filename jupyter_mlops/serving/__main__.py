@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from jupyter_mlops._util.urls import redact_text
 from jupyter_mlops.errors import MlopsError
 
 if TYPE_CHECKING:
@@ -184,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             sock = listening_socket(host, port)
     except (MlopsError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact_text(str(exc))}", file=sys.stderr)
         return 1
 
     import uvicorn

@@ -6,6 +6,7 @@ can answer a bad request with a message that names the problem.
 
 from __future__ import annotations
 
+from jupyter_mlops._util.urls import redact_text
 from jupyter_mlops.errors import DeploymentNotFoundError, ServingError
 
 __all__ = [
@@ -51,4 +52,4 @@ class PredictionError(ServingError):
 
 def log_failed(exc: BaseException) -> PredictionError:
     """The answer when the prediction log cannot take a record: 503, no prediction is sent."""
-    return PredictionError(f"Prediction log unavailable: {exc}", status=503)
+    return PredictionError(redact_text(f"Prediction log unavailable: {exc}"), status=503)

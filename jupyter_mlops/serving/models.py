@@ -10,7 +10,6 @@ durable log entry.
 from __future__ import annotations
 
 import contextlib
-import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -18,6 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import chain
 from typing import Any
 
+from jupyter_mlops._util.urls import safe_logger
 from jupyter_mlops.predlog import LogWriter
 from jupyter_mlops.registry.refs import ModelRef
 from jupyter_mlops.serving.batching import Batcher, Pending
@@ -36,7 +36,7 @@ from jupyter_mlops.serving.validation import (
 
 __all__ = ["LoadedModel", "load_model"]
 
-_log = logging.getLogger("jupyter_mlops.serving")
+_log = safe_logger("jupyter_mlops.serving")
 
 
 def _rows_of(raw: Any) -> list[Any] | None:

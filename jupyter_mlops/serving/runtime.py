@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import gc
 import hashlib
-import logging
 import os
 import random
 import time
@@ -26,6 +25,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from jupyter_mlops._util.layout import JOURNAL_DIR, read_state
+from jupyter_mlops._util.urls import redact_text, safe_logger
 from jupyter_mlops.predlog import LogWriter
 from jupyter_mlops.registry.refs import ModelRef
 from jupyter_mlops.serving.batching import Pending
@@ -50,7 +50,7 @@ from jupyter_mlops.serving.state import (
 
 __all__ = ["RoutingTable", "ServingRuntime"]
 
-_log = logging.getLogger("jupyter_mlops.serving")
+_log = safe_logger("jupyter_mlops.serving")
 #: Seconds between two looks at ``state.json``.
 WATCH_INTERVAL_S = 0.1
 #: Threads running MLflow's scoring code for ``/invocations`` requests off the fast path.
@@ -177,7 +177,7 @@ class ServingRuntime:
                         self.load_pool, self._new_model, ref
                     )
         except Exception as exc:
-            message = f"cannot load {ref.label}: {type(exc).__name__}: {exc}"
+            message = redact_text(f"cannot load {ref.label}: {type(exc).__name__}: {exc}")
             if initial:
                 raise ServingError(message) from exc
             _log.error("generation %s not applied: %s", generation, message)
@@ -270,7 +270,7 @@ class ServingRuntime:
         except Exception as exc:  # a bug of ours: answer it as one, and keep serving
             _log.exception("request %s failed", request_id)
             status = 500
-            message = f"{type(exc).__name__}: {exc}"
+            message = redact_text(f"{type(exc).__name__}: {exc}")
             response = error_response(status, "INTERNAL_ERROR", message, request_id)
         response.headers["x-model-version"] = model.labels[1] or model.ref.uri
         self.metrics.observe(

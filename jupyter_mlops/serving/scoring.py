@@ -21,17 +21,17 @@ from __future__ import annotations
 
 import asyncio
 import io
-import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from jupyter_mlops._util.urls import safe_logger
 from jupyter_mlops.serving.validation import InputSpec, TableInput
 
 __all__ = ["EnforcedInput", "fast_eligible", "fast_input", "invoke", "mlflow_json", "stand_in"]
 
-_log = logging.getLogger("jupyter_mlops.serving")
+_log = safe_logger("jupyter_mlops.serving")
 
 JSON = "application/json"
 _FAST_TYPES = ("double", "long")

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_mlops._util.damage import Damaged
-from jupyter_mlops._util.urls import redact
+from jupyter_mlops._util.urls import redact, redact_text
 from jupyter_mlops.client import client, quiet_mlflow
 from jupyter_mlops.config import Config, load_config
 from jupyter_mlops.errors import NotFoundError, TrackingError
@@ -94,8 +94,8 @@ def save(run: TrackedRun, status: str) -> Path:
         "experiment": run.experiment_name,
         "run_name": run.run_name,
         "status": status,
-        "tracking_uri": run.config.tracking_uri,
-        "reason": run.offline or "",
+        "tracking_uri": redact(run.config.tracking_uri),  # no password on disk
+        "reason": redact_text(run.offline or ""),
         "created": time.time(),
         "started": run.started,
         "ended": run.ended or time.time(),
@@ -106,7 +106,7 @@ def save(run: TrackedRun, status: str) -> Path:
         "texts": run.texts,
         "files": files,
         "models": sorted(run.model_inputs),
-        "notes": run.notes,
+        "notes": [redact_text(note) for note in run.notes],
     }
     with (tmp / "models.pkl").open("wb") as fh:
         cloudpickle.dump(run.model_inputs, fh)
@@ -115,7 +115,8 @@ def save(run: TrackedRun, status: str) -> Path:
     run.pending_id = pending_id
     run.status = "BUFFERED"
     run.notes.append(
-        f"tracking store {redact(run.config.tracking_uri)} unreachable ({run.offline}): "
+        f"tracking store {redact(run.config.tracking_uri)} unreachable "
+        f"({redact_text(run.offline or '')}): "
         f"the cell ran and its run ({status}) is buffered in {folder}; `%mlops retry` logs "
         "it when the store is back"
     )
@@ -157,8 +158,8 @@ def _pending(folder: Path, data: dict[str, Any]) -> Pending:
         experiment=data["experiment"],
         run_name=data["run_name"],
         status=data["status"],
-        tracking_uri=data["tracking_uri"],
-        reason=data.get("reason", ""),
+        tracking_uri=redact(data["tracking_uri"]),  # files written before it was redacted
+        reason=redact_text(data.get("reason", "")),
         created=float(data["created"]),
         orphan_run_id=data.get("orphan_run_id"),
         metrics=data.get("metrics", {}),
@@ -269,7 +270,7 @@ def retry(ids: list[str] | None = None, config: Config | None = None) -> list[Re
         items = [p for p in items if p.id in ids]
     done = []
     for item in items:
-        if item.tracking_uri != config.tracking_uri:
+        if item.tracking_uri != redact(config.tracking_uri):
             # Buffered against another store: replay it there, not into this one.
             continue
         try:
@@ -279,7 +280,8 @@ def retry(ids: list[str] | None = None, config: Config | None = None) -> list[Re
             if store.is_unavailable(exc):
                 raise TrackingError(
                     f"The tracking store {redact(config.tracking_uri)} is still unreachable "
-                    f"({str(exc).splitlines()[0][:200]}); {len(items) - len(done)} run(s) "
+                    f"({(redact_text(str(exc)).splitlines() or [''])[0][:200]}); "
+                    f"{len(items) - len(done)} run(s) "
                     "stay buffered. Try again when it is back."
                 ) from None
             raise

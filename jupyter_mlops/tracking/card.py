@@ -9,7 +9,7 @@ from __future__ import annotations
 from html import escape
 from typing import TYPE_CHECKING
 
-from jupyter_mlops._util.urls import redact
+from jupyter_mlops._util.urls import redact, redact_text
 
 if TYPE_CHECKING:
     from jupyter_mlops.tracking.run import TrackedRun
@@ -82,8 +82,8 @@ class RunCard:
         if run.git_commit:
             source.append(f"git {run.git_commit[:10]}{' (dirty)' if run.git_dirty else ''}")
         rows.append(("source", source))
-        if run.notes:
-            rows.append(("notes", list(run.notes)))
+        if run.notes:  # error texts: they may quote the store's URL or a token
+            rows.append(("notes", [redact_text(note) for note in run.notes]))
         return rows
 
     def _title(self) -> str:
@@ -129,5 +129,5 @@ class RunCard:
                 f"{escape(label)}</th><td style='text-align:left'>{cells}</td></tr>"
             )
         table = f"<table>{''.join(body)}</table>" if body else ""
-        foot = f"<div style='color:#777'>store: {escape(run.config.tracking_uri)}</div>"
+        foot = f"<div style='color:#777'>store: {escape(redact(run.config.tracking_uri))}</div>"
         return f"{head}{table}{foot}</div>"

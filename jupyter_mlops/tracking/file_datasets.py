@@ -16,12 +16,12 @@ comes from a CSV's first ``SCHEMA_SAMPLE_ROWS`` rows; its rows are counted by co
 from __future__ import annotations
 
 import json
-import logging
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from jupyter_mlops._util.urls import safe_logger
 from jupyter_mlops.client import client, quiet_mlflow
 from jupyter_mlops.config import Config
 
@@ -37,7 +37,7 @@ CACHE_DIR = "datasets"
 SOURCE_TYPE = "local"  # MLflow's type for a file path; the UI shows its "uri"
 TAG_DVC_PATH = "mlops.dvc.path"
 _TEXT_SEPARATORS = {".csv": ",", ".tsv": "\t"}
-_log = logging.getLogger(__name__)
+_log = safe_logger(__name__)
 
 
 def log_data_inputs(run: TrackedRun, snaps: Sequence[DataSnapshot]) -> None:

@@ -12,13 +12,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import logging
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from jupyter_mlops._util.urls import safe_logger
 from jupyter_mlops.client import client, quiet_mlflow
 from jupyter_mlops.config import Config
 from jupyter_mlops.errors import TrackingError
@@ -45,7 +45,7 @@ TAG_MODELS = "mlops.models"
 PENDING_PREFIX = "pending-"  # run id of a run that never reached the store
 INPUT_EXAMPLE_ROWS = 5
 _OFFLINE: Any = object()
-_log = logging.getLogger(__name__)
+_log = safe_logger(__name__)
 
 
 @dataclass
@@ -117,12 +117,9 @@ class TrackedRun:
         """Stop writing to the store: the rest of the run is kept for ``%mlops retry``."""
         if self.offline is not None:
             return
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        self.offline = reason[:300]
-        store.mark_unavailable(self.config.tracking_uri)
+        self.offline = store.went_offline(self.config.tracking_uri, exc)[:300]  # redacted
         if not self.run_id.startswith(PENDING_PREFIX):
             self.orphan_run_id = self.run_id
-        _log.warning("tracking store %s unreachable: %s", self.config.tracking_uri, reason)
 
     # -- logging -------------------------------------------------------------------------
     def log_params(self, params: Mapping[str, Any]) -> None:

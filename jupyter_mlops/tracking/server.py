@@ -24,7 +24,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from jupyter_mlops._util.processes import pid_alive, stop_group
-from jupyter_mlops._util.urls import redact
+from jupyter_mlops._util.urls import redact, redact_text
 from jupyter_mlops.config import MLOPS_DIR, Config, load_config
 from jupyter_mlops.errors import ConfigError, MlopsError
 
@@ -54,7 +54,7 @@ def probe(uri: str, timeout: float = 3.0) -> Reachability:
     started = time.perf_counter()
 
     def result(ok: bool, detail: str) -> Reachability:
-        return Reachability(redact(uri), ok, detail, time.perf_counter() - started)
+        return Reachability(redact(uri), ok, redact_text(detail), time.perf_counter() - started)
 
     scheme = urlsplit(uri).scheme.split("+")[0]
     if scheme in ("http", "https"):
@@ -68,7 +68,7 @@ def probe(uri: str, timeout: float = 3.0) -> Reachability:
             reason = getattr(exc, "reason", exc)
             return result(False, f"cannot connect: {reason}")
     if scheme == "sqlite":
-        path = Path(uri.removeprefix("sqlite:///"))
+        path = Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
         if path.exists():
             ok = os.access(path, os.R_OK | os.W_OK)
             return result(ok, "SQLite file" + ("" if ok else " not readable and writable"))

@@ -12,11 +12,13 @@ import random
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from jupyter_mlops._util.urls import redact, redact_text, safe_logger
 from jupyter_mlops.client import client, retry_busy
 from jupyter_mlops.config import Config, load_config
-from jupyter_mlops.errors import TrackingError
+from jupyter_mlops.errors import MlopsError, StoreUnavailableError, TrackingError
 
 T = TypeVar("T")
+_log = safe_logger(__name__)
 
 
 # Signs that the tracking store (server or database) cannot be reached at all, as opposed
@@ -66,6 +68,49 @@ _DOWN: set[str] = set()  # tracking URIs found unreachable by this process
 def mark_unavailable(uri: str) -> None:
     """Remember that ``uri`` did not answer, so the next run asks quickly first."""
     _DOWN.add(uri)
+
+
+def went_offline(uri: str, exc: BaseException | str) -> str:
+    """Why ``uri`` cannot be reached: ``exc``'s first line, its secrets masked (MLflow quotes
+    the request URL, password included). Logged as a warning; ``uri`` is remembered as down."""
+    text = redact_text(str(exc)).strip()
+    reason = text.splitlines()[0] if text else type(exc).__name__
+    mark_unavailable(uri)
+    _log.warning("tracking store %s unreachable: %s", redact(uri), reason)
+    return reason
+
+
+def unavailable_error(exc: BaseException, config: Config | None = None) -> MlopsError | None:
+    """``exc`` as a one-line error naming the store (its secrets masked) if it says the
+    tracking store cannot be reached, else None: what the faces show instead of MLflow's
+    traceback, which quotes the request URL with its password."""
+    from_store = type(exc).__module__.startswith(("mlflow", "sqlalchemy", "requests"))
+    if isinstance(exc, MlopsError) or not from_store or not is_unavailable(exc):
+        return None  # a deployment or webhook refusing a connection is not the store
+    try:
+        where = f" {redact((config or load_config()).tracking_uri)}"
+    except MlopsError:  # no project here: the error is about the store all the same
+        where = ""
+    root, seen = exc, {id(exc)}  # the socket's own words ("Connection refused"), not MLflow's
+    while (cause := root.__cause__ or root.__context__) is not None and id(cause) not in seen:
+        root = cause
+        seen.add(id(cause))
+    reason = (redact_text(str(root)).strip().splitlines() or [type(root).__name__])[0][:300]
+    return StoreUnavailableError(
+        f"The tracking store{where} is unreachable ({reason}). Start it, or point "
+        "MLFLOW_TRACKING_URI (or tracking_uri in pyproject.toml) at one that runs."
+    )
+
+
+def user_error(exc: BaseException, config: Config | None = None) -> MlopsError | None:
+    """What a face shows for ``exc`` in one line: the project's own error, a damaged SQLite
+    file of the project (which, how to recover) or an unreachable store (its URL masked);
+    None for anything else (a bug: shown as a traceback, secrets masked)."""
+    if isinstance(exc, MlopsError):
+        return exc
+    from jupyter_mlops.client import explain_damage
+
+    return explain_damage(exc, config) or unavailable_error(exc, config)
 
 
 def still_unavailable(uri: str) -> str | None:

@@ -15,11 +15,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import logging
 import threading
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from jupyter_mlops._util.urls import safe_logger
 from jupyter_mlops.client import client as project_client
 from jupyter_mlops.config import Config
 from jupyter_mlops.errors import NotFoundError, RequestError
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from mlflow.entities import Run
     from mlflow.tracking import MlflowClient
 
-_log = logging.getLogger(__name__)
+_log = safe_logger(__name__)
 
 
 def epoch_ms(value: Any) -> int | None:

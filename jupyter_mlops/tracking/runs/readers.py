@@ -3,16 +3,16 @@
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 from typing import Literal
 
+from jupyter_mlops._util.urls import safe_logger
 from jupyter_mlops.config import Config
 from jupyter_mlops.errors import QueryError
 from jupyter_mlops.tracking.runs.client_reader import ClientReader
 from jupyter_mlops.tracking.runs.sqlite_reader import SqliteReader, sqlite_path
 
-_log = logging.getLogger(__name__)
+_log = safe_logger(__name__)
 
 Reader = Literal["auto", "sqlite", "mlflow"]
 RunReader = SqliteReader | ClientReader

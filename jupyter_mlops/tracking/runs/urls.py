@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from jupyter_mlops._util.urls import without_credentials
 from jupyter_mlops.config import Config, load_config
 
 
@@ -18,7 +19,7 @@ def mlflow_ui_url(config: Config | None = None, *, probe: Sequence[str] = ()) ->
 
     config = config or load_config()
     if config.tracking_uri.startswith(("http://", "https://")):
-        return config.tracking_uri.rstrip("/")
+        return without_credentials(config.tracking_uri).rstrip("/")  # a link, shown
     for base in probe:
         try:
             with urllib.request.urlopen(f"{base.rstrip('/')}/health", timeout=0.3) as resp:
