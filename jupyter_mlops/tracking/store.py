@@ -106,11 +106,15 @@ def user_error(exc: BaseException, config: Config | None = None) -> MlopsError |
     """What a face shows for ``exc`` in one line: the project's own error, a damaged SQLite
     file of the project (which, how to recover) or an unreachable store (its URL masked);
     None for anything else (a bug: shown as a traceback, secrets masked)."""
-    if isinstance(exc, MlopsError):
-        return exc
     from jupyter_mlops.client import explain_damage
 
-    return explain_damage(exc, config) or unavailable_error(exc, config)
+    # damage first: a project error raised while reading a damaged file names no file
+    damage = explain_damage(exc, config)
+    if damage is not None:
+        return damage
+    if isinstance(exc, MlopsError):
+        return exc
+    return unavailable_error(exc, config)
 
 
 def still_unavailable(uri: str) -> str | None:
