@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 from typing import Any, ClassVar
 
+from jupyter_mlops._util.values import MAX_RUNS_LISTED
 from jupyter_mlops.commands.base import Arguments, Command, Context
-from jupyter_mlops.commands.options import json_option
+from jupyter_mlops.commands.options import RUNS_LIMIT, json_option
 from jupyter_mlops.errors import UsageError
 
 
@@ -18,9 +19,9 @@ def _limit(parser: Arguments) -> None:
     parser.add_argument(
         "-n",
         "--limit",
-        type=int,
+        type=RUNS_LIMIT,
         default=10,
-        help="how many runs" + (" (for `runs`)" if parser.magic else ""),
+        help=f"how many runs, 1-{MAX_RUNS_LISTED}" + (" (for `runs`)" if parser.magic else ""),
     )
 
 

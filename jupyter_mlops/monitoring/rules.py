@@ -24,11 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from jupyter_mlops._util import values
 from jupyter_mlops._util.records import attributes
 from jupyter_mlops.conditions import Condition
 from jupyter_mlops.errors import MlopsError
 from jupyter_mlops.monitoring import vitals
-from jupyter_mlops.monitoring.actions import check_url
+from jupyter_mlops.monitoring.actions import check_action, check_url
 
 if TYPE_CHECKING:
     from jupyter_mlops.config import Config
@@ -59,11 +60,9 @@ class AlertRule(Condition):
                     f"Action {action!r} must read kind:argument, e.g. webhook:https://... "
                     "or pipeline:pipelines/retrain.yaml"
                 )
-        if cooldown_s < 0:
-            raise MlopsError("cooldown_s cannot be negative")
         self.action = action
         self.name = name or self.expression
-        self.cooldown_s = float(cooldown_s)
+        self.cooldown_s = values.non_negative(cooldown_s, "cooldown_s")
 
     def to_dict(self) -> dict[str, Any]:
         return attributes(self, "expression", "action", "name", "cooldown_s")
@@ -151,6 +150,9 @@ def set_rules(
     from jupyter_mlops.serving import get_deployment
 
     parsed = [AlertRule.of(r) for r in rules]
+    for rule in parsed:  # checked when defined; a stored rule is judged when it fires
+        if rule.action is not None:
+            check_action(rule.action)
     if webhook:
         check_url(webhook)
     get_deployment(deployment, config=config)  # an unknown deployment is an error

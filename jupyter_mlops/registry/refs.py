@@ -11,6 +11,7 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from jupyter_mlops._util import values
 from jupyter_mlops.errors import RegistryError
 
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
@@ -51,7 +52,7 @@ def expectation(text: str | None) -> dict[str, Any]:
     if text is None:
         return {}
     text = text.strip().strip("'\"")
-    return {"expected": None if text.lower() == "none" else text}
+    return {"expected": None if text.lower() == "none" else values.version_number(text)}
 
 
 @dataclass(frozen=True)
