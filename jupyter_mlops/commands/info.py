@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 from typing import Any, ClassVar
 
-from jupyter_mlops._util.values import MAX_RUNS_LISTED
 from jupyter_mlops.commands.base import Arguments, Command, Context
 from jupyter_mlops.commands.options import RUNS_LIMIT, json_option
 from jupyter_mlops.errors import UsageError
+from jupyter_mlops.values import MAX_RUNS_LISTED
 
 
 def _limit(parser: Arguments) -> None:

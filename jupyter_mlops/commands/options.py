@@ -4,7 +4,7 @@ and the typed converters (ports, intervals, versions, experiment names...) optio
 Each parser raises :class:`jupyter_mlops.errors.UsageError`, which the magics show as a
 one-line usage error and the command line as exit status 2. The converters (``PORT``,
 ``INTERVAL``...) are argparse ``type=`` functions over the checks of
-:mod:`jupyter_mlops._util.values`, which the Python API applies to the same values: an
+:mod:`jupyter_mlops.values`, which the Python API applies to the same values: an
 option declared with one is refused by the parser, before anything runs, in both faces.
 """
 
@@ -14,7 +14,7 @@ import argparse
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from jupyter_mlops._util import values as checks
+from jupyter_mlops import values as checks
 from jupyter_mlops.errors import UsageError
 
 if TYPE_CHECKING:

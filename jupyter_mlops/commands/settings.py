@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from jupyter_mlops._util import values
+from jupyter_mlops import values
 from jupyter_mlops.errors import ConfigError, UsageError
 
 
@@ -36,7 +36,7 @@ class Setting:
     #: False: the core reads the pyproject key itself (with a default of its own).
     from_pyproject: bool = True
     cell: bool = False  # a cell magic (%%track)
-    #: The option's own check (``_util.values``), applied to a preset value too.
+    #: The option's own check (:mod:`jupyter_mlops.values`), applied to a preset value too.
     check: Callable[[Any], Any] | None = None
 
 

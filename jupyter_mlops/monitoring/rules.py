@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jupyter_mlops._util import values
+from jupyter_mlops import values
 from jupyter_mlops._util.records import attributes
 from jupyter_mlops.conditions import Condition
 from jupyter_mlops.errors import MlopsError

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from jupyter_mlops._util import values
+from jupyter_mlops import values
 
 DRIFT, WARNING, OK = "drift", "warning", "ok"
 INSUFFICIENT, NOT_COMPUTED = "insufficient", "not computed"

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from jupyter_mlops._util import values
+from jupyter_mlops import values
 from jupyter_mlops._util.layout import PACKAGE_FILE
 from jupyter_mlops._version import __version__
 from jupyter_mlops.client import quiet_mlflow

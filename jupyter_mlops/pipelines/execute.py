@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jupyter_mlops._util import values
+from jupyter_mlops import values
 from jupyter_mlops.errors import MlopsError
 from jupyter_mlops.tracking.environment import NOTEBOOK_ENV
 

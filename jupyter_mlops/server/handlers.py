@@ -22,7 +22,7 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from tornado.ioloop import IOLoop
 
-from jupyter_mlops._util import values
+from jupyter_mlops import values
 from jupyter_mlops.errors import MlopsError, RequestError
 from jupyter_mlops.server.views import DEFAULT_PAGE, SidebarViews
 

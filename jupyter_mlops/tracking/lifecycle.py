@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from jupyter_mlops._util import values
+from jupyter_mlops import values
 from jupyter_mlops.client import client, quiet_mlflow, retry_busy
 from jupyter_mlops.config import Config, load_config, notebook_project_start
 from jupyter_mlops.tracking import buffer, store

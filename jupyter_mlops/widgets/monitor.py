@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
-from jupyter_mlops._util import values
+from jupyter_mlops import values
 from jupyter_mlops.errors import MlopsError
 from jupyter_mlops.monitoring.alerts import alert_history
 from jupyter_mlops.monitoring.live import LiveMonitor
