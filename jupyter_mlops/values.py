@@ -89,7 +89,7 @@ def port(value: Any) -> int:
 
 def runs_limit(value: Any) -> int:
     """How many runs a listing shows: 1 to :data:`MAX_RUNS_LISTED`."""
-    return whole(value, "-n/--limit", 1, MAX_RUNS_LISTED)
+    return whole(value, "limit", 1, MAX_RUNS_LISTED)
 
 
 def version_number(value: Any, what: str = "version") -> str:

@@ -95,19 +95,31 @@ def converter(check: Callable[[Any], Any], name: str) -> Callable[[str], Any]:
     return convert
 
 
+def _threshold(item: str) -> str:
+    thresholds([item])  # NAME=NUMBER, a known name, a value in its range
+    return item
+
+
+def _expected(text: str) -> str:
+    if text.strip().lower() == "none":
+        return "none"
+    return checks.version_number(text, "expected version")
+
+
+#: ``--threshold NAME=NUMBER`` (one item; ``thresholds`` merges them).
+THRESHOLD = converter(_threshold, "threshold")
 #: ``--port``: 1-65535.
 PORT = converter(checks.port, "port")
 #: ``--interval`` (seconds between refreshes): finite and above 0.
-INTERVAL = converter(lambda v: checks.positive(v, "--interval"), "interval")
+INTERVAL = converter(lambda v: checks.positive(v, "interval"), "interval")
 #: ``--cooldown`` (seconds between notifications): finite, 0 or more.
-COOLDOWN = converter(lambda v: checks.non_negative(v, "--cooldown"), "cooldown")
+COOLDOWN = converter(lambda v: checks.non_negative(v, "cooldown"), "cooldown")
 #: ``-n/--limit`` of run listings: 1 to ``checks.MAX_RUNS_LISTED``.
 RUNS_LIMIT = converter(checks.runs_limit, "limit")
+
+
 #: ``--expect``: a model version number, or ``none`` (the alias must be unset).
-EXPECT = converter(
-    lambda v: "none" if str(v).strip().lower() == "none" else checks.version_number(v, "--expect"),
-    "expect",
-)
+EXPECT = converter(_expected, "expect")
 #: ``package --out`` / ``--package``: a folder path, not an existing file.
 OUT_FOLDER = converter(lambda v: str(checks.out_folder(v)), "folder")
 #: ``execute NOTEBOOK``: an existing ``.ipynb``.
