@@ -164,7 +164,7 @@ def test_magic_settings_are_checked_like_the_options(ip: Any, project: Path) -> 
     magics = ip.magics_manager.registry["MlopsMagics"]
     try:
         magics.runs_limit = 0
-        with pytest.raises(IPythonUsageError, match="limit must be from 1 to 10000"):
+        with pytest.raises(IPythonUsageError, match="runs_limit must be from 1 to 10000"):
             ip.run_line_magic("mlops", "runs")
         magics.monitor_interval = 0.0
         with pytest.raises(IPythonUsageError, match="monitor_interval must be above 0"):
@@ -173,7 +173,7 @@ def test_magic_settings_are_checked_like_the_options(ip: Any, project: Path) -> 
         for setting in SETTINGS:
             setattr(magics, setting.name, None)
     (project / "pyproject.toml").write_text("[tool.jupyter-mlops]\nruns_limit = 100000\n")
-    with pytest.raises(IPythonUsageError, match=r"\[tool.jupyter-mlops\] limit must be from 1"):
+    with pytest.raises(IPythonUsageError, match=r"\[tool.jupyter-mlops\] runs_limit must be"):
         ip.run_line_magic("mlops", "runs")
 
 

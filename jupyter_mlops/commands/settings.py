@@ -74,7 +74,7 @@ SETTINGS: tuple[Setting, ...] = (
         int,
         10,
         "how many runs `%mlops runs` lists",
-        check=values.runs_limit,
+        check=lambda v: values.whole(v, "runs_limit", 1, values.MAX_RUNS_LISTED),
     ),
 )
 
