@@ -132,6 +132,41 @@ def test_an_exec_action_is_refused_when_the_rule_is_defined(project: Path) -> No
         monitoring.AlertRule("p99_ms > 50", cooldown_s=math.nan)
 
 
+def test_api_refuses_ports_files_notebooks_and_versions(project: Path) -> None:
+    """The Python functions behind the options refuse the same values, before any work."""
+    from jupyter_mlops.errors import RegistryError
+    from jupyter_mlops.packaging import package
+    from jupyter_mlops.pipelines.execute import execute_notebook
+    from jupyter_mlops.registry.refs import ModelRef, expectation
+    from jupyter_mlops.serving import deploy
+
+    with pytest.raises(UsageError, match="port must be from 1 to 65535, got 70000"):
+        deploy("m/1", port=70000)
+    (project / "context.txt").write_text("keep me\n")
+    with pytest.raises(UsageError, match="is an existing file"):
+        package("m/1", project / "context.txt", overwrite=True)
+    assert (project / "context.txt").read_text() == "keep me\n"
+    (project / "data.csv").write_text("a\n1\n")
+    with pytest.raises(UsageError, match="is not a notebook"):
+        execute_notebook(project / "data.csv")
+    with pytest.raises(RegistryError, match="Invalid version"):
+        ModelRef.parse("m/" + "1" * 23)
+    with pytest.raises(UsageError, match="model version number"):
+        expectation("abc")
+    assert expectation("none") == {"expected": None} and expectation("3") == {"expected": "3"}
+
+
+def test_a_23_digit_version_is_an_error_line_not_a_traceback(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from jupyter_mlops.cli import main
+
+    assert main(["promote", "m/" + "1" * 23, "champion"]) == 1  # was an MLflow traceback
+    err = capsys.readouterr().err
+    assert err.startswith("jupyter-mlops: error: Invalid version '11111111111111111111111'")
+    assert err.count("\n") == 1
+
+
 def test_values_module_checks() -> None:
     assert values.port("8080") == 8080
     assert values.version_number(" 12 ") == "12"

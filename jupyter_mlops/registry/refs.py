@@ -96,7 +96,7 @@ class ModelRef:
             return cls(check_model_name(name), alias=check_alias(alias))
         if "/" in raw:
             name, version = raw.split("/", 1)
-            if not version.isdigit():
+            if not re.fullmatch(r"[0-9]{1,10}", version) or int(version) > values.MAX_VERSION:
                 raise RegistryError(f"Invalid version {version!r} in {text!r}: use name/3")
             return cls(check_model_name(name), version=version)
         return cls(check_model_name(raw))
