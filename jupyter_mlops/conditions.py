@@ -4,10 +4,11 @@
 names and numbers joined by and/or/not. The expression is parsed and walked, never
 ``eval``-ed, so a notebook or a config file cannot smuggle code through it.
 
-Its size is bounded (:data:`MAX_LENGTH` characters, :data:`MAX_DEPTH` levels of nesting) and
-checked before Python's parser sees it, so 5,000 nested ``not``s are a ConditionError (a
-400 from the sidebar), not a RecursionError; every failure, whatever the text or the
-figures, is a ConditionError.
+Its size is bounded: :data:`MAX_LENGTH` characters, checked before Python's parser sees it,
+and :data:`MAX_DEPTH` levels of nesting, checked on the parsed tree without recursion (the
+parser's own RecursionError caught), so 5,000 nested ``not``s are a ConditionError (a 400
+from the sidebar). Every failure, whatever the text or the figures, is a one-line
+ConditionError (tests/test_values.py tries this with hypothesis).
 """
 
 from __future__ import annotations
@@ -84,6 +85,11 @@ class Condition:
             raise self._too_complex()
         self.metrics = sorted(self._validate(self._tree))
 
+    @property
+    def named(self) -> str:
+        """How messages name this condition: its kind and its text, cut to one short line."""
+        return f"{self.kind} {_short(self.expression)}"
+
     def _check_size(self) -> None:
         """Refuse, before parsing, what is too long to be a gate or a rule."""
         if len(self.expression) > MAX_LENGTH:
@@ -93,7 +99,7 @@ class Condition:
 
     def _too_complex(self) -> ConditionError:
         return ConditionError(
-            f"{self.kind} {_short(self.expression)} is nested too deeply: at most {MAX_DEPTH} "
+            f"{self.named} is nested too deeply: at most {MAX_DEPTH} "
             "levels of parentheses, not, and/or"
         )
 
@@ -106,13 +112,12 @@ class Condition:
             names: set[str] = set()
             for op in node.ops:
                 if type(op) not in _COMPARE:
-                    raise ConditionError(f"{self.kind} {self.expression!r}: operator not allowed")
+                    raise ConditionError(f"{self.named}: operator not allowed")
             for operand in [node.left, *node.comparators]:
                 names |= self._operand(operand)
             return names
         raise ConditionError(
-            f"{self.kind} {self.expression!r}: only comparisons of names and numbers joined by "
-            "and/or/not are allowed"
+            f"{self.named}: only comparisons of names and numbers joined by and/or/not are allowed"
         )
 
     def _operand(self, node: ast.expr) -> set[str]:
@@ -120,16 +125,14 @@ class Condition:
             return {node.id}
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
             if node.value.id != "metrics":
-                raise ConditionError(
-                    f"{self.kind} {self.expression!r}: use plain names or metrics.<name>"
-                )
+                raise ConditionError(f"{self.named}: use plain names or metrics.<name>")
             return {node.attr}
         if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
             return set()
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
             return self._operand(node.operand)
         raise ConditionError(
-            f"{self.kind} {self.expression!r}: {ast.unparse(node)!r} is neither a name nor a number"
+            f"{self.named}: {_short(ast.unparse(node))} is neither a name nor a number"
         )
 
     def evaluate(self, metrics: Mapping[str, float]) -> ConditionResult:
@@ -137,8 +140,7 @@ class Condition:
         if missing:
             have = ", ".join(sorted(metrics)) or "none"
             raise ConditionError(
-                f"{self.kind} {self.expression!r} needs {missing}, which are not available "
-                f"(available: {have})"
+                f"{self.named} needs {missing}, which are not available (available: {have})"
             )
         result = ConditionResult(self.expression, passed=False)
         result.passed = self._eval(self._tree, metrics, result)
@@ -159,13 +161,10 @@ class Condition:
         try:
             return float(value)
         except OverflowError:
-            raise ConditionError(
-                f"{self.kind} {_short(self.expression)}: {_short(name)} is too large a number"
-            ) from None
+            raise ConditionError(f"{self.named}: {_short(name)} is too large a number") from None
         except (TypeError, ValueError):
             raise ConditionError(
-                f"{self.kind} {_short(self.expression)}: {_short(name)} is not a number "
-                f"({_short(repr(value))})"
+                f"{self.named}: {_short(name)} is not a number ({_short(repr(value))})"
             ) from None
 
     def _eval(self, node: ast.expr, metrics: Mapping[str, float], out: ConditionResult) -> bool:

@@ -21,8 +21,9 @@ from jupyter_mlops.errors import UsageError
 PORT_RANGE = (1, 65535)
 #: The most runs ``runs -n`` lists (a listing, not an export: ``mlflow`` exports more).
 MAX_RUNS_LISTED = 10_000
-#: MLflow's limits (``mlflow.utils.validation``): experiment names are stored in a
-#: VARCHAR(256) column; tag keys may be at most 250 characters.
+#: MLflow's limits: its API takes experiment names up to 500 characters, but its SQL stores
+#: keep them in a VARCHAR(256) column (PostgreSQL refuses longer ones), so 256 holds for
+#: every store; tag keys may be at most 250 characters (``mlflow.utils.validation``).
 MAX_EXPERIMENT_NAME = 256
 MAX_TAG_KEY = 250
 #: Tag prefixes the project and MLflow write themselves; a user tag may not overwrite them.

@@ -346,7 +346,9 @@ def _only_condition_errors(expression: str, metrics: dict[str, Any]) -> None:
     result.explain()
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(st.one_of(st.text(max_size=200), _expressions(), _deep()), METRICS)
 def test_conditions_never_fail_with_anything_but_condition_error(
     expression: str, metrics: dict[str, Any]
