@@ -27,7 +27,7 @@ from IPython.core.error import UsageError as IPythonUsageError
 from jupyter_mlops import monitoring, values
 from jupyter_mlops.commands.settings import SETTINGS
 from jupyter_mlops.conditions import MAX_DEPTH, Condition
-from jupyter_mlops.errors import ConditionError, UsageError
+from jupyter_mlops.errors import ConditionError, MlopsError, UsageError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -130,6 +130,12 @@ def test_an_exec_action_is_refused_when_the_rule_is_defined(project: Path) -> No
     assert not (project / ".mlops" / "monitoring").exists()
     with pytest.raises(UsageError, match="cooldown_s must be a finite number"):
         monitoring.AlertRule("p99_ms > 50", cooldown_s=math.nan)
+    # A NaN cooldown stored before values were checked: an error naming the file to fix.
+    stored = project / ".mlops" / "monitoring" / "dep" / "rules.json"
+    stored.parent.mkdir(parents=True)
+    stored.write_text('{"rules": [{"expression": "p99_ms > 50", "cooldown_s": NaN}]}')
+    with pytest.raises(MlopsError, match=r"rules.json: cooldown_s must be a finite number.*fix"):
+        monitoring.get_rules("dep")
 
 
 def test_api_refuses_ports_files_notebooks_and_versions(project: Path) -> None:

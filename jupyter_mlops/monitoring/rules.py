@@ -130,8 +130,13 @@ class RuleSet:
 
 def get_rules(deployment: str, *, config: Config | None = None) -> RuleSet:
     """The alert rules stored for ``deployment`` (empty when none)."""
-    data = read_json(rules_folder(deployment, config) / RULES_FILE, {})
-    return RuleSet([AlertRule.of(r) for r in data.get("rules", [])], data.get("webhook"))
+    path = rules_folder(deployment, config) / RULES_FILE
+    data = read_json(path, {})
+    try:
+        rules = [AlertRule.of(r) for r in data.get("rules", [])]
+    except MlopsError as exc:  # e.g. a NaN cooldown stored before values were checked
+        raise MlopsError(f"{path}: {exc}; fix or remove that rule") from None
+    return RuleSet(rules, data.get("webhook"))
 
 
 def set_rules(
