@@ -268,6 +268,8 @@ def test_an_all_infinite_column_is_reported_as_infinite_not_missing() -> None:
     b = next(f for f in report.features if f.name == "b")
     assert "missing or infinite values 0% -> 50%" in (b.reason or "")
     assert b.to_dict()["infinite_cur"] == 0.5
+    frame = report.to_frame().set_index("feature")
+    assert frame.loc["a", "infinite_cur"] == 1.0 and frame.loc["b", "infinite_ref"] == 0.0
     back = monitoring.drift(cur, ref)  # the reference side says the same
     a = next(f for f in back.features if f.name == "a")
     assert a.reason == "not computed: all 200 reference values are infinite (non-finite)"
