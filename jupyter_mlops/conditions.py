@@ -3,6 +3,12 @@
 ``accuracy >= 0.9 and f1 > 0.8`` or ``drift_share > 0.3 or p99_ms > 50``: comparisons of
 names and numbers joined by and/or/not. The expression is parsed and walked, never
 ``eval``-ed, so a notebook or a config file cannot smuggle code through it.
+
+Its size is bounded: :data:`MAX_LENGTH` characters, checked before Python's parser sees it,
+and :data:`MAX_DEPTH` levels of nesting, checked on the parsed tree without recursion (the
+parser's own RecursionError caught), so 5,000 nested ``not``s are a ConditionError (a 400
+from the sidebar). Every failure, whatever the text or the figures, is a one-line
+ConditionError (tests/test_values.py tries this with hypothesis).
 """
 
 from __future__ import annotations
@@ -14,6 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jupyter_mlops.errors import ConditionError
+
+#: The longest condition accepted (a gate or rule is a line, not a program).
+MAX_LENGTH = 2000
+#: The deepest nesting accepted (parentheses, not/and/or, signs): far beyond any real gate,
+#: far below the parser's and the walker's recursion limits.
+MAX_DEPTH = 50
 
 _COMPARE: dict[type[ast.cmpop], tuple[str, Callable[[float, float], bool]]] = {
     ast.Gt: (">", operator.gt),
@@ -56,15 +68,40 @@ class Condition:
     kind = "Condition"  # how messages name it ("Gate" in the registry)
 
     def __init__(self, expression: str) -> None:
+        if not isinstance(expression, str):
+            raise ConditionError(f"{self.kind} must be text, got {type(expression).__name__}")
         self.expression = expression.strip()
+        self._check_size()
         try:
             self._tree = ast.parse(self.expression, mode="eval").body
         except SyntaxError as exc:
             raise ConditionError(
-                f"{self.kind} {expression!r} is not valid: {exc.msg}. "
+                f"{self.kind} {_short(expression)} is not valid: {exc.msg}. "
                 'Write comparisons such as "accuracy >= 0.9 and f1 > 0.8"'
             ) from None
+        except (RecursionError, MemoryError, ValueError):  # too deep or odd for the parser
+            raise self._too_complex() from None
+        if _depth(self._tree) > MAX_DEPTH:
+            raise self._too_complex()
         self.metrics = sorted(self._validate(self._tree))
+
+    @property
+    def named(self) -> str:
+        """How messages name this condition: its kind and its text, cut to one short line."""
+        return f"{self.kind} {_short(self.expression)}"
+
+    def _check_size(self) -> None:
+        """Refuse, before parsing, what is too long to be a gate or a rule."""
+        if len(self.expression) > MAX_LENGTH:
+            raise ConditionError(
+                f"{self.kind} is {len(self.expression)} characters long; at most {MAX_LENGTH}"
+            )
+
+    def _too_complex(self) -> ConditionError:
+        return ConditionError(
+            f"{self.named} is nested too deeply: at most {MAX_DEPTH} "
+            "levels of parentheses, not, and/or"
+        )
 
     def _validate(self, node: ast.expr) -> set[str]:
         if isinstance(node, ast.BoolOp):
@@ -75,13 +112,12 @@ class Condition:
             names: set[str] = set()
             for op in node.ops:
                 if type(op) not in _COMPARE:
-                    raise ConditionError(f"{self.kind} {self.expression!r}: operator not allowed")
+                    raise ConditionError(f"{self.named}: operator not allowed")
             for operand in [node.left, *node.comparators]:
                 names |= self._operand(operand)
             return names
         raise ConditionError(
-            f"{self.kind} {self.expression!r}: only comparisons of names and numbers joined by "
-            "and/or/not are allowed"
+            f"{self.named}: only comparisons of names and numbers joined by and/or/not are allowed"
         )
 
     def _operand(self, node: ast.expr) -> set[str]:
@@ -89,16 +125,14 @@ class Condition:
             return {node.id}
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
             if node.value.id != "metrics":
-                raise ConditionError(
-                    f"{self.kind} {self.expression!r}: use plain names or metrics.<name>"
-                )
+                raise ConditionError(f"{self.named}: use plain names or metrics.<name>")
             return {node.attr}
         if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
             return set()
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
             return self._operand(node.operand)
         raise ConditionError(
-            f"{self.kind} {self.expression!r}: {ast.unparse(node)!r} is neither a name nor a number"
+            f"{self.named}: {_short(ast.unparse(node))} is neither a name nor a number"
         )
 
     def evaluate(self, metrics: Mapping[str, float]) -> ConditionResult:
@@ -106,23 +140,32 @@ class Condition:
         if missing:
             have = ", ".join(sorted(metrics)) or "none"
             raise ConditionError(
-                f"{self.kind} {self.expression!r} needs {missing}, which are not available "
-                f"(available: {have})"
+                f"{self.named} needs {missing}, which are not available (available: {have})"
             )
         result = ConditionResult(self.expression, passed=False)
         result.passed = self._eval(self._tree, metrics, result)
         return result
 
     def _value(self, node: ast.expr, metrics: Mapping[str, float]) -> float:
-        if isinstance(node, ast.Name):
-            return float(metrics[node.id])
-        if isinstance(node, ast.Attribute):
-            return float(metrics[node.attr])
+        if isinstance(node, ast.Name | ast.Attribute):
+            name = node.id if isinstance(node, ast.Name) else node.attr
+            return self._number(metrics[name], name)
         if isinstance(node, ast.UnaryOp):
             value = self._value(node.operand, metrics)
             return -value if isinstance(node.op, ast.USub) else value
         assert isinstance(node, ast.Constant) and isinstance(node.value, int | float)
-        return float(node.value)
+        return self._number(node.value, ast.unparse(node))
+
+    def _number(self, value: Any, name: str) -> float:
+        """``value`` as a float; a ConditionError for what is no number (or too large)."""
+        try:
+            return float(value)
+        except OverflowError:
+            raise ConditionError(f"{self.named}: {_short(name)} is too large a number") from None
+        except (TypeError, ValueError):
+            raise ConditionError(
+                f"{self.named}: {_short(name)} is not a number ({_short(repr(value))})"
+            ) from None
 
     def _eval(self, node: ast.expr, metrics: Mapping[str, float], out: ConditionResult) -> bool:
         if isinstance(node, ast.BoolOp):
@@ -150,3 +193,21 @@ class Condition:
             ok = ok and passed
             left_node = right_node
         return ok
+
+
+def _short(text: str, limit: int = 80) -> str:
+    """``text`` quoted for a one-line message, cut at ``limit`` characters."""
+    shown = repr(text)
+    return shown if len(shown) <= limit else f"{shown[: limit - 5]}...{shown[-1]}"
+
+
+def _depth(tree: ast.AST) -> int:
+    """The nesting depth of ``tree``, walked without recursion."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth > MAX_DEPTH:
+            break
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return deepest

@@ -87,7 +87,7 @@ def test_main_returns_argparse_status_instead_of_raising(
     assert main(["--version"]) == 0
     assert capsys.readouterr().out == f"jupyter-mlops {__version__}\n"
     assert main(["runs", "-n", "x"]) == 2
-    assert "invalid int value" in capsys.readouterr().err
+    assert "must be a whole number" in capsys.readouterr().err
     assert main(["--help"]) == 0
 
 

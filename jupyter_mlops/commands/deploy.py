@@ -12,14 +12,14 @@ from typing import Any, ClassVar
 
 from jupyter_mlops._util.records import attributes
 from jupyter_mlops.commands.base import Arguments, Context, ModalCommand
-from jupyter_mlops.commands.options import json_option
+from jupyter_mlops.commands.options import PORT, json_option
 from jupyter_mlops.errors import UsageError
 
 
 def _serve_options(parser: Arguments) -> None:
     add = parser.add_argument
     add("--name", help="deployment name (default: from the model)")
-    add("--port", type=int, help="port (default: a free one)")
+    add("--port", type=PORT, help="port, 1-65535 (default: a free one)")
     add("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     add("--workers", type=int, default=1, help="server worker processes")
     add("--token", help="bearer token required by every endpoint but /health")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from jupyter_mlops.commands.base import Arguments, Command, Context, Face
-from jupyter_mlops.commands.options import comma_list, thresholds
+from jupyter_mlops.commands.options import THRESHOLD, comma_list, thresholds
 from jupyter_mlops.errors import MonitoringError, UsageError
 
 
@@ -62,6 +62,7 @@ class Drift(Command):
         add(
             "--threshold",
             action="append",
+            type=THRESHOLD,
             metavar="NAME=VALUE",
             capitalize=False,
             help="e.g. psi_drift=0.2, ks_alpha=0.01, share=0.3 (repeatable)",

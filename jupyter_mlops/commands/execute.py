@@ -7,6 +7,7 @@ import argparse
 from typing import Any
 
 from jupyter_mlops.commands.base import Arguments, Command, Context
+from jupyter_mlops.commands.options import NOTEBOOK
 
 
 class Execute(Command):
@@ -15,7 +16,7 @@ class Execute(Command):
 
     def add_arguments(self, parser: Arguments) -> None:
         add = parser.add_argument
-        add("notebook")
+        add("notebook", type=NOTEBOOK, help="the .ipynb file to execute")
         add("output", nargs="?", help="executed copy (default: <name>.out.ipynb)")
         add("-p", "--param", action="append", metavar="NAME=VALUE")
         add("--cwd", help="working directory of the kernel (default: notebook's folder)")

@@ -10,17 +10,18 @@ import argparse
 from typing import Any, ClassVar
 
 from jupyter_mlops.commands.base import Arguments, Command, Context
-from jupyter_mlops.commands.options import json_option
+from jupyter_mlops.commands.options import RUNS_LIMIT, json_option
 from jupyter_mlops.errors import UsageError
+from jupyter_mlops.values import MAX_RUNS_LISTED
 
 
 def _limit(parser: Arguments) -> None:
     parser.add_argument(
         "-n",
         "--limit",
-        type=int,
+        type=RUNS_LIMIT,
         default=10,
-        help="how many runs" + (" (for `runs`)" if parser.magic else ""),
+        help=f"how many runs, 1-{MAX_RUNS_LISTED}" + (" (for `runs`)" if parser.magic else ""),
     )
 
 

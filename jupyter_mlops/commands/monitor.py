@@ -11,7 +11,7 @@ import json
 from typing import Any, ClassVar
 
 from jupyter_mlops.commands.base import Arguments, Context, ModalCommand
-from jupyter_mlops.commands.options import json_option
+from jupyter_mlops.commands.options import COOLDOWN, INTERVAL, json_option
 from jupyter_mlops.errors import EXIT_ERROR, EXIT_OK, EXIT_UNJUDGED
 
 
@@ -39,7 +39,9 @@ def _rule_options(parser: Arguments) -> None:
         _remove(parser, remove_flag)
     added = "new --alert" if parser.magic else "added"
     parser.add_argument("--action", metavar="KIND:ARG", help=f"action of the {added} rules")
-    parser.add_argument("--cooldown", type=float, default=0.0, help="seconds between notifications")
+    parser.add_argument(
+        "--cooldown", type=COOLDOWN, default=0.0, help="seconds between notifications (>= 0)"
+    )
     parser.add_argument(
         "--webhook", metavar="URL", help='POST firing alerts to URL ("" removes it)'
     )
@@ -149,7 +151,7 @@ class Monitor(ModalCommand):
         _deployment(parser, "deployment to monitor")
         _last(parser)
         add = parser.add_argument
-        add("--interval", type=float, default=5.0, help="seconds between refreshes")
+        add("--interval", type=INTERVAL, default=5.0, help="seconds between refreshes (> 0)")
         _rule_options(parser)
         add("--check", action="store_true", help="evaluate the stored rules now, no widget")
         _no_notify(parser)
@@ -188,8 +190,10 @@ class Monitor(ModalCommand):
             return check(args, None, None)
         if args.figures:
             return figures(args)
+        from jupyter_mlops.serving import get_deployment
         from jupyter_mlops.widgets.monitor import monitor
 
+        get_deployment(args.deployment)  # an unknown one is an error, not a widget showing it
         return monitor(args.deployment, last=args.last, interval=args.interval)
 
     def render(self, args: argparse.Namespace, result: Any) -> Any:

@@ -1,14 +1,20 @@
-"""Option values parsed once for every face: comma lists, KEY=VALUE pairs, drift thresholds.
+"""Option values parsed once for every face: comma lists, KEY=VALUE pairs, drift thresholds,
+and the typed converters (ports, intervals, versions, experiment names...) options declare.
 
 Each parser raises :class:`jupyter_mlops.errors.UsageError`, which the magics show as a
-one-line usage error and the command line as exit status 2.
+one-line usage error and the command line as exit status 2. The converters (``PORT``,
+``INTERVAL``...) are argparse ``type=`` functions over the checks of
+:mod:`jupyter_mlops.values`, which the Python API applies to the same values: an
+option declared with one is refused by the parser, before anything runs, in both faces.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import argparse
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from jupyter_mlops import values as checks
 from jupyter_mlops.errors import UsageError
 
 if TYPE_CHECKING:
@@ -36,7 +42,7 @@ def tags(values: Iterable[str] | None) -> dict[str, str]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise UsageError(f"--tag expects key=value, got {item!r}")
-        out[key.strip()] = value.strip()
+        out[checks.tag_key(key.strip())] = value.strip()
     return out
 
 
@@ -69,7 +75,57 @@ def thresholds(values: Iterable[str] | None) -> dict[str, int | float]:
         if not sep:
             raise UsageError(f"--threshold expects NAME=NUMBER, got {item!r}")
         out[key] = number
+    defaults.replace(**out)  # each value in its range (share in [0, 1], no NaN...)
     return out
+
+
+def converter(check: Callable[[Any], Any], name: str) -> Callable[[str], Any]:
+    """An argparse ``type=`` running ``check`` on the option's text (quotes of a magic line
+    removed first); its UsageError becomes argparse's own error, so the command line exits
+    2 with ``argument --port: port must be from 1 to 65535, got '70000'`` and the magic
+    shows the same line as a UsageError."""
+
+    def convert(text: str) -> Any:
+        try:
+            return check(unquote(text))
+        except UsageError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = name
+    return convert
+
+
+def _threshold(item: str) -> str:
+    thresholds([item])  # NAME=NUMBER, a known name, a value in its range
+    return item
+
+
+def _expected(text: str) -> str:
+    if text.strip().lower() == "none":
+        return "none"
+    return checks.version_number(text, "expected version")
+
+
+#: ``--threshold NAME=NUMBER`` (one item; ``thresholds`` merges them).
+THRESHOLD = converter(_threshold, "threshold")
+#: ``--port``: 1-65535.
+PORT = converter(checks.port, "port")
+#: ``--interval`` (seconds between refreshes): finite and above 0.
+INTERVAL = converter(lambda v: checks.positive(v, "interval"), "interval")
+#: ``--cooldown`` (seconds between notifications): finite, 0 or more.
+COOLDOWN = converter(lambda v: checks.non_negative(v, "cooldown"), "cooldown")
+#: ``-n/--limit`` of run listings: 1 to ``checks.MAX_RUNS_LISTED``.
+RUNS_LIMIT = converter(checks.runs_limit, "limit")
+
+
+#: ``--expect``: a model version number, or ``none`` (the alias must be unset).
+EXPECT = converter(_expected, "expect")
+#: ``package --out`` / ``--package``: a folder path, not an existing file.
+OUT_FOLDER = converter(lambda v: str(checks.out_folder(v)), "folder")
+#: ``execute NOTEBOOK``: an existing ``.ipynb``.
+NOTEBOOK = converter(checks.notebook_file, "notebook")
+#: ``-e/--experiment`` of a new run: not empty, within MLflow's length.
+EXPERIMENT = converter(checks.experiment_name, "experiment")
 
 
 def json_option(parser: Arguments, help: str = "print as JSON") -> None:

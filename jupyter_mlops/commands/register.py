@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from jupyter_mlops._util.records import attributes
 from jupyter_mlops.commands.base import Arguments, Command, Context, Face
-from jupyter_mlops.commands.options import json_option
+from jupyter_mlops.commands.options import EXPECT, OUT_FOLDER, json_option
 from jupyter_mlops.errors import UsageError
 
 
@@ -44,6 +44,7 @@ def _promote_options(parser: Arguments) -> None:
     parser.add_argument(
         "--expect",
         metavar="VERSION",
+        type=EXPECT,
         scope=scope,
         help=f"refuse unless {alias} still points at VERSION ('none': unset); default: its "
         "holder when the command starts",
@@ -196,6 +197,7 @@ class Register(Command):
         add(
             "--package",
             metavar="DIR",
+            type=OUT_FOLDER,
             help="write a Docker build context serving the version (with --name NAME@ALIAS|/N)",
         )
         _overwrite_option(parser)
@@ -299,7 +301,7 @@ class Package(Command):
     def add_arguments(self, parser: Arguments) -> None:
         add = parser.add_argument
         add("model", metavar="MODEL", help="models:/NAME@ALIAS, NAME@ALIAS or NAME/VERSION")
-        add("--out", required=True, help="folder to write the build context into")
+        add("--out", type=OUT_FOLDER, required=True, help="folder to write the build context into")
         _overwrite_option(parser)
 
     def run(self, args: argparse.Namespace, context: Context) -> Any:

@@ -8,7 +8,7 @@ from typing import Any
 
 from jupyter_mlops._util.records import attributes
 from jupyter_mlops.commands.base import Arguments, Command, Context
-from jupyter_mlops.commands.options import json_option
+from jupyter_mlops.commands.options import PORT, json_option
 
 
 def start(args: argparse.Namespace, context: Context) -> Any:
@@ -57,7 +57,7 @@ class Server(Command):
             "(default: .mlops/artifacts)",
         )
         q.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
-        q.add_argument("--port", type=int, default=5000)
+        q.add_argument("--port", type=PORT, default=5000, help="port, 1-65535 (default 5000)")
         q.add_argument(
             "--workers",
             type=int,
@@ -66,7 +66,7 @@ class Server(Command):
             "connection was measured ~45 ms slower)",
         )
         q = parser.subcommand("stop", "stop a server started from this project", stop)
-        q.add_argument("--port", type=int, default=5000)
+        q.add_argument("--port", type=PORT, default=5000, help="port, 1-65535 (default 5000)")
         q = parser.subcommand(
             "status", "servers started from this project and their health", status
         )

@@ -14,10 +14,12 @@ setting the core already reads from pyproject, so it is not looked up here a sec
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from jupyter_mlops.errors import ConfigError
+from jupyter_mlops import values
+from jupyter_mlops.errors import ConfigError, UsageError
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,8 @@ class Setting:
     #: False: the core reads the pyproject key itself (with a default of its own).
     from_pyproject: bool = True
     cell: bool = False  # a cell magic (%%track)
+    #: The option's own check (:mod:`jupyter_mlops.values`), applied to a preset value too.
+    check: Callable[[Any], Any] | None = None
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -60,9 +64,17 @@ SETTINGS: tuple[Setting, ...] = (
         float,
         5.0,
         "seconds between refreshes of the %monitor widget",
+        check=lambda v: values.positive(v, "monitor_interval"),
     ),
     Setting(
-        "runs_limit", "mlops", "limit", "--limit", int, 10, "how many runs `%mlops runs` lists"
+        "runs_limit",
+        "mlops",
+        "limit",
+        "--limit",
+        int,
+        10,
+        "how many runs `%mlops runs` lists",
+        check=lambda v: values.whole(v, "runs_limit", 1, values.MAX_RUNS_LISTED),
     ),
 )
 
@@ -79,7 +91,7 @@ def resolve(setting: Setting, configured: Any) -> Any:
     """The value of ``setting`` when its option is not on the line: ``configured`` (the
     trait, None when unset), else the project's pyproject key, else the default."""
     if configured is not None:
-        return configured
+        return _checked(setting, configured)
     if not setting.from_pyproject:
         return setting.default
     from jupyter_mlops.config import find_project_root, read_pyproject
@@ -95,7 +107,15 @@ def resolve(setting: Setting, configured: Any) -> Any:
         raise ConfigError(
             f"[tool.jupyter-mlops] {setting.name} must be a {setting.kind.__name__}, got {value!r}"
         )
-    return value
+    try:
+        return _checked(setting, value)
+    except UsageError as exc:
+        raise ConfigError(f"[tool.jupyter-mlops] {exc}") from None
+
+
+def _checked(setting: Setting, value: Any) -> Any:
+    """``value`` through the setting's check (a UsageError naming the setting)."""
+    return value if setting.check is None else setting.check(value)
 
 
 def settings_table() -> list[str]:

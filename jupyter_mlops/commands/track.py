@@ -11,7 +11,7 @@ import sys
 from typing import Any
 
 from jupyter_mlops.commands.base import Arguments, Command, Context
-from jupyter_mlops.commands.options import tags, variable_names
+from jupyter_mlops.commands.options import EXPERIMENT, tags, variable_names
 from jupyter_mlops.errors import UsageError
 
 
@@ -36,7 +36,12 @@ class Track(Command):
 
     def add_arguments(self, parser: Arguments) -> None:
         add = parser.add_argument
-        add("-e", "--experiment", help="MLflow experiment (default: the notebook's)")
+        add(
+            "-e",
+            "--experiment",
+            type=EXPERIMENT,
+            help="MLflow experiment (default: the notebook's)",
+        )
         add("-n", "--name", help="run name (default: MLflow picks one)")
         add(
             "--data",

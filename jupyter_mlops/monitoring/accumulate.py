@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from jupyter_mlops.monitoring import stats as st
-from jupyter_mlops.monitoring.feature import FeatureDrift, classify
+from jupyter_mlops.monitoring.feature import FeatureDrift, absent_values, classify
 from jupyter_mlops.monitoring.profile import (
     ColumnProfile,
     as_float,
@@ -38,6 +38,7 @@ class CurrentColumn:
     seen: bool = False  # the column appeared in some chunk
     n_rows: int = 0
     missing: int = 0
+    infinite: int = 0  # of the missing values, those that are +/-inf
     acc: st.NumericAccumulator | None = None
     counts: dict[str, int] = field(default_factory=dict)
     raw: list[Any] = field(default_factory=list)  # whole-column arrays for exact fallback
@@ -101,9 +102,10 @@ def feed(
     if state.kind == "numeric":
         assert state.acc is not None
         values = as_float(series)
-        before = state.acc.missing
+        before, inf_before = state.acc.missing, state.acc.infinite
         state.acc.add(values)
         state.missing += state.acc.missing - before
+        state.infinite += state.acc.infinite - inf_before
         if keep_raw:
             state.raw.append(values)
     else:
@@ -119,11 +121,19 @@ def not_computed(
     item = FeatureDrift(name=name, kind=None, status=NOT_COMPUTED, reason=f"not computed: {why}")
     if ref is not None:
         item.n_ref = ref.n
-        item.missing_ref = ref.missing / ref.n_rows if ref.n_rows else 0.0
     if state is not None:
         item.n_cur = state.n_rows - state.missing
-        item.missing_cur = state.missing / state.n_rows if state.n_rows else 0.0
+    _shares(item, ref, state)
     return item
+
+
+def _shares(item: FeatureDrift, ref: ColumnProfile | None, state: CurrentColumn | None) -> None:
+    """The shares of missing (NaN or infinite) and of infinite values on each side."""
+    if ref is not None and ref.n_rows:
+        item.missing_ref, item.infinite_ref = ref.missing / ref.n_rows, ref.infinite / ref.n_rows
+    if state is not None and state.n_rows:
+        item.missing_cur = state.missing / state.n_rows
+        item.infinite_cur = state.infinite / state.n_rows
 
 
 def feature_result(
@@ -141,11 +151,12 @@ def feature_result(
     if not state.seen:
         return not_computed(name, "the current data has no such column", ref, None)
     if ref.kind == "empty" or ref.n == 0:
-        return not_computed(name, f"all {ref.n_rows:,} reference values are missing", ref, state)
+        why = absent_values(ref.n_rows, ref.infinite, "reference")
+        return not_computed(name, why, ref, state)
     if state.failure is not None:
         return not_computed(name, state.failure, ref, state)
     if state.kind is None or state.n_rows == state.missing:
-        why = f"all {state.n_rows:,} current values are missing"
+        why = absent_values(state.n_rows, state.infinite, "current")
         return not_computed(name, why, ref, state)
     if state.kind == "categorical" and ref.kind == "categorical" and ref.id_like:
         why = f"{ref.distinct:,} distinct values in {ref.n:,} rows: an identifier, not a feature"
@@ -170,7 +181,6 @@ def feature_result(
         notes=s.notes,
         plot=s.plot,
     )
-    item.missing_ref = ref.missing / ref.n_rows if ref.n_rows else 0.0
-    item.missing_cur = state.missing / state.n_rows if state.n_rows else 0.0
+    _shares(item, ref, state)
     classify(item, th)
     return item

@@ -4,7 +4,14 @@ Kinds are registered explicitly, as a callable or as a ``"module:function"`` ref
 imported only when such an action first runs (:class:`LazyAction`), so checking alerts from
 cron imports nothing it does not need. Built in: ``webhook:<url>`` (POST the firing as
 JSON) and ``pipeline:<pipeline.yaml>`` (retrain, :func:`jupyter_mlops.pipelines.retrain`);
-:func:`register_action` adds more.
+:func:`register_action` adds more, each with an optional check of its argument.
+
+A rule's action is checked when the rule is defined (:func:`check_action`): its kind must be
+registered and its argument must parse, so ``exec:rm -rf /`` is refused when stored, not
+discovered when it fires. There is no built-in ``exec`` (or any shell) action on purpose:
+an alert rule can be written from a notebook, a config file or the sidebar, and running
+its text as a command would turn any of them into a shell. Code that wants one registers
+a function of its own with ``register_action`` (which then decides what it runs).
 """
 
 from __future__ import annotations
@@ -16,13 +23,15 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from jupyter_mlops.errors import MlopsError, MonitoringError
+from jupyter_mlops.errors import MlopsError, MonitoringError, UsageError
 
 WEBHOOK_TIMEOUT_S = 5.0
 
 #: ``kind -> fn(argument, event)``: what a rule's ``action = "kind:argument"`` runs.
 ActionFn = Callable[[str, dict[str, Any]], Any]
 _ACTIONS: dict[str, ActionFn] = {}
+#: ``kind -> check(argument)``: raises MlopsError when an argument cannot be used.
+_CHECKS: dict[str, Callable[[str], None]] = {}
 
 
 class LazyAction:
@@ -61,19 +70,55 @@ class LazyAction:
         return f"LazyAction({self.reference!r})"
 
 
-def register_action(kind: str, fn: ActionFn | str) -> None:
+def register_action(
+    kind: str, fn: ActionFn | str, *, check: Callable[[str], None] | None = None
+) -> None:
     """Make rules with ``action="<kind>:<argument>"`` call ``fn(argument, event)``.
 
     ``fn`` is a callable, or a ``"module:function"`` reference imported when the action
     first runs. ``event`` holds ``deployment``, ``rule``, ``value``, ``values``, ``time``,
     ``figures``. What ``fn`` returns is recorded with the firing; what it raises is
-    recorded as the action's error (the check goes on).
+    recorded as the action's error (the check goes on). ``check(argument)``, if given,
+    runs when a rule with this action is defined and raises MlopsError on a bad argument.
     """
     if isinstance(fn, str):
         fn = LazyAction(fn)
     if not kind or ":" in kind or not callable(fn):
         raise MlopsError("register_action(kind, fn): a kind without ':' and a callable")
     _ACTIONS[kind] = fn
+    if check is not None:
+        _CHECKS[kind] = check
+    else:
+        _CHECKS.pop(kind, None)
+
+
+def check_action(action: str) -> None:
+    """A UsageError unless ``action`` reads ``kind:argument`` with a registered kind and an
+    argument that kind accepts (one line naming the known kinds)."""
+    kind, sep, argument = action.partition(":")
+    if not sep or not kind or not argument.strip():
+        raise UsageError(
+            f"Action {action!r} must read kind:argument, e.g. webhook:https://... "
+            "or pipeline:pipelines/retrain.yaml"
+        )
+    if kind not in _ACTIONS:
+        known = ", ".join(sorted(_ACTIONS)) or "none"
+        raise UsageError(
+            f"No alert action kind {kind!r} (known: {known}); there is no shell action: "
+            "jupyter_mlops.monitoring.register_action adds a kind from code"
+        )
+    check = _CHECKS.get(kind)
+    if check is not None:
+        try:
+            check(argument)
+        except MlopsError as exc:
+            raise UsageError(f"Action {action!r}: {exc}") from None
+
+
+def check_pipeline_file(path: str) -> None:
+    """A ``pipeline:`` action's argument: a pipeline YAML file name, one line."""
+    if "\n" in path or "\x00" in path or not path.strip().endswith((".yaml", ".yml")):
+        raise MlopsError(f"a pipeline action names a .yaml file, not {path!r}")
 
 
 def registered_actions() -> dict[str, ActionFn]:
@@ -107,5 +152,7 @@ def post_json(url: str, payload: Mapping[str, Any], timeout: float = WEBHOOK_TIM
 
 
 # The built-in actions.
-register_action("webhook", lambda url, event: post_json(url, event))
-register_action("pipeline", "jupyter_mlops.pipelines.retrain:run_alert_action")
+register_action("webhook", lambda url, event: post_json(url, event), check=check_url)
+register_action(
+    "pipeline", "jupyter_mlops.pipelines.retrain:run_alert_action", check=check_pipeline_file
+)

@@ -24,7 +24,10 @@ from jupyter_mlops.monitoring.verdict import (
 )
 
 #: A feature's fields besides its statistics, in the order of its JSON.
-HEAD_FIELDS = ("name", "kind", "status", "reason", "n_ref", "n_cur", "missing_ref", "missing_cur")
+HEAD_FIELDS = (
+    "name", "kind", "status", "reason", "n_ref", "n_cur", "missing_ref", "missing_cur",
+    "infinite_ref", "infinite_cur",
+)  # fmt: skip
 TAIL_FIELDS = ("exact", "notes", "plot")
 
 
@@ -43,8 +46,10 @@ class FeatureDrift:
     reason: str | None = None  # why not computed / why drifted, in words
     n_ref: int = 0
     n_cur: int = 0
-    missing_ref: float = 0.0  # shares of missing values
+    missing_ref: float = 0.0  # shares of values that are not finite (NaN, None or +/-inf)
     missing_cur: float = 0.0
+    infinite_ref: float = 0.0  # of those, the shares that are +/-inf
+    infinite_cur: float = 0.0
     stats: dict[str, Any] = field(default_factory=dict)
     exact: bool | None = None
     notes: list[str] = field(default_factory=list)
@@ -96,6 +101,16 @@ class FeatureDrift:
         return cls(**own, stats=stats)
 
 
+def absent_values(n_rows: int, infinite: int, side: str) -> str:
+    """Why a side has no usable value, saying infinities apart from missing values: "all
+    200 current values are infinite (non-finite)" rather than "missing"."""
+    if infinite == n_rows and n_rows:
+        return f"all {n_rows:,} {side} values are infinite (non-finite)"
+    if infinite:
+        return f"all {n_rows:,} {side} values are missing or infinite ({infinite:,} infinite)"
+    return f"all {n_rows:,} {side} values are missing"
+
+
 def classify(feature: FeatureDrift, th: DriftThresholds) -> None:
     """Set ``feature.status`` and ``reason`` from its statistics and the thresholds.
 
@@ -133,7 +148,8 @@ def classify(feature: FeatureDrift, th: DriftThresholds) -> None:
     else:
         status = OK
     if abs(feature.missing_cur - feature.missing_ref) > th.missing_change:
-        reasons.append(f"missing values {feature.missing_ref:.0%} -> {feature.missing_cur:.0%}")
+        what = "missing or infinite" if feature.infinite_ref or feature.infinite_cur else "missing"
+        reasons.append(f"{what} values {feature.missing_ref:.0%} -> {feature.missing_cur:.0%}")
         if status == OK:
             status = WARNING
     low = min(feature.n_ref, feature.n_cur)

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 MAX_AUTO_CATEGORIES = 10
 ID_MIN_DISTINCT = 1000  # text with more distinct values than this, mostly unique: an id
-PROFILE_VERSION = 1
+PROFILE_VERSION = 2  # 2: infinite values counted apart from missing ones
 _MEMORY_CACHE: dict[str, ReferenceProfile] = {}
 _MEMORY_CACHE_SIZE = 4
 
@@ -44,6 +44,7 @@ class ColumnProfile:
     integer: bool = False  # numeric and every value a whole number
     distinct: int = 0
     detail: str | None = None
+    infinite: int = 0  # of the missing values, those that are +/-inf (reported apart)
 
     @property
     def n(self) -> int:
@@ -107,7 +108,7 @@ class ReferenceProfile:
             entry = {
                 "name": col.name, "kind": col.kind, "n_rows": col.n_rows, "missing": col.missing,
                 "counts": col.counts, "integer": col.integer, "distinct": col.distinct,
-                "detail": col.detail, "numeric": None,
+                "detail": col.detail, "numeric": None, "infinite": col.infinite,
             }  # fmt: skip
             if col.numeric is not None:
                 p = col.numeric
@@ -152,6 +153,7 @@ class ReferenceProfile:
                     psi_share=arrays[f"{i}.psi_share"],
                     grid_psi_cells=arrays[f"{i}.grid_psi_cells"],
                     grid_psi_share=arrays[f"{i}.grid_psi_share"],
+                    infinite=int(entry.get("infinite") or 0),
                 )
             columns[entry["name"]] = ColumnProfile(
                 name=entry["name"],
@@ -163,6 +165,7 @@ class ReferenceProfile:
                 integer=bool(entry.get("integer")),
                 distinct=int(entry.get("distinct") or 0),
                 detail=entry.get("detail"),
+                infinite=int(entry.get("infinite") or 0),
             )
         return cls(columns, int(meta["n_rows"]), dict(meta.get("info") or {}), int(meta["bins"]))
 
@@ -293,7 +296,7 @@ def _profile_column(name: str, series: pd.Series, bins: int) -> ColumnProfile:
     if kind == "numeric":
         values = as_float(series)
         prof = st.numeric_profile(values, bins=bins)
-        col.missing = prof.missing
+        col.missing, col.infinite = prof.missing, prof.infinite
         col.numeric = prof
         ordered = prof.sorted
         if ordered.size:

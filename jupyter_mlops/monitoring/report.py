@@ -159,7 +159,8 @@ class DriftReport:
         import pandas as pd
 
         stats = registry.table_fields()
-        own = ["kind", "status", "reason", "n_ref", "n_cur", "missing_ref", "missing_cur", "exact"]
+        own = ["kind", "status", "reason", "n_ref", "n_cur", "missing_ref", "missing_cur"]
+        own += ["infinite_ref", "infinite_cur", "exact"]
         columns = ["feature", "role", *own[:3], *stats, *own[3:]]
         records = []
         for item in self.rows():

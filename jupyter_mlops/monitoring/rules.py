@@ -24,11 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from jupyter_mlops import values
 from jupyter_mlops._util.records import attributes
 from jupyter_mlops.conditions import Condition
 from jupyter_mlops.errors import MlopsError
 from jupyter_mlops.monitoring import vitals
-from jupyter_mlops.monitoring.actions import check_url
+from jupyter_mlops.monitoring.actions import check_action, check_url
 
 if TYPE_CHECKING:
     from jupyter_mlops.config import Config
@@ -59,11 +60,9 @@ class AlertRule(Condition):
                     f"Action {action!r} must read kind:argument, e.g. webhook:https://... "
                     "or pipeline:pipelines/retrain.yaml"
                 )
-        if cooldown_s < 0:
-            raise MlopsError("cooldown_s cannot be negative")
         self.action = action
         self.name = name or self.expression
-        self.cooldown_s = float(cooldown_s)
+        self.cooldown_s = values.non_negative(cooldown_s, "cooldown_s")
 
     def to_dict(self) -> dict[str, Any]:
         return attributes(self, "expression", "action", "name", "cooldown_s")
@@ -131,8 +130,13 @@ class RuleSet:
 
 def get_rules(deployment: str, *, config: Config | None = None) -> RuleSet:
     """The alert rules stored for ``deployment`` (empty when none)."""
-    data = read_json(rules_folder(deployment, config) / RULES_FILE, {})
-    return RuleSet([AlertRule.of(r) for r in data.get("rules", [])], data.get("webhook"))
+    path = rules_folder(deployment, config) / RULES_FILE
+    data = read_json(path, {})
+    try:
+        rules = [AlertRule.of(r) for r in data.get("rules", [])]
+    except MlopsError as exc:  # e.g. a NaN cooldown stored before values were checked
+        raise MlopsError(f"{path}: {exc}; fix or remove that rule") from None
+    return RuleSet(rules, data.get("webhook"))
 
 
 def set_rules(
@@ -151,6 +155,9 @@ def set_rules(
     from jupyter_mlops.serving import get_deployment
 
     parsed = [AlertRule.of(r) for r in rules]
+    for rule in parsed:  # checked when defined; a stored rule is judged when it fires
+        if rule.action is not None:
+            check_action(rule.action)
     if webhook:
         check_url(webhook)
     get_deployment(deployment, config=config)  # an unknown deployment is an error

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from jupyter_mlops import values
+
 DRIFT, WARNING, OK = "drift", "warning", "ok"
 INSUFFICIENT, NOT_COMPUTED = "insufficient", "not computed"
 STATUS_ORDER = {DRIFT: 0, WARNING: 1, OK: 2, INSUFFICIENT: 3, NOT_COMPUTED: 4}
@@ -27,6 +29,18 @@ class DriftThresholds:
     missing_change: float = 0.1
     share: float = 0.5  # dataset drift when this share of computed features drifts
     bins: int = 10  # PSI bins (reference quantiles)
+
+    def __post_init__(self) -> None:
+        """Each threshold in its range, so no verdict is decided by a NaN or a share of -1
+        (a UsageError naming the threshold otherwise)."""
+        for name in ("ks_alpha", "chi2_alpha"):
+            values.between(getattr(self, name), f"drift threshold {name}", 0, 1, open_low=True)
+        for name in ("share", "missing_change"):
+            values.between(getattr(self, name), f"drift threshold {name}", 0, 1)
+        for name in ("psi_warning", "psi_drift", "wasserstein_drift"):
+            values.non_negative(getattr(self, name), f"drift threshold {name}")
+        values.whole(self.min_samples, "drift threshold min_samples", 1, 10**9)
+        values.whole(self.bins, "drift threshold bins", 2, 1000)
 
     def replace(self, **changes: Any) -> DriftThresholds:
         """A copy with some thresholds changed; unknown names raise ValueError."""

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from jupyter_mlops import values
 from jupyter_mlops._util.layout import PACKAGE_FILE
 from jupyter_mlops._version import __version__
 from jupyter_mlops.client import quiet_mlflow
@@ -137,9 +138,9 @@ def package(
     from jupyter_mlops.registry.lineage import lineage
     from jupyter_mlops.registry.lookup import get_version
 
+    dest = values.out_folder(out).resolve()  # an existing file is refused before any work
     config = config or load_config()
     version = get_version(ref, config)
-    dest = Path(out).resolve()
     if dest.exists():
         if not overwrite and any(dest.iterdir()):
             raise MlopsError(f"{dest} exists and is not empty: choose another --out or overwrite")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jupyter_mlops import values
 from jupyter_mlops.errors import MlopsError
 from jupyter_mlops.tracking.environment import NOTEBOOK_ENV
 
@@ -106,9 +107,7 @@ def execute_notebook(
     """
     import papermill  # ~0.6 s to import: only when a notebook is executed
 
-    src = Path(notebook).resolve()
-    if not src.is_file():
-        raise MlopsError(f"Notebook {notebook} does not exist")
+    src = Path(values.notebook_file(notebook)).resolve()  # an existing .ipynb, not a CSV
     out = Path(output).resolve() if output else src.with_name(f"{src.stem}.out.ipynb")
     out.parent.mkdir(parents=True, exist_ok=True)
     workdir = Path(cwd).resolve() if cwd else src.parent

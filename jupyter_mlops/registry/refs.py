@@ -11,6 +11,7 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from jupyter_mlops import values
 from jupyter_mlops.errors import RegistryError
 
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
@@ -51,7 +52,7 @@ def expectation(text: str | None) -> dict[str, Any]:
     if text is None:
         return {}
     text = text.strip().strip("'\"")
-    return {"expected": None if text.lower() == "none" else text}
+    return {"expected": None if text.lower() == "none" else values.version_number(text)}
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ class ModelRef:
             return cls(check_model_name(name), alias=check_alias(alias))
         if "/" in raw:
             name, version = raw.split("/", 1)
-            if not version.isdigit():
+            if not re.fullmatch(r"[0-9]{1,10}", version) or int(version) > values.MAX_VERSION:
                 raise RegistryError(f"Invalid version {version!r} in {text!r}: use name/3")
             return cls(check_model_name(name), version=version)
         return cls(check_model_name(raw))

@@ -22,6 +22,7 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from tornado.ioloop import IOLoop
 
+from jupyter_mlops import values
 from jupyter_mlops._util.urls import redact_text, safe_logger
 from jupyter_mlops.config import Config
 from jupyter_mlops.errors import MlopsError, RequestError
@@ -184,9 +185,17 @@ class ModelPromoteHandler(MlopsHandler):
         """Body ``{version, alias, gate?, expected?}``: point the alias at the version, if
         the version's run passes ``gate`` (as ``%register --promote``) and the alias still
         points at ``expected`` (the holder the user saw; null: none; 409 if it moved).
-        Answers the alias event."""
+        Answers the alias event. A version or ``expected`` that is no model version number
+        (``"abc"``, 23 digits) is a 400 before the registry is asked."""
 
-        await self.guarded(lambda: functools.partial(self.views.promote, name, self.body()))
+        def parse() -> Any:
+            body = self.body()
+            values.version_number(body.get("version"))
+            if body.get("expected") is not None:
+                values.version_number(body["expected"], "expected")
+            return functools.partial(self.views.promote, name, body)
+
+        await self.guarded(parse)
 
 
 class ModelRollbackHandler(MlopsHandler):

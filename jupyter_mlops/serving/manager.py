@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from jupyter_mlops import values
 from jupyter_mlops._util.layout import JOURNAL_DIR, DamagedState, read_state
 from jupyter_mlops._util.processes import group_alive, pid_alive, stop_group
 from jupyter_mlops.config import Config, load_config
@@ -242,6 +243,7 @@ def deploy(
     ``/invocations`` answers exactly as ``mlflow models serve``; ``strict_invocations``
     makes it validate and answer errors as ``/predict`` does.
     """
+    port = None if port is None else values.port(port)  # 1-65535, before anything starts
     config = config or load_config()
     config.ensure_dirs()
     if workers < 1:

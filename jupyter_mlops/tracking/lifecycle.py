@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from jupyter_mlops import values
 from jupyter_mlops.client import client, quiet_mlflow, retry_busy
 from jupyter_mlops.config import Config, load_config, notebook_project_start
 from jupyter_mlops.tracking import buffer, store
@@ -51,6 +52,7 @@ def latest_runs(
     *, config: Config | None = None, notebook: str | None = None, limit: int = 10
 ) -> list[dict[str, Any]]:
     """The newest runs (of one notebook, if given), as plain dicts for display."""
+    limit = values.runs_limit(limit)
     config = config or load_config()
     mlflow_client = client(config)
     exps = store.call(mlflow_client.search_experiments)
@@ -135,6 +137,9 @@ def track(
     """
     import mlflow
 
+    if experiment is not None:  # "" would fall back to MLflow's Default (and ./mlruns)
+        values.experiment_name(experiment)
+    tags = values.user_tags(tags)  # mlops.* and mlflow.* are the project's own
     namespace = namespace if namespace is not None else {}
     # The notebook first: its folder finds the project when the kernel runs elsewhere.
     source = None if notebook else find_notebook(namespace)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
+from jupyter_mlops import values
 from jupyter_mlops.errors import MlopsError
 from jupyter_mlops.monitoring.alerts import alert_history
 from jupyter_mlops.monitoring.live import LiveMonitor
@@ -66,7 +67,7 @@ class MonitorWidget(widgets.VBox):  # type: ignore[misc]
         super().__init__()
         self.deployment = deployment
         self.last = last
-        self.interval = float(interval)
+        self.interval = values.positive(interval, "interval")  # 0 would be a busy loop
         self.drift_every = float(drift_every)
         self.config = config or load_config()
         self.live = LiveMonitor(deployment, last=last, drift_every=drift_every, config=self.config)

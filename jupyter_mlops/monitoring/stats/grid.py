@@ -35,6 +35,7 @@ class NumericProfile:
     psi_share: np.ndarray  # reference share per PSI bin
     grid_psi_cells: np.ndarray  # PSI edges as grid cell indices (the large-data path)
     grid_psi_share: np.ndarray  # reference share per grid-snapped PSI bin
+    infinite: int = 0  # of the missing values, those that are +/-inf (not NaN)
 
     @property
     def n(self) -> int:
@@ -84,6 +85,7 @@ def numeric_profile(values: np.ndarray, bins: int = 10) -> NumericProfile:
         psi_share=np.ones(1),
         grid_psi_cells=np.empty(0, dtype=np.int64),
         grid_psi_share=np.ones(1),
+        infinite=int(np.count_nonzero(np.isinf(values))) if n < values.size else 0,
     )
     if n == 0:
         return prof
@@ -208,6 +210,7 @@ class NumericAccumulator:
     counts: Any = None
     n: int = 0
     missing: int = 0
+    infinite: int = 0  # of the missing values, those that are +/-inf
     n_below: int = 0  # values below the reference's minimum
     n_above: int = 0  # values above its maximum
     below: float = 0.0  # sum of (min - x) over those below
@@ -222,6 +225,7 @@ class NumericAccumulator:
         finite = np.isfinite(values)
         if not finite.all():
             self.missing += int(values.size - np.count_nonzero(finite))
+            self.infinite += int(np.count_nonzero(np.isinf(values)))
             values = values[finite]
         if values.size == 0:
             return
