@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from jupyter_mlops._util.records import attributes
 from jupyter_mlops.commands.base import Arguments, Context, ModalCommand
-from jupyter_mlops.commands.options import PORT, json_option
+from jupyter_mlops.commands.options import PORT, TIMEOUT, json_option
 from jupyter_mlops.errors import UsageError
 
 
@@ -23,6 +23,13 @@ def _serve_options(parser: Arguments) -> None:
     add("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     add("--workers", type=int, default=1, help="server worker processes")
     add("--token", help="bearer token required by every endpoint but /health")
+    add(
+        "--timeout",
+        type=TIMEOUT,
+        default=30.0,
+        metavar="SECONDS",
+        help="answer 504 to a prediction not done this many seconds after it arrived (default 30)",
+    )
     add(
         "--predict",
         choices=("label", "proba"),
@@ -56,6 +63,7 @@ def start(args: argparse.Namespace, context: Context) -> Any:
         prediction_log=not args.no_log,
         predict=args.predict,
         strict_invocations=args.strict_invocations,
+        request_timeout=args.timeout,
         **attributes(args, "name", "port", "host", "workers", "token"),
     )
 

@@ -112,6 +112,8 @@ THRESHOLD = converter(_threshold, "threshold")
 PORT = converter(checks.port, "port")
 #: ``--interval`` (seconds between refreshes): finite and above 0.
 INTERVAL = converter(lambda v: checks.positive(v, "interval"), "interval")
+#: ``--timeout`` of a deployment's requests (seconds): finite and above 0.
+TIMEOUT = converter(lambda v: checks.positive(v, "timeout"), "timeout")
 #: ``--cooldown`` (seconds between notifications): finite, 0 or more.
 COOLDOWN = converter(lambda v: checks.non_negative(v, "cooldown"), "cooldown")
 #: ``-n/--limit`` of run listings: 1 to ``checks.MAX_RUNS_LISTED``.

@@ -25,16 +25,36 @@ import os
 import shutil
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from jupyter_mlops import values
 from jupyter_mlops._util.urls import redact_text
 from jupyter_mlops.errors import MlopsError
 
 if TYPE_CHECKING:
     from jupyter_mlops.config import Config
     from jupyter_mlops.registry.refs import ModelRef
+
+
+def _checked(check: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse ``type=`` over a check of :mod:`jupyter_mlops.values` (the serving layer
+    cannot import ``commands.options``, whose converters do the same): its one-line
+    UsageError becomes argparse's ``argument --port: ...`` error, exit status 2."""
+    from jupyter_mlops.errors import UsageError
+
+    def convert(text: str) -> Any:
+        try:
+            return check(text)
+        except UsageError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return convert
+
+
+PORT = _checked(values.port)
+TIMEOUT = _checked(lambda v: values.positive(v, "timeout"))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -58,8 +78,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--name", help="deployment name with --model (default: the model's)")
     parser.add_argument("--host", help="address to bind (default: from the state, 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="port to bind (default: from the state, 8080)")
+    parser.add_argument(
+        "--port", type=PORT, help="port to bind, 1-65535 (default: from the state, 8080)"
+    )
     parser.add_argument("--workers", type=int, help="uvicorn worker processes")
+    parser.add_argument(
+        "--timeout",
+        type=TIMEOUT,
+        metavar="SECONDS",
+        help="answer 504 to a prediction not done this many seconds after it arrived "
+        "(default: from the state, 30)",
+    )
     parser.add_argument(
         "--token-env",
         metavar="VAR",
@@ -135,6 +164,7 @@ def _prepare_from_model(args: argparse.Namespace, folder: Path) -> None:
         config=config,
         token=token,
         strict_invocations=args.strict_invocations,
+        **({"request_timeout": args.timeout} if args.timeout else {}),
     )
     state["pid"] = os.getpid()
     write_state(folder, state)
@@ -167,10 +197,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         state = read_state(folder)
         if state is None:
             raise MlopsError(f"No state.json in {folder}.")
-        if args.strict_invocations and not state.get("strict_invocations"):
+        overrides = {
+            "strict_invocations": True if args.strict_invocations else None,
+            "request_timeout_s": args.timeout,
+        }
+        changed = {k: v for k, v in overrides.items() if v is not None and state.get(k) != v}
+        if changed:
             from jupyter_mlops.serving.state import write_state
 
-            state["strict_invocations"] = True  # the app reads the folder's state
+            state.update(changed)  # the app reads the folder's state
             write_state(folder, state)
         host = args.host or state.get("host") or "127.0.0.1"
         port = args.port or int(state.get("port") or 8080)

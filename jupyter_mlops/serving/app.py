@@ -110,7 +110,7 @@ def create_app(deployment_dir: str | os.PathLike[str]) -> FastAPI:
         return openapi_with_classes(FastAPI.openapi(app), runtime.classes(), runtime.predict_mode)
 
     app.openapi = openapi  # type: ignore[method-assign]
-    app.add_middleware(TokenAuth, token_sha256=state.get("token_sha256"), metrics=runtime.metrics)
+    app.add_middleware(TokenAuth, state=state, metrics=runtime.metrics)
     return app
 
 

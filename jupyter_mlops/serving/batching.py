@@ -5,6 +5,12 @@ answers many requests for the price of one model call. Requests queue per model;
 coroutine drains the queue, running one batch at a time in a worker thread so the event loop
 keeps reading requests meanwhile (those form the next batch).
 
+A deployment's request timeout bounds the wait for a batch too: a batch still running when
+the last of its requests' deadlines passes is abandoned. Its requests are answered 504, its
+thread finishes the model call in the background (a thread cannot be interrupted; the result
+is dropped), and the drain goes on with the next batch in another thread of ``executor``.
+Requests whose handler already gave up are skipped, not predicted.
+
 The wait is adaptive: a lone request (nothing else in flight recently) is dispatched at once,
 so batching costs nothing at concurrency 1. When recent batches held ``n`` requests, the next
 one lingers at most ``max_wait_s`` for up to ``n`` to arrive, bounded by ``max_rows``.
@@ -15,13 +21,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from jupyter_mlops.serving.errors import log_failed
+from jupyter_mlops.serving.errors import PredictionError, log_failed
 from jupyter_mlops.serving.scoring import EnforcedInput
 from jupyter_mlops.serving.validation import RawInput, TableInput
 
@@ -61,8 +68,10 @@ class Batcher:
         enabled: bool = True,
         max_wait_s: float = 0.002,
         max_rows: int = 256,
+        timeout_s: float | None = None,
     ) -> None:
         self.run_batch = run_batch
+        self.timeout_s = timeout_s  # seconds from a request's arrival to its 504
         self.executor = executor
         self.enabled = enabled
         self.max_wait_s = max_wait_s
@@ -99,6 +108,11 @@ class Batcher:
                 return
 
     def _take(self) -> list[Pending]:
+        while self._queue[0].future is not None and self._queue[0].future.done():
+            gone = self._queue.popleft()  # its handler gave up (timeout, client gone)
+            self._rows -= gone.input.n_rows
+            if not self._queue:
+                return []
         first = self._queue.popleft()
         batch, rows = [first], first.input.n_rows
         if self.enabled and first.joinable:
@@ -125,11 +139,12 @@ class Batcher:
                 if self.enabled and self.max_wait_s > 0 and self._queue[0].joinable:
                     await self._linger()
                 batch = self._take()
+                if not batch:
+                    continue
                 self._recent.append(len(batch))
+                call = loop.run_in_executor(self.executor, self.run_batch, batch)
                 try:
-                    outcomes, durable = await loop.run_in_executor(
-                        self.executor, self.run_batch, batch
-                    )
+                    outcomes, durable = await self._in_time(call, batch)
                 except Exception as exc:  # run_batch reports per item; this is a safety net
                     outcomes, durable = [exc] * len(batch), None
                 if durable is None:
@@ -141,12 +156,38 @@ class Batcher:
         finally:
             self._task = None
 
+    async def _in_time(self, call: asyncio.Future[Any], batch: Sequence[Pending]) -> Any:
+        """``call``'s result, or 504 outcomes once the batch's last deadline has passed."""
+        if self.timeout_s is None:
+            return await call
+        deadline = max(p.started for p in batch) + self.timeout_s
+        done, _ = await asyncio.wait({call}, timeout=max(0.0, deadline - time.perf_counter()))
+        if done:
+            return call.result()
+        call.add_done_callback(_dropped)  # the thread finishes the call; nobody waits for it
+        return [timed_out(self.timeout_s)] * len(batch), None
+
     async def aclose(self) -> None:
         """Wait for queued requests to be answered (used at shutdown)."""
         task = self._task
         if task is not None:
             with contextlib.suppress(Exception):
                 await task
+
+
+def timed_out(seconds: float) -> PredictionError:
+    """The answer to a request not predicted within the deployment's timeout: 504."""
+    return PredictionError(
+        f"The prediction did not finish within the deployment's timeout of {seconds:g} s; "
+        "retry later, send fewer rows, or deploy with a longer --timeout.",
+        status=504,
+    )
+
+
+def _dropped(call: asyncio.Future[Any]) -> None:
+    """Retrieve an abandoned batch's outcome (so asyncio does not report it as unhandled)."""
+    if not call.cancelled():
+        call.exception()
 
 
 def _release(batch: Sequence[Pending], outcomes: Sequence[Any]) -> None:

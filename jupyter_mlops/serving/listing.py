@@ -177,7 +177,7 @@ def deployment_from_state(
         history=list(state.get("history") or []),
         started_at=state.get("started_at"),
         stopped_at=state.get("stopped_at"),
-        token_required=bool(state.get("token_sha256")),
+        token_required=bool(state.get("token_hash") or state.get("token_sha256")),
         folder=folder,
         generation=int(state.get("generation") or 0),
         events=list(state.get("events") or []),

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import errno
-import hashlib
 import os
 import re
 import socket
@@ -47,7 +46,10 @@ from jupyter_mlops.serving.proba import check_predict_mode
 from jupyter_mlops.serving.state import (
     ACKS_DIR,
     DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_REQUEST_TIMEOUT_S,
     LOG_FILE,
+    PRIVATE_FILE,
+    hash_token,
     locked,
     log_tail,
     pid_is_server,
@@ -121,9 +123,11 @@ def new_state(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     predict: str = "label",
     strict_invocations: bool = False,
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT_S,
 ) -> dict[str, Any]:
     """The initial ``state.json`` of a deployment (also used by the container entry point)."""
     check_predict_mode(predict)
+    request_timeout = values.positive(request_timeout, "timeout")
     if durability not in ("write", "fsync"):
         raise ServingError(f"durability must be 'write' or 'fsync', not {durability!r}")
     if prediction_log is True:  # the project's store: prediction_log in config, else SQLite
@@ -150,7 +154,7 @@ def new_state(
         "canary": None,
         "canary_weight": 0.0,
         "history": [],
-        "token_sha256": hashlib.sha256(token.encode()).hexdigest() if token else None,
+        "token_hash": hash_token(token) if token else None,
         "tracking_uri": config.tracking_uri,
         "project_root": str(config.root),
         "prediction_log": log_url,
@@ -163,6 +167,7 @@ def new_state(
         "max_body_bytes": int(max_body_bytes),
         "predict": predict,
         "strict_invocations": bool(strict_invocations),
+        "request_timeout_s": request_timeout,
         "log_file": LOG_FILE,
     }
     record_event(state, "deploy", primary=ref.label)
@@ -177,7 +182,9 @@ def _spawn(folder: Path, sock: socket.socket, config: Config) -> subprocess.Pope
         sys.executable, "-m", "jupyter_mlops.serving",
         "--deployment-dir", str(folder), "--fd", str(sock.fileno()),
     ]  # fmt: skip
-    with (folder / LOG_FILE).open("ab") as log:
+    fd = os.open(folder / LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, PRIVATE_FILE)
+    os.fchmod(fd, PRIVATE_FILE)
+    with os.fdopen(fd, "ab") as log:
         log.write(f"\n--- {dt.datetime.now().isoformat(timespec='seconds')} start\n".encode())
         log.flush()
         return subprocess.Popen(
@@ -228,6 +235,7 @@ def deploy(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     predict: str = "label",
     strict_invocations: bool = False,
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT_S,
     config: Config | None = None,
 ) -> Deployment:
     """Serve ``target`` (``name@alias``, ``name/version`` or a URI) in a detached server.
@@ -241,9 +249,12 @@ def deploy(
     ``"proba"`` answers class probabilities by default (a model without ``predict_proba`` is
     refused here, before any server starts); requests choose with ``?predict=``.
     ``/invocations`` answers exactly as ``mlflow models serve``; ``strict_invocations``
-    makes it validate and answer errors as ``/predict`` does.
+    makes it validate and answer errors as ``/predict`` does. ``request_timeout`` (seconds,
+    default 30) bounds each prediction from its arrival: a request not answered by then gets
+    504 (``timeout`` is how long to wait for the server to start).
     """
     port = None if port is None else values.port(port)  # 1-65535, before anything starts
+    request_timeout = values.positive(request_timeout, "timeout")
     config = config or load_config()
     config.ensure_dirs()
     if workers < 1:
@@ -282,7 +293,7 @@ def deploy(
                 config=config, token=token, batching=batching, max_batch_rows=max_batch_rows,
                 max_wait_ms=max_wait_ms, prediction_log=prediction_log, durability=durability,
                 max_body_bytes=max_body_bytes, predict=predict,
-                strict_invocations=strict_invocations,
+                strict_invocations=strict_invocations, request_timeout=request_timeout,
             )  # fmt: skip
             for ack in (folder / ACKS_DIR).glob("*.json"):
                 ack.unlink(missing_ok=True)

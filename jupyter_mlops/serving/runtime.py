@@ -16,6 +16,7 @@ import hashlib
 import os
 import random
 import time
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ from jupyter_mlops._util.layout import JOURNAL_DIR, read_state
 from jupyter_mlops._util.urls import redact_text, safe_logger
 from jupyter_mlops.predlog import LogWriter
 from jupyter_mlops.registry.refs import ModelRef
-from jupyter_mlops.serving.batching import Pending
+from jupyter_mlops.serving.batching import Pending, timed_out
 from jupyter_mlops.serving.errors import InputError, PredictionError, ServingError
 from jupyter_mlops.serving.metrics import Metrics
 from jupyter_mlops.serving.models import LoadedModel, load_model
@@ -44,6 +45,7 @@ from jupyter_mlops.serving.protocols import (
 from jupyter_mlops.serving.scoring import fast_input, invoke, mlflow_json, stand_in, submitter
 from jupyter_mlops.serving.state import (
     DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_REQUEST_TIMEOUT_S,
     state_stamp,
     write_ack,
 )
@@ -53,6 +55,8 @@ __all__ = ["RoutingTable", "ServingRuntime"]
 _log = safe_logger("jupyter_mlops.serving")
 #: Seconds between two looks at ``state.json``.
 WATCH_INTERVAL_S = 0.1
+#: Error codes of a PredictionError's status (others: PREDICTION_FAILED).
+_ERROR_CODES = {422: "INVALID_INPUT", 504: "PREDICTION_TIMEOUT"}
 #: Threads running MLflow's scoring code for ``/invocations`` requests off the fast path.
 MLFLOW_THREADS = 32
 
@@ -98,6 +102,8 @@ class ServingRuntime:
         self.predict_mode = str(state.get("predict") or "label")  # what requests get by default
         # /invocations answers as MLflow's scoring server, or with our validation and errors
         self.strict_invocations = bool(state.get("strict_invocations"))
+        # seconds from a request's arrival to its 504 (states written before: the default)
+        self.timeout_s = float(state.get("request_timeout_s") or DEFAULT_REQUEST_TIMEOUT_S)
         self.metrics = Metrics(self.name)
         self.predict_pool = ThreadPoolExecutor(2, thread_name_prefix="predict")
         self.load_pool = ThreadPoolExecutor(1, thread_name_prefix="load")
@@ -153,6 +159,7 @@ class ServingRuntime:
             metrics=self.metrics,
             batching=self.batching,
         )
+        loaded.batcher.timeout_s = self.timeout_s
         if self.predict_mode == "proba" and loaded.proba is None:  # refused like a bad load
             raise ServingError(no_proba_message(ref.label))
         return loaded
@@ -238,12 +245,7 @@ class ServingRuntime:
         """Route, read, validate, predict (micro-batched) and answer one request."""
         if endpoint == "invocations" and not self.strict_invocations:
             return await self.handle_mlflow(request)
-        started, ts = time.perf_counter(), time.time()
-        request_id = request.scope["state"]["request_id"]
-        table = self.table
-        assert table is not None
-        key = request.headers.get("x-request-key") or request.query_params.get("request_key")
-        model, role = table.choose(key)
+        started, ts, request_id, model, role = self._route(request)
         status, rows = 200, 0
         try:
             body = await read_body(request, self.max_body)
@@ -255,7 +257,7 @@ class ServingRuntime:
                 )
             inp, params = parse_request(endpoint, body, content_type, model.spec)
             pending = Pending(inp, params, request_id, started, ts, endpoint, role, output)
-            outputs = await model.batcher.submit(pending)
+            outputs = await self._in_time(model.batcher.submit(pending), started)
             rows = inp.n_rows
             response = json_response(
                 answer(endpoint, outputs, request_id, {**model.info, "role": role})
@@ -265,7 +267,7 @@ class ServingRuntime:
             response = error_response(status, exc.code, exc.message, request_id, exc.column)
         except PredictionError as exc:
             status = exc.status
-            code = "INVALID_INPUT" if status == 422 else "PREDICTION_FAILED"
+            code = _ERROR_CODES.get(status, "PREDICTION_FAILED")
             response = error_response(status, code, exc.message, request_id)
         except Exception as exc:  # a bug of ours: answer it as one, and keep serving
             _log.exception("request %s failed", request_id)
@@ -281,13 +283,8 @@ class ServingRuntime:
     async def handle_mlflow(self, request: Request) -> Response:
         """``/invocations`` answered as ``mlflow models serve`` answers it (see
         :mod:`~jupyter_mlops.serving.scoring`), predicted by this deployment's batcher."""
-        started, ts = time.perf_counter(), time.time()
-        request_id = request.scope["state"]["request_id"]
-        table = self.table
-        assert table is not None
-        key = request.headers.get("x-request-key") or request.query_params.get("request_key")
-        model, role = table.choose(key)
-        rows = [0]
+        started, ts, request_id, model, role = self._route(request)
+        rows, late = [0], [False]
         try:
             body = await read_body(request, self.max_body)
             output = request_mode(request.query_params.get("predict"), "label")
@@ -303,14 +300,26 @@ class ServingRuntime:
         async def submit(inp: Any, params: Any) -> Any:
             rows[0] += inp.n_rows
             pending = Pending(inp, params, request_id, started, ts, "invocations", role, output)
-            return await model.batcher.submit(pending)
+            try:
+                return await self._in_time(model.batcher.submit(pending), started)
+            except PredictionError as exc:
+                late[0] = exc.status == 504
+                raise
+
+        def timeout_answer() -> Response:  # ours, not MLflow's: MLflow has no timeout
+            error = timed_out(self.timeout_s)
+            response = error_response(504, "PREDICTION_TIMEOUT", error.message, request_id)
+            return self._answered(response, model, role, started, rows[0])
 
         fast = fast_input(body, content_type, model.spec) if model.fast else None
         if fast is not None:
-            with contextlib.suppress(Exception):  # any failure: MLflow's path answers it
+            try:
                 raw = await submit(fast, None)
                 response = Response(mlflow_json(raw), media_type=JSON)
                 return self._answered(response, model, role, started, rows[0])
+            except Exception:  # any other failure: MLflow's path answers it
+                if late[0]:
+                    return timeout_answer()
             rows[0] = 0
         loop = asyncio.get_running_loop()
         standin = stand_in(model.model, submitter(loop, submit))
@@ -322,7 +331,26 @@ class ServingRuntime:
         except Exception:  # as MLflow's server, whose app lets these through to Starlette
             _log.exception("request %s failed", request_id)
             response = Response("Internal Server Error", status_code=500, media_type="text/plain")
+        if late[0]:
+            return timeout_answer()
         return self._answered(response, model, role, started, rows[0])
+
+    def _route(self, request: Request) -> tuple[float, float, str, LoadedModel, str]:
+        """Arrival times, request id, and the model (and its role) answering ``request``."""
+        started, ts = time.perf_counter(), time.time()
+        table = self.table
+        assert table is not None
+        key = request.headers.get("x-request-key") or request.query_params.get("request_key")
+        model, role = table.choose(key)
+        return started, ts, request.scope["state"]["request_id"], model, role
+
+    async def _in_time(self, waiting: Coroutine[Any, Any, Any], started: float) -> Any:
+        """Await a prediction until ``timeout_s`` after the request arrived; then 504."""
+        remaining = self.timeout_s - (time.perf_counter() - started)
+        try:
+            return await asyncio.wait_for(waiting, max(0.0, remaining))
+        except TimeoutError:
+            raise timed_out(self.timeout_s) from None
 
     def _answered(
         self, response: Response, model: LoadedModel, role: str, started: float, rows: int

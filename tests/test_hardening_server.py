@@ -1,0 +1,238 @@
+"""Issue 17, the model server: a per-request timeout, an OpenAPI document that matches the
+server, and a deployment token stored as a salted slow hash in private files.
+
+One real deployment (uvicorn on 127.0.0.1, started by ``deploy()``) serves a pyfunc model
+logged from code in a temporary project: it doubles ``x``, and sleeps ``sleep`` seconds
+first when a row asks it to. It is protected by a token and answers within a short timeout,
+so the slow request gets 504 while the others are answered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import stat
+import textwrap
+import time
+import warnings
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from jupyter_mlops.config import Config, load_config
+from jupyter_mlops.serving import Deployment
+from jupyter_mlops.serving.state import hash_token, token_matches
+from tests.helpers import running
+
+pytestmark = pytest.mark.slow
+
+TOKEN = "hardening-token-17"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+#: The deployment's request timeout, and how long the slow request's model call sleeps.
+TIMEOUT_S, SLEEP_S = 1.5, 4.0
+
+SLEEPY_MODEL = '''
+import time
+import warnings
+from pathlib import Path
+
+import mlflow.pyfunc
+import pandas as pd
+
+
+class Sleepy(mlflow.pyfunc.PythonModel):
+    """Doubles ``x``; sleeps ``max(sleep)`` seconds first (a slow model call on demand),
+    leaving a marker in the working directory (the project) while it sleeps."""
+
+    def predict(self, context, model_input, params=None):
+        pause = float(model_input["sleep"].max())
+        if pause > 0:
+            Path("sleeping.marker").touch()
+            time.sleep(pause)
+        return (model_input["x"] * 2.0).to_numpy()
+
+
+mlflow.models.set_model(Sleepy())
+'''
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Config]:
+    """A project holding ``sleepy`` v1 (alias champion), a pyfunc model logged from code."""
+    import mlflow
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    from jupyter_mlops.client import client
+
+    root = tmp_path_factory.mktemp("hardening") / "proj"
+    (root / ".mlops").mkdir(parents=True)
+    code = root / "sleepy_model.py"
+    code.write_text(textwrap.dedent(SLEEPY_MODEL))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        cfg = load_config(root)
+        mlflow_client = client(cfg)
+        example = pd.DataFrame({"x": [1.0, 2.0], "sleep": [0.0, 0.0]})
+        with mlflow.start_run(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # MLflow asks for type hints
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(code),
+                signature=infer_signature(example, pd.Series([2.0, 4.0])),
+                input_example=example,
+                pip_requirements=["pandas"],
+            )
+        version = mlflow.register_model(info.model_uri, "sleepy")
+        mlflow_client.set_registered_model_alias("sleepy", "champion", version.version)
+        yield cfg
+
+
+@pytest.fixture(scope="module")
+def server(config: Config) -> Iterator[Deployment]:
+    with running(
+        "sleepy@champion", config, name="sleepy", token=TOKEN, request_timeout=TIMEOUT_S
+    ) as dep:
+        yield dep
+
+
+@pytest.fixture
+def http(server: Deployment) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=30, headers=AUTH) as client:
+        yield client
+
+
+# -- the deployment token -------------------------------------------------------------------
+
+
+def test_token_is_a_salted_slow_hash_in_private_files(server: Deployment) -> None:
+    text = (server.folder / "state.json").read_text()
+    state = json.loads(text)
+    assert TOKEN not in text
+    assert hashlib.sha256(TOKEN.encode()).hexdigest() not in text  # not the unsalted digest
+    assert "token_sha256" not in state
+    record = state["token_hash"]
+    assert record["scheme"] == "scrypt" and record["n"] >= 2**14 and len(record["salt"]) >= 32
+    assert token_matches(state, TOKEN) and not token_matches(state, TOKEN + "x")
+    # Two records of one token differ (random salt): a table of digests recovers nothing.
+    assert hash_token(TOKEN)["hash"] != hash_token(TOKEN)["hash"]
+
+    assert stat.S_IMODE(server.folder.stat().st_mode) == 0o700
+    written = [p for p in server.folder.rglob("*") if p.is_file() and "journal" not in p.parts]
+    names = {p.name for p in written}
+    assert {"state.json", "state.lock", "server.log"} <= names
+    assert any(p.parent.name == "acks" for p in written)
+    for path in written:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    assert stat.S_IMODE((server.folder / "acks").stat().st_mode) == 0o700
+
+
+def test_token_checked_on_every_request(server: Deployment, http: httpx.Client) -> None:
+    row = {"x": 1.0, "sleep": 0.0}
+    with httpx.Client(base_url=server.url, timeout=30) as anonymous:
+        assert anonymous.get("/health").status_code == 200
+        assert anonymous.post("/predict", json=row).status_code == 401
+        wrong = anonymous.post("/predict", json=row, headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 403
+        assert wrong.json()["error_code"] == "FORBIDDEN" and "x-request-id" in wrong.headers
+    for _ in range(3):  # the first pays scrypt, the others the cached digest
+        answer = http.post("/predict", json=row)
+        assert answer.status_code == 200
+        assert answer.json()["predictions"] == [2.0]
+
+
+def test_old_unsalted_token_records_still_authenticate() -> None:
+    """A state written before the scrypt record (``token_sha256``) keeps its token."""
+    import asyncio
+
+    from jupyter_mlops.serving.auth import TokenAuth
+    from jupyter_mlops.serving.metrics import Metrics
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    legacy = {"token_sha256": hashlib.sha256(b"old-token").hexdigest()}
+    app = TokenAuth(inner, state=legacy, metrics=Metrics("legacy"))
+
+    async def statuses() -> list[int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            out = []
+            for token in ("old-token", "other", None, "old-token"):
+                headers = {"Authorization": f"Bearer {token}"} if token else {}
+                out.append((await client.get("/info", headers=headers)).status_code)
+            return out
+
+    assert asyncio.run(statuses()) == [200, 403, 401, 200]
+    assert token_matches(legacy, "old-token") and not token_matches(legacy, "old-tokens")
+    assert not token_matches({"token_hash": {"scheme": "scrypt", "salt": "zz"}}, "old-token")
+
+
+# -- the request timeout --------------------------------------------------------------------
+
+
+def sleeping(server: Deployment) -> None:
+    """Wait until the model's slow call has begun (its marker in the project folder)."""
+    marker = Path(server.folder).parents[2] / "sleeping.marker"
+    for _ in range(600):
+        if marker.exists():
+            marker.unlink()
+            return
+        time.sleep(0.01)
+    raise AssertionError("the slow model call never started")
+
+
+def test_slow_call_answered_504_while_others_are_served(
+    server: Deployment, http: httpx.Client
+) -> None:
+    """A call sleeping past the timeout gets 504 with the error body and X-Request-ID;
+    requests sent while it runs are answered (200), and /health answers meanwhile."""
+    with ThreadPoolExecutor(8) as pool:
+        slow_predict = pool.submit(http.post, "/predict", json={"x": 1.0, "sleep": SLEEP_S})
+        sleeping(server)  # the slow call runs: what follows is not in its batch
+        fast = [
+            pool.submit(http.post, "/predict", json={"x": float(i), "sleep": 0.0})
+            for i in range(6)
+        ]
+        health = pool.submit(http.get, "/health")
+        answers = [f.result() for f in fast]
+        late = slow_predict.result()
+    assert health.result().status_code == 200
+    assert [a.status_code for a in answers] == [200] * 6
+    assert [a.json()["predictions"] for a in answers] == [[2.0 * i] for i in range(6)]
+    assert late.status_code == 504
+    body = late.json()
+    assert body["error_code"] == "PREDICTION_TIMEOUT"
+    assert f"{TIMEOUT_S:g} s" in body["message"]
+    assert body["request_id"] == late.headers["x-request-id"]
+
+
+def test_slow_invocations_answered_504(http: httpx.Client) -> None:
+    """/invocations (MLflow's answers otherwise) times out the same way, fast path or not."""
+    for body in (
+        {"dataframe_records": [{"x": 1.0, "sleep": SLEEP_S}]},  # the fast path
+        {"inputs": {"x": [1.0], "sleep": [SLEEP_S]}},  # MLflow's scoring code
+    ):
+        late = http.post("/invocations", json=body)
+        assert late.status_code == 504, late.text
+        assert late.json()["error_code"] == "PREDICTION_TIMEOUT"
+        assert late.json()["request_id"] == late.headers["x-request-id"]
+    ok = http.post("/invocations", json={"inputs": {"x": [3.0], "sleep": [0.0]}})
+    assert ok.status_code == 200 and ok.json() == {"predictions": [6.0]}
+
+
+def test_timeout_option_is_checked_and_persisted(server: Deployment, config: Config) -> None:
+    from jupyter_mlops.errors import UsageError
+    from jupyter_mlops.serving import deploy
+
+    assert json.loads((server.folder / "state.json").read_text())["request_timeout_s"] == 1.5
+    for bad in (0, -1, float("nan"), float("inf")):
+        with pytest.raises(UsageError, match="timeout"):
+            deploy("sleepy@champion", config=config, name="never", request_timeout=bad)
+    assert not (Path(config.mlops_dir) / "deployments" / "never").exists()
