@@ -197,8 +197,7 @@ def test_slow_call_answered_504_while_others_are_served(
         slow_predict = pool.submit(http.post, "/predict", json={"x": 1.0, "sleep": SLEEP_S})
         sleeping(server)  # the slow call runs: what follows is not in its batch
         fast = [
-            pool.submit(http.post, "/predict", json={"x": float(i), "sleep": 0.0})
-            for i in range(6)
+            pool.submit(http.post, "/predict", json={"x": float(i), "sleep": 0.0}) for i in range(6)
         ]
         health = pool.submit(http.get, "/health")
         answers = [f.result() for f in fast]
