@@ -33,7 +33,10 @@ pytestmark = pytest.mark.slow
 TOKEN = "hardening-token-17"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 #: The deployment's request timeout, and how long the slow request's model call sleeps.
-TIMEOUT_S, SLEEP_S = 1.5, 4.0
+#: ``SLEEP``, the value of ``sleep`` that makes the call take 4 s, is no literal (here or in
+#: the model's code, which MLflow imports here): hypothesis draws the literals of local
+#: modules, and schemathesis' requests must not sleep.
+TIMEOUT_S, SLEEP = 1.5, 17 / 4
 
 SLEEPY_MODEL = '''
 import time
@@ -45,14 +48,14 @@ import pandas as pd
 
 
 class Sleepy(mlflow.pyfunc.PythonModel):
-    """Doubles ``x``; sleeps ``max(sleep)`` seconds first (a slow model call on demand),
-    leaving a marker in the working directory (the project) while it sleeps."""
+    """Doubles ``x``; sleeps 4 s first when a row says ``sleep`` 17/4 (a slow model call on
+    demand, which generated requests will not hit), leaving a marker in the working
+    directory (the project) while it sleeps."""
 
     def predict(self, context, model_input, params=None):
-        pause = float(model_input["sleep"].max())
-        if pause > 0:
+        if (model_input["sleep"] == 17 / 4).any():
             Path("sleeping.marker").touch()
-            time.sleep(pause)
+            time.sleep(4.0)
         return (model_input["x"] * 2.0).to_numpy()
 
 
@@ -194,7 +197,7 @@ def test_slow_call_answered_504_while_others_are_served(
     """A call sleeping past the timeout gets 504 with the error body and X-Request-ID;
     requests sent while it runs are answered (200), and /health answers meanwhile."""
     with ThreadPoolExecutor(8) as pool:
-        slow_predict = pool.submit(http.post, "/predict", json={"x": 1.0, "sleep": SLEEP_S})
+        slow_predict = pool.submit(http.post, "/predict", json={"x": 1.0, "sleep": SLEEP})
         sleeping(server)  # the slow call runs: what follows is not in its batch
         fast = [
             pool.submit(http.post, "/predict", json={"x": float(i), "sleep": 0.0}) for i in range(6)
@@ -215,8 +218,8 @@ def test_slow_call_answered_504_while_others_are_served(
 def test_slow_invocations_answered_504(http: httpx.Client) -> None:
     """/invocations (MLflow's answers otherwise) times out the same way, fast path or not."""
     for body in (
-        {"dataframe_records": [{"x": 1.0, "sleep": SLEEP_S}]},  # the fast path
-        {"inputs": {"x": [1.0], "sleep": [SLEEP_S]}},  # MLflow's scoring code
+        {"dataframe_records": [{"x": 1.0, "sleep": SLEEP}]},  # the fast path
+        {"inputs": {"x": [1.0], "sleep": [SLEEP]}},  # MLflow's scoring code
     ):
         late = http.post("/invocations", json=body)
         assert late.status_code == 504, late.text
@@ -235,3 +238,64 @@ def test_timeout_option_is_checked_and_persisted(server: Deployment, config: Con
         with pytest.raises(UsageError, match="timeout"):
             deploy("sleepy@champion", config=config, name="never", request_timeout=bad)
     assert not (Path(config.mlops_dir) / "deployments" / "never").exists()
+
+
+# -- the OpenAPI document -------------------------------------------------------------------
+
+
+def test_openapi_examples_are_accepted_and_errors_declared(http: httpx.Client) -> None:
+    document = http.get("/openapi.json").json()
+    for path in ("/predict", "/invocations"):
+        operation = document["paths"][path]["post"]
+        assert {"400", "401", "403", "413", "415", "422", "504"} <= set(operation["responses"])
+        assert operation["security"] == [{"bearer": []}]
+        example = operation["requestBody"]["content"]["application/json"]["example"]
+        answer = http.post(path, json=example)
+        assert answer.status_code == 200, (path, example, answer.text)
+        assert answer.json()["predictions"] == [2.0]  # the logged example's first row: x = 1
+    assert "security" not in document["paths"]["/health"]["get"]
+    record = document["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
+    assert record["schema"]["oneOf"][0]["required"] == ["x", "sleep"]
+
+
+def test_schemathesis_conformance(server: Deployment) -> None:
+    """Generated requests (valid and invalid, bounded) against every operation: statuses,
+    content types, headers and bodies as the document declares; valid bodies accepted,
+    invalid ones refused; no 5xx."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+
+    # Unknown query parameters are ignored (as MLflow's server ignores them), not refused.
+    config = schemathesis.config.SchemathesisConfig.from_dict(
+        {"generation": {"allow-extra-parameters": False}}
+    )
+    schema = schemathesis.openapi.from_url(
+        f"{server.url}/openapi.json", config=config, headers=AUTH
+    )
+    # /version answers as MLflow's server does: a bare version string typed application/json
+    # (not JSON); the drop-in parity wins over the check there.
+    operations = [r.ok() for r in schema.get_all_operations() if r.ok().path != "/version"]
+    assert {op.path for op in operations} >= {"/predict", "/invocations", "/info", "/health"}
+    checked = []
+    for operation in operations:
+        post = operation.method.upper() == "POST"
+        modes = [schemathesis.GenerationMode.POSITIVE]
+        if post:  # the GET routes take nothing to make invalid
+            modes.append(schemathesis.GenerationMode.NEGATIVE)
+        for mode in modes:
+            examples = 25 if post else 3  # 50 per POST route
+
+            @settings(
+                max_examples=examples,
+                deadline=None,
+                database=None,
+                derandomize=True,
+                suppress_health_check=list(HealthCheck),
+            )
+            @given(case=operation.as_strategy(generation_mode=mode))
+            def conforms(case: Any) -> None:
+                case.call_and_validate(base_url=server.url, headers=AUTH)
+
+            conforms()
+            checked.append((operation.path, mode))
+    assert len(checked) == len(operations) + 2  # both modes for /predict and /invocations

@@ -8,8 +8,10 @@ Endpoints: ``POST /predict`` (JSON records), ``POST /invocations`` (answered by 
 scoring code, as ``mlflow models serve`` answers; see :mod:`~jupyter_mlops.serving.scoring`),
 ``GET /health``, ``GET /ping`` (MLflow's), ``GET /info`` (models, versions, traffic),
 ``GET /version`` (the MLflow version, as MLflow's scoring server answers), ``GET /metrics``
-(Prometheus), plus ``/docs`` and ``/openapi.json``. Every response carries ``X-Request-ID``.
-With a token, every endpoint but ``/health`` (and ``/ping``) needs ``Authorization: Bearer``.
+(Prometheus), plus ``/docs`` and ``/openapi.json`` (the served model's columns, an example
+it accepts and every status: :mod:`~jupyter_mlops.serving.contract`). Every response carries
+``X-Request-ID``. With a token, every endpoint but ``/health`` (and ``/ping``) needs
+``Authorization: Bearer``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from fastapi.responses import Response
 
 from jupyter_mlops._util.layout import read_state
 from jupyter_mlops.serving.auth import TokenAuth
+from jupyter_mlops.serving.contract import example_record, openapi_contract
 from jupyter_mlops.serving.errors import ServingError
 from jupyter_mlops.serving.protocols import (
     INVOCATIONS_OPENAPI,
@@ -34,6 +37,8 @@ from jupyter_mlops.serving.protocols import (
     openapi_with_classes,
 )
 from jupyter_mlops.serving.runtime import ServingRuntime
+from jupyter_mlops.serving.state import token_required
+from jupyter_mlops.serving.validation import InputSpec
 
 __all__ = ["app_from_env", "create_app"]
 
@@ -105,9 +110,21 @@ def create_app(deployment_dir: str | os.PathLike[str]) -> FastAPI:
         return Response(body, media_type=content_type)
 
     def openapi() -> dict[str, Any]:
-        """FastAPI's schema (built once) plus what the served model answers, read per call
-        because a promote may change the model and so its classes."""
-        return openapi_with_classes(FastAPI.openapi(app), runtime.classes(), runtime.predict_mode)
+        """FastAPI's schema (built once) plus what the served model takes and answers, read
+        per call because a promote may change the model: its columns, example and classes."""
+        schema = openapi_with_classes(FastAPI.openapi(app), runtime.classes(), runtime.predict_mode)
+        table = runtime.table
+        spec = table.primary.spec if table is not None else InputSpec(columns=None)
+        example = example_record(spec, table.primary.ref.example if table is not None else None)
+        proba = runtime.classes() is not None
+        return openapi_contract(
+            schema,
+            spec,
+            example,
+            proba=proba,
+            token=token_required(state),
+            strict=runtime.strict_invocations,
+        )
 
     app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(TokenAuth, state=state, metrics=runtime.metrics)
