@@ -9,6 +9,7 @@ so the slow request gets 504 while the others are answered.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import stat
@@ -299,3 +300,29 @@ def test_schemathesis_conformance(server: Deployment) -> None:
             conforms()
             checked.append((operation.path, mode))
     assert len(checked) == len(operations) + 2  # both modes for /predict and /invocations
+
+
+# -- the container entry point's options ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--port", "70000", "port must be from 1 to 65535, got '70000'"),
+        ("--port", "0", "port must be from 1 to 65535"),
+        ("--timeout", "0", "timeout must be above 0"),
+        ("--timeout", "nan", "timeout must be a finite number"),
+    ],
+)
+def test_entry_point_checks_port_and_timeout(
+    option: str, value: str, message: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from jupyter_mlops.serving.__main__ import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--deployment-dir", str(tmp_path), option, value])
+    assert exited.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.endswith(f"error: argument {option}: {message}") or message in error
+    assert not (tmp_path / "state.json").exists()
+    assert gc.isenabled()  # refused before start-up turns the collector off

@@ -175,8 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Start-up allocates millions of long-lived objects (imports, the model): collecting
     # garbage meanwhile only rescans them, about 0.9 s of a 3 s start. The app re-enables
     # the collector once its models are loaded (and freezes what start-up made).
+    args = _parser().parse_args(argv)  # a usage error exits 2 here, the collector still on
     gc.disable()
-    args = _parser().parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s",
