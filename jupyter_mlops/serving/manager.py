@@ -48,10 +48,10 @@ from jupyter_mlops.serving.state import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_REQUEST_TIMEOUT_S,
     LOG_FILE,
-    PRIVATE_FILE,
     hash_token,
     locked,
     log_tail,
+    open_private,
     pid_is_server,
     record_event,
     write_state,
@@ -182,9 +182,7 @@ def _spawn(folder: Path, sock: socket.socket, config: Config) -> subprocess.Pope
         sys.executable, "-m", "jupyter_mlops.serving",
         "--deployment-dir", str(folder), "--fd", str(sock.fileno()),
     ]  # fmt: skip
-    fd = os.open(folder / LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, PRIVATE_FILE)
-    os.fchmod(fd, PRIVATE_FILE)
-    with os.fdopen(fd, "ab") as log:
+    with os.fdopen(open_private(folder / LOG_FILE, os.O_WRONLY | os.O_APPEND), "ab") as log:
         log.write(f"\n--- {dt.datetime.now().isoformat(timespec='seconds')} start\n".encode())
         log.flush()
         return subprocess.Popen(

@@ -50,11 +50,18 @@ def private_folder(folder: Path) -> None:
         folder.chmod(PRIVATE_DIR)
 
 
+def open_private(path: Path, flags: int) -> int:
+    """A descriptor of ``path`` opened with ``flags``, the file mode 0600 (never readable by
+    others, even for a moment; an existing file is made 0600 too)."""
+    fd = os.open(path, flags | os.O_CREAT, PRIVATE_FILE)
+    if hasattr(os, "fchmod"):  # POSIX
+        os.fchmod(fd, PRIVATE_FILE)
+    return fd
+
+
 def write_private(path: Path, text: str) -> None:
-    """Write ``path`` created with mode 0600 (never readable by others, even for a moment)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
-    with os.fdopen(fd, "w") as fh:
-        os.fchmod(fh.fileno(), PRIVATE_FILE)  # an existing file keeps its mode otherwise
+    """Replace the content of ``path`` with ``text``, the file mode 0600."""
+    with os.fdopen(open_private(path, os.O_WRONLY | os.O_TRUNC), "w") as fh:
         fh.write(text)
 
 
@@ -100,8 +107,7 @@ def locked(folder: Path) -> Iterator[None]:
     except ImportError:  # Windows: single-writer use only
         yield
         return
-    fd = os.open(folder / LOCK_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, PRIVATE_FILE)
-    with os.fdopen(fd, "a") as fh:
+    with os.fdopen(open_private(folder / LOCK_FILE, os.O_WRONLY | os.O_APPEND), "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
