@@ -326,3 +326,35 @@ def test_entry_point_checks_port_and_timeout(
     assert error.endswith(f"error: argument {option}: {message}") or message in error
     assert not (tmp_path / "state.json").exists()
     assert gc.isenabled()  # refused before start-up turns the collector off
+
+
+def test_openapi_example_is_json_for_any_logged_example() -> None:
+    """A logged example with NaN (real data) becomes nulls the server reads as missing; an
+    integer column cannot be null, so an example from the signature replaces it."""
+    from jupyter_mlops.serving.contract import example_record, openapi_contract
+    from jupyter_mlops.serving.validation import Column, InputSpec
+
+    spec = InputSpec(
+        columns=(
+            Column("age", "double"),
+            Column("city", "string", required=False),
+            Column("visits", "long"),
+        )
+    )
+    nan = float("nan")
+    assert example_record(spec, {"age": nan, "city": "north", "visits": 3}) == {
+        "age": None,
+        "city": "north",
+        "visits": 3,
+    }
+    assert example_record(spec, {"age": 1.5, "visits": nan}) == {"age": 1.0, "visits": 1}
+    assert example_record(spec, None) == {"age": 1.0, "visits": 1}
+    assert example_record(InputSpec(columns=None), {"t": float("inf")}) == {"t": None}
+    base = {"paths": {"/predict": {"post": {"requestBody": {"content": {}}, "parameters": []}}}}
+    document = openapi_contract(
+        base, spec, {"age": None, "visits": 3}, proba=False, token=False, strict=False
+    )
+    json.dumps(document, allow_nan=False)  # what FastAPI's JSON response requires
+    body = document["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"]["oneOf"][0]["required"] == ["age", "visits"]
+    assert body["schema"]["oneOf"][0]["properties"]["visits"]["maximum"] == 2**63 - 1

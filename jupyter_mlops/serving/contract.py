@@ -12,6 +12,7 @@ one built from the signature), sent as the docs page's "Try it out" sends it.
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 from jupyter_mlops.serving.validation import Column, InputSpec
@@ -32,6 +33,8 @@ _TYPES: dict[str, dict[str, Any]] = {
 #: A value of each type for an example built from the signature alone.
 _SAMPLES: dict[str, Any] = {"double": 1.0, "float": 1.0, "long": 1, "integer": 1}
 _SAMPLES |= {"boolean": True, "string": "a"}
+#: Integer columns: no missing value there (MLflow cannot hold one in an int64 column).
+_WHOLE = ("long", "integer")
 _ERROR = {
     "type": "object",
     "properties": {
@@ -59,12 +62,23 @@ def example_record(spec: InputSpec, logged: dict[str, Any] | None) -> dict[str, 
     """One record the model accepts: its logged example (signature columns only), else one
     value per column of the signature; None for a model without named columns."""
     if spec.columns is None:
-        return dict(logged) if logged else None
+        return {k: _json_value(v) for k, v in logged.items()} if logged else None
     if logged and all(c.name in logged for c in spec.columns if c.required):
-        return {c.name: logged[c.name] for c in spec.columns if c.name in logged}
+        record = {c.name: _json_value(logged[c.name]) for c in spec.columns if c.name in logged}
+        if all(record[c.name] is not None or c.type not in _WHOLE for c in spec.columns
+               if c.name in record):  # fmt: skip
+            return record
     if all(c.type in _SAMPLES for c in spec.columns):
         return {c.name: _SAMPLES[c.type] for c in spec.columns if c.required}
     return None
+
+
+def _json_value(value: Any) -> Any:
+    """``value`` as JSON holds it: NaN and infinities (a logged example may hold them) as
+    null, which the server reads as the missing value they stand for."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _record_schema(columns: tuple[Column, ...]) -> dict[str, Any]:
@@ -138,8 +152,10 @@ def openapi_contract(
             continue
         operation["requestBody"]["content"][JSON] = body
         for parameter in operation.get("parameters", []):
-            if parameter.get("name") == "predict":  # empty: the default; proba: 400 without
-                parameter["schema"]["enum"] = ["", "label", "proba"] if proba else ["", "label"]
+            if parameter.get("name") == "predict":
+                parameter["allowEmptyValue"] = True  # ?predict= asks for the default
+                if not proba:  # answered 400 NO_PREDICT_PROBA
+                    parameter["schema"]["enum"] = ["label"]
         operation["requestBody"]["content"].pop("text/csv", None)  # any text: not all CSV
         operation.setdefault("responses", {}).update(_errors(_ERRORS))
     texts = {"/metrics": "text/plain", "/version": JSON}
