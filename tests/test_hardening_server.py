@@ -358,3 +358,24 @@ def test_openapi_example_is_json_for_any_logged_example() -> None:
     body = document["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
     assert body["schema"]["oneOf"][0]["required"] == ["age", "visits"]
     assert body["schema"]["oneOf"][0]["properties"]["visits"]["maximum"] == 2**63 - 1
+
+
+def test_cli_refuses_a_bad_timeout(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo), "DVC_NO_ANALYTICS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "jupyter_mlops.cli", "deploy", "start", "m/1", "--timeout", "-3"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.endswith("argument --timeout: timeout must be above 0 seconds, got '-3'")
+    assert "Traceback" not in done.stderr
