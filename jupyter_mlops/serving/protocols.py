@@ -17,13 +17,13 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from jupyter_mlops.serving.errors import InputError
+from jupyter_mlops.serving.payload import parse_json
 from jupyter_mlops.serving.validation import (
     InputSpec,
     RawInput,
     TableInput,
     csv_input,
     invocations_input,
-    parse_json,
     records_input,
 )
 
