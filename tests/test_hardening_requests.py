@@ -247,6 +247,23 @@ def test_strict_parsing_refuses_split_index_and_wide_csv() -> None:
     assert big.data["s"] == ["a" * 200_000]
 
 
+def test_unchecked_models_refuse_what_orjson_reads_too_deep() -> None:
+    """orjson reads 1024 levels; a model without a signature gets values unchecked, and the
+    prediction log's encoder stops at 255: refused at 100, on /predict and /invocations."""
+    from jupyter_mlops.serving.protocols import parse_request
+    from jupyter_mlops.serving.scoring import refused
+
+    body = f'{{"x": {_deep(300)}}}'.encode()
+    for endpoint in ("predict", "invocations"):
+        inner = body if endpoint == "predict" else b'{"inputs": ' + body + b"}"
+        with pytest.raises(InputError, match="nested more than 100 levels") as deep:
+            parse_request(endpoint, inner, JSON, InputSpec(columns=None))
+        assert deep.value.status == 400
+    assert "nested more than 100 levels" in (refused(b'{"inputs": ' + body + b"}", JSON) or "")
+    shallow = parse_request("predict", f'{{"x": {_deep(20)}}}'.encode(), JSON, InputSpec(None))
+    assert shallow[0].n_rows == 1
+
+
 # -- the journal fails only what it cannot write ------------------------------------------
 
 
@@ -351,7 +368,7 @@ def in_process(server: Deployment) -> Iterator[Any]:
 
 
 @settings(
-    max_examples=250,
+    max_examples=400,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
@@ -362,6 +379,7 @@ def in_process(server: Deployment) -> Iterator[Any]:
     content_type=_content_types,
     key=st.none() | _header_text,
     predict=st.none() | st.sampled_from(["label", "proba"]) | _header_text,
+    strict=st.booleans(),
 )
 def test_arbitrary_requests_never_give_a_5xx(
     in_process: Any,
@@ -370,7 +388,10 @@ def test_arbitrary_requests_never_give_a_5xx(
     content_type: str | None,
     key: str | None,
     predict: str | None,
+    strict: bool,
 ) -> None:
+    # /invocations by MLflow's scoring code, or by the project's validation (strict)
+    in_process.app.state.runtime.strict_invocations = strict
     headers = {} if content_type is None else {"Content-Type": content_type}
     if key is not None:
         headers["X-Request-Key"] = key

@@ -33,6 +33,7 @@ __all__ = [
     "parse_json",
     "read_csv_rows",
     "split_index_problem",
+    "too_deep",
 ]
 
 #: Deepest nesting of arrays and objects a JSON body may have (tables need 3 or 4 levels).
@@ -61,10 +62,27 @@ def json_problem(body: bytes) -> str | None:
     body is not JSON at all (its own parser says so then). For a parser other than ours:
     MLflow's scoring code, which would fail on these with a 500 or fail the log."""
     try:
-        orjson.loads(body)
+        value = orjson.loads(body)
     except orjson.JSONDecodeError:
         _, problem = _slow_loads(body, malformed=False)
         return problem
+    return too_deep(value)
+
+
+def too_deep(value: Any) -> str | None:
+    """The refusal of a value nested more than :data:`MAX_DEPTH` levels, or None.
+
+    orjson reads up to 1024 levels; a model without a signature would get such a value
+    unchecked, and the prediction log could not write it."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth >= MAX_DEPTH:
+            return _too_deep()
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values() if isinstance(v, dict | list))
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node if isinstance(v, dict | list))
     return None
 
 
@@ -77,21 +95,15 @@ def _slow_loads(body: bytes, *, malformed: bool = True) -> tuple[Any, str | None
         return None, _too_deep()
     except (ValueError, UnicodeDecodeError) as exc:
         return None, (f"Malformed JSON: {exc}" if malformed else None)
-    try:
-        return value, _check_tree(value)
-    except _Replace as replaced:  # the whole body is one big integer
-        return replaced.value, None
+    holder = [value]  # so that a body of one big integer is replaced like any other
+    problem = _check_tree(holder)
+    return holder[0], problem
 
 
-class _Replace(Exception):
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-
-def _check_tree(root: Any) -> str | None:
-    """The first problem in a decoded JSON value (walked without recursion); big integers
-    are replaced by floats in place."""
-    stack: list[tuple[Any, int]] = [(root, 0)]
+def _check_tree(holder: list[Any]) -> str | None:
+    """The first problem in the decoded JSON value ``holder[0]`` (walked without recursion);
+    big integers are replaced by floats in place."""
+    stack: list[tuple[Any, int]] = [(holder, -1)]
     while stack:
         node, depth = stack.pop()
         if isinstance(node, dict):
@@ -101,32 +113,25 @@ def _check_tree(root: Any) -> str | None:
                 if _SURROGATE.search(key):
                     return _surrogate("name", key)
                 replaced = _number(item)
-                if replaced is not item:
-                    if isinstance(replaced, str):
-                        return replaced
-                    node[key] = replaced
-                else:
+                if replaced is item:
                     stack.append((item, depth + 1))
+                elif isinstance(replaced, str):
+                    return replaced
+                else:
+                    node[key] = replaced
         elif isinstance(node, list):
             if depth >= MAX_DEPTH:
                 return _too_deep()
             for i, item in enumerate(node):
                 replaced = _number(item)
-                if replaced is not item:
-                    if isinstance(replaced, str):
-                        return replaced
-                    node[i] = replaced
-                else:
+                if replaced is item:
                     stack.append((item, depth + 1))
-        elif isinstance(node, str):
-            if _SURROGATE.search(node):
-                return _surrogate("value", node)
-        elif depth == 0:
-            replaced = _number(node)
-            if isinstance(replaced, str):
-                return replaced
-            if replaced is not node:
-                raise _Replace(replaced)
+                elif isinstance(replaced, str):
+                    return replaced
+                else:
+                    node[i] = replaced
+        elif isinstance(node, str) and _SURROGATE.search(node):
+            return _surrogate("value", node)
     return None
 
 

@@ -17,7 +17,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from jupyter_mlops.serving.errors import InputError
-from jupyter_mlops.serving.payload import parse_json
+from jupyter_mlops.serving.payload import parse_json, too_deep
 from jupyter_mlops.serving.validation import (
     InputSpec,
     RawInput,
@@ -47,17 +47,28 @@ def parse_request(
 ) -> tuple[TableInput | RawInput, dict[str, Any] | None]:
     """The model input of a request body (and MLflow's ``params``, for ``invocations``)."""
     if endpoint == "predict":
-        return records_input(parse_json(body), spec), None
+        return records_input(_parse_json(body, spec), spec), None
     ctype = (content_type or JSON).split(";")[0].strip().lower()
     if ctype == "text/csv":
         return csv_input(body, spec), None
     if ctype in (JSON, "", "*/*") or ctype.endswith("+json"):
-        return invocations_input(parse_json(body), spec)
+        return invocations_input(_parse_json(body, spec), spec)
     raise InputError(
         f"Unsupported content type {ctype!r}: send application/json or text/csv.",
         status=415,
         code="UNSUPPORTED_MEDIA_TYPE",
     )
+
+
+def _parse_json(body: bytes, spec: InputSpec) -> Any:
+    """The JSON body; for a model taking values unchecked (no signature, or a column of any
+    type), refused when nested deeper than the model or the prediction log can take."""
+    payload = parse_json(body)
+    if spec.columns is None or any(c.type == "any" for c in spec.columns):
+        problem = too_deep(payload)
+        if problem is not None:
+            raise InputError(problem, status=400, code="BAD_PAYLOAD")
+    return payload
 
 
 def answer(endpoint: str, outputs: Any, request_id: str, model: dict[str, Any]) -> dict[str, Any]:
