@@ -36,11 +36,14 @@ pytestmark = pytest.mark.slow
 
 JSON = "application/json"
 POISON = b'{"x": 0, "s": "\\ud800"}'
+#: What the model answers for x = -7: an integer the prediction log's encoder cannot write.
+UNLOGGABLE = 10**30
 
 
 @pytest.fixture(scope="module")
 def config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Config]:
-    """A project with ``textlen`` v1: predicts ``2 * x + len(s)``."""
+    """A project with ``textlen`` v1: predicts ``2 * x + len(s)`` (:data:`UNLOGGABLE` for
+    x = -7)."""
     root = tmp_path_factory.mktemp("hardening") / "proj"
     (root / ".mlops").mkdir(parents=True)
     with pytest.MonkeyPatch.context() as mp:
@@ -81,7 +84,7 @@ class TextLen:  # a PythonModel, defined without importing MLflow at collection 
         class _TextLen(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defined]
             def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
                 return [
-                    2.0 * float(x) + len(str(s))
+                    UNLOGGABLE if x == -7 else 2.0 * float(x) + len(str(s))
                     for x, s in zip(model_input["x"], model_input["s"], strict=True)
                 ]
 
@@ -102,25 +105,27 @@ def _good(i: int) -> dict[str, Any]:
 
 
 async def _mixed_load(url: str, clients: int, per_client: int) -> list[tuple[str, str, int, str]]:
-    """Each client posts good and poisoned requests in turn (both endpoints) on its own
-    keep-alive connection; (kind, endpoint, status, request id) of every answer."""
+    """Each client posts, in turn on its own keep-alive connection and on both endpoints,
+    good requests, poisoned ones (a lone surrogate) and unloggable ones (the model's answer
+    cannot be journalled); (kind, endpoint, status, request id) of every answer."""
 
     async def client(c: int) -> list[tuple[str, str, int, str]]:
         seen = []
         async with httpx.AsyncClient(base_url=url, timeout=60) as http:
             for n in range(per_client):
                 i = c * per_client + n
-                poisoned = i % 8 in (1, 2)  # a quarter, on both endpoints
-                endpoint = "predict" if i % 2 == 0 else "invocations"
-                if endpoint == "predict":
-                    body = POISON if poisoned else json.dumps(_good(i)).encode()
-                else:
-                    record = POISON.decode() if poisoned else json.dumps(_good(i))
-                    body = f'{{"dataframe_records": [{record}]}}'.encode()
-                response = await http.post(
-                    f"/{endpoint}", content=body, headers={"Content-Type": JSON}
+                kind = {1: "poisoned", 2: "poisoned", 5: "unloggable", 6: "unloggable"}.get(
+                    i % 8, "good"
                 )
-                kind = "poisoned" if poisoned else "good"
+                endpoint = "predict" if i % 2 == 0 else "invocations"
+                record = POISON.decode() if kind == "poisoned" else json.dumps(_good(i))
+                if kind == "unloggable":
+                    record = json.dumps({"x": -7, "s": "x"})
+                if endpoint == "invocations":
+                    record = f'{{"dataframe_records": [{record}]}}'
+                response = await http.post(
+                    f"/{endpoint}", content=record.encode(), headers={"Content-Type": JSON}
+                )
                 seen.append(
                     (kind, endpoint, response.status_code, response.headers["x-request-id"])
                 )
@@ -132,18 +137,21 @@ async def _mixed_load(url: str, clients: int, per_client: int) -> list[tuple[str
 
 def test_poisoned_requests_fail_alone_under_concurrency(server: Deployment, config: Config) -> None:
     answers = asyncio.run(_mixed_load(server.url, clients=24, per_client=20))
-    good = [a for a in answers if a[0] == "good"]
-    poisoned = [a for a in answers if a[0] == "poisoned"]
-    assert len(good) == 360 and len(poisoned) == 120
+    kinds = {k: [a for a in answers if a[0] == k] for k in ("good", "poisoned", "unloggable")}
+    good, poisoned, unloggable = kinds["good"], kinds["poisoned"], kinds["unloggable"]
+    assert (len(good), len(poisoned), len(unloggable)) == (240, 120, 120)
     failed_good = [a for a in good if a[2] != 200]
-    assert not failed_good, failed_good[:5]
+    assert not failed_good, f"{len(failed_good)} good requests failed: {failed_good[:5]}"
+    # the request's own content: a 4xx; its answer not journalled: a 503 for it alone
     assert all(400 <= a[2] < 500 for a in poisoned), {a[2] for a in poisoned}
-    assert {a[1] for a in poisoned} == {"predict", "invocations"}
+    assert {a[2] for a in unloggable} == {503}
+    for kind in (poisoned, unloggable):
+        assert {a[1] for a in kind} == {"predict", "invocations"}
 
     logged = set(read_predictions("textlen", config=config)["request_id"])
     missing = {a[3] for a in good} - logged
     assert not missing, f"{len(missing)} answered requests not in the prediction log"
-    assert not logged & {a[3] for a in poisoned}
+    assert not logged & {a[3] for a in poisoned + unloggable}
 
 
 # -- each client mistake: a 4xx with a message, the connection kept -----------------------
