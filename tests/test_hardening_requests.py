@@ -272,6 +272,18 @@ def test_unchecked_models_refuse_what_orjson_reads_too_deep() -> None:
     assert shallow[0].n_rows == 1
 
 
+def test_answers_orjson_cannot_write_are_still_answered() -> None:
+    """A message or a model's answer holding a lone surrogate or a huge integer: JSON all
+    the same (the standard library escapes it), not an exception that resets the connection."""
+    from jupyter_mlops.serving.protocols import error_response, json_response
+
+    error = error_response(422, "WRONG_TYPE", "Column '\ud800' ...", "rid", column="\ud800")
+    assert json.loads(bytes(error.body))["column"] == "\ud800"
+    assert json.loads(bytes(json_response({"predictions": [10**30]}).body)) == {
+        "predictions": [10**30]
+    }
+
+
 # -- the journal fails only what it cannot write ------------------------------------------
 
 

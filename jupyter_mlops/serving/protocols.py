@@ -10,6 +10,7 @@ the model's signature is :mod:`~jupyter_mlops.serving.validation`.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -109,8 +110,13 @@ def _too_large(size: int, limit: int) -> InputError:
 
 
 def json_response(payload: Any, status: int = 200) -> Response:
-    """``payload`` as a JSON response (numpy values included)."""
-    body = orjson.dumps(payload, default=str, option=orjson.OPT_SERIALIZE_NUMPY)
+    """``payload`` as a JSON response (numpy values included). What orjson cannot write (a
+    lone surrogate or an integer beyond 64 bits a model answered, say) is written by the
+    standard library, which escapes it: the client gets an answer, never a reset."""
+    try:
+        body = orjson.dumps(payload, default=str, option=orjson.OPT_SERIALIZE_NUMPY)
+    except orjson.JSONEncodeError:
+        body = json.dumps(payload, default=str).encode()
     return Response(body, status_code=status, media_type=JSON)
 
 
