@@ -255,6 +255,25 @@ def test_strict_parsing_refuses_split_index_and_wide_csv() -> None:
     assert big.data["s"] == ["a" * 200_000]
 
 
+def test_integers_beyond_their_column_are_refused_or_widened() -> None:
+    """An integer beyond int64 (``long``) or int32 (``integer``) is refused naming the column
+    (numpy could not cast it: a 500 before); in a double column it becomes a float, as MLflow
+    casts it, so the prediction log (64-bit integers) can write it."""
+    from jupyter_mlops.serving.validation import records_input
+
+    spec = InputSpec((Column("n", "long"), Column("i", "integer"), Column("d", "double")))
+    ok = records_input({"n": 2**63 - 1, "i": 2**31 - 1, "d": 2**64 + 1}, spec)
+    assert ok.data["d"] == [float(2**64 + 1)] and type(ok.data["d"][0]) is float
+    for record, column in (
+        ({"n": 2**63, "i": 1, "d": 1.0}, "n"),
+        ({"n": 1, "i": -(2**31) - 1, "d": 1.0}, "i"),
+        ({"n": 1e30, "i": 1, "d": 1.0}, "n"),
+    ):
+        with pytest.raises(InputError, match=f"Column '{column}' expects an integer from") as big:
+            records_input(record, spec)
+        assert (big.value.status, big.value.code, big.value.column) == (422, "OUT_OF_RANGE", column)
+
+
 def test_unchecked_models_refuse_what_orjson_reads_too_deep() -> None:
     """orjson reads 1024 levels; a model without a signature gets values unchecked, and the
     prediction log's encoder stops at 255: refused at 100, on /predict and /invocations."""
