@@ -28,6 +28,10 @@ MAX_EXPERIMENT_NAME = 256
 MAX_TAG_KEY = 250
 #: Tag prefixes the project and MLflow write themselves; a user tag may not overwrite them.
 RESERVED_TAG_PREFIXES = ("mlops.", "mlflow.")
+#: The most processes or tasks at once a deployment, server or pipeline may ask for.
+MAX_WORKERS = 256
+#: The most entries ``pipeline history -n`` lists.
+MAX_HISTORY_LISTED = 10_000
 #: The largest model version accepted anywhere (MLflow stores versions as 32-bit integers).
 MAX_VERSION = 2**31 - 1
 
@@ -91,6 +95,16 @@ def port(value: Any) -> int:
 def runs_limit(value: Any) -> int:
     """How many runs a listing shows: 1 to :data:`MAX_RUNS_LISTED`."""
     return whole(value, "limit", 1, MAX_RUNS_LISTED)
+
+
+def workers(value: Any) -> int:
+    """How many worker processes or tasks at once: 1 to :data:`MAX_WORKERS`."""
+    return whole(value, "workers", 1, MAX_WORKERS)
+
+
+def history_limit(value: Any) -> int:
+    """How many entries a history listing shows: 1 to :data:`MAX_HISTORY_LISTED`."""
+    return whole(value, "limit", 1, MAX_HISTORY_LISTED)
 
 
 def version_number(value: Any, what: str = "version") -> str:

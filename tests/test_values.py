@@ -94,6 +94,10 @@ def test_cli_values_refused_before_anything_runs(project: Path) -> None:
             "argument --port: port must be from 1 to 65535, got '70000'"
         ),
         ("server", "start", "--port", "0"): "port must be from 1 to 65535, got '0'",
+        ("server", "start", "--workers", "0"): "workers must be from 1 to 256, got '0'",
+        ("pipeline", "run", "p.yaml", "--workers", "-2"): "workers must be from 1 to 256",
+        ("pipeline", "history", "-n", "0"): "limit must be from 1 to 10000, got '0'",
+        ("pipeline", "history", "-n", "many"): "limit must be a whole number from 1 to 10000",
         ("package", "m@champion", "--out", "context.txt"): (
             "argument --out: --out 'context.txt' is an existing file; give a folder path"
         ),
@@ -160,6 +164,12 @@ def test_api_refuses_ports_files_notebooks_and_versions(project: Path) -> None:
     with pytest.raises(UsageError, match="model version number"):
         expectation("abc")
     assert expectation("none") == {"expected": None} and expectation("3") == {"expected": "3"}
+    from jupyter_mlops.pipelines import history, run
+
+    with pytest.raises(UsageError, match="workers must be from 1 to 256, got 0"):
+        run(project / "missing.yaml", workers=0)
+    with pytest.raises(UsageError, match="limit must be from 1 to 10000, got -1"):
+        history(limit=-1)
 
 
 def test_a_23_digit_version_is_an_error_line_not_a_traceback(

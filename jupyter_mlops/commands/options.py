@@ -118,6 +118,10 @@ TIMEOUT = converter(lambda v: checks.positive(v, "timeout"), "timeout")
 COOLDOWN = converter(lambda v: checks.non_negative(v, "cooldown"), "cooldown")
 #: ``-n/--limit`` of run listings: 1 to ``checks.MAX_RUNS_LISTED``.
 RUNS_LIMIT = converter(checks.runs_limit, "limit")
+#: ``--workers``: 1 to ``checks.MAX_WORKERS``.
+WORKERS = converter(checks.workers, "workers")
+#: ``-n/--limit`` of ``pipeline history``: 1 to ``checks.MAX_HISTORY_LISTED``.
+HISTORY_LIMIT = converter(checks.history_limit, "limit")
 
 
 #: ``--expect``: a model version number, or ``none`` (the alias must be unset).

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from jupyter_mlops._util.records import attributes
 from jupyter_mlops.commands.base import Arguments, Context, Face, ModalCommand
-from jupyter_mlops.commands.options import json_option
+from jupyter_mlops.commands.options import HISTORY_LIMIT, WORKERS, json_option
 from jupyter_mlops.errors import UsageError
 
 _PARAM_HELP = "override (NAME or STEP.NAME, repeatable); a,b,c sweeps over the values"
@@ -38,7 +38,7 @@ def _run_options(parser: Arguments) -> None:
     add("--grid", metavar="FILE", scope=scope, help="sweep over a YAML/JSON grid file")
     add("--executor", scope=scope, help="local (default), threads or dask")
     add("--scheduler", scope=scope, help="Dask scheduler address, e.g. tcp://10.0.0.5:8786")
-    add("--workers", type=int, scope=scope, help="steps at once (default: CPUs)")
+    add("--workers", type=WORKERS, scope=scope, help="steps at once, 1-256 (default: CPUs)")
     add("--step", action="append", scope=scope, help="only this step (repeatable)")
 
 
@@ -62,7 +62,14 @@ def _history_options(parser: Arguments) -> None:
     add = parser.add_argument
     add("--pipeline", scope=scope, help="runs of this pipeline only")
     add("--model", scope=scope, help="retraining decisions of this model only")
-    add("-n", "--limit", type=int, default=20, scope=scope, help="how many entries")
+    add(
+        "-n",
+        "--limit",
+        type=HISTORY_LIMIT,
+        default=20,
+        scope=scope,
+        help="how many entries, 1-10000 (default 20)",
+    )
 
 
 def parameterize(args: argparse.Namespace, context: Context) -> Any:

@@ -8,7 +8,7 @@ from typing import Any
 
 from jupyter_mlops._util.records import attributes
 from jupyter_mlops.commands.base import Arguments, Command, Context
-from jupyter_mlops.commands.options import PORT, json_option
+from jupyter_mlops.commands.options import PORT, WORKERS, json_option
 
 
 def start(args: argparse.Namespace, context: Context) -> Any:
@@ -60,7 +60,7 @@ class Server(Command):
         q.add_argument("--port", type=PORT, default=5000, help="port, 1-65535 (default 5000)")
         q.add_argument(
             "--workers",
-            type=int,
+            type=WORKERS,
             default=1,
             help="uvicorn worker processes (default 1: with more, each request on a kept-alive "
             "connection was measured ~45 ms slower)",

@@ -8,6 +8,7 @@ from datetime import datetime
 from html import escape
 from typing import Any
 
+from jupyter_mlops import values
 from jupyter_mlops._util.damage import Damaged
 from jupyter_mlops.config import Config, load_config
 from jupyter_mlops.pipelines.decisions import RetrainDecision, list_decisions
@@ -101,6 +102,7 @@ def history(
     config: Config | None = None,
 ) -> History:
     """Recent pipeline runs (of ``pipeline``) and retraining decisions (of ``model``)."""
+    limit = values.history_limit(limit)
     config = config or load_config()
     damaged: list[Damaged] = []
     runs = (

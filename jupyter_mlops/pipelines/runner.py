@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from jupyter_mlops import values
 from jupyter_mlops.config import Config, load_config
 from jupyter_mlops.errors import PipelineError
 from jupyter_mlops.pipelines import dvcrepro
@@ -45,6 +46,7 @@ def run(
     snapshotted with DVC first. Raises :class:`PipelineError` before anything runs if the
     definition or the parameters are invalid.
     """
+    workers = None if workers is None else values.workers(workers)
     spec = load_pipeline(pipeline)
     config = config or load_config(spec.base)
     active = prepare_run(
@@ -79,6 +81,7 @@ def sweep(
     variant number, and log the swept values as params: compare them with ``%compare``.
     Every variant is planned (and so validated) before any of them starts.
     """
+    workers = None if workers is None else values.workers(workers)
     spec = load_pipeline(pipeline)
     config = config or load_config(spec.base)
     variants = expand_grid(grid)

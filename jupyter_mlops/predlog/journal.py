@@ -20,7 +20,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -105,18 +105,69 @@ class Journal:
         if data:
             self._write(data, sync=self.fsync)
 
+    def append_each(
+        self, records: Sequence[Mapping[str, Any]]
+    ) -> tuple[list[Exception | None], Future[None] | None]:
+        """Journal ``records`` as :meth:`append` (or :meth:`append_synced` in fsync mode)
+        does, but one record's failure fails that record alone: when the batch cannot be
+        encoded or written, each record is tried by itself. Returns one error (None:
+        journalled) per record, and the group commit's future in fsync mode."""
+        try:
+            lines = [self.encode(records)]
+            errors: list[Exception | None] = [None] * len(records)
+        except Exception:  # a record orjson cannot write: find it
+            lines, errors = self._encode_each(records)
+        data = b"".join(lines)
+        if self.fsync:
+            return errors, self._queue(data)
+        try:
+            if data:
+                self._write(data, sync=False)
+        except Exception:  # try the records one by one: what the disk takes is journalled
+            if len(lines) == 1:
+                lines, errors = self._encode_each(records)
+            good = iter(lines)
+            for i, error in enumerate(errors):
+                if error is None:
+                    try:  # the newline ends a line the failed write may have left partial
+                        self._write(b"\n" + next(good), sync=False)
+                    except Exception as exc:
+                        errors[i] = exc
+        return errors, None
+
+    def _encode_each(
+        self, records: Sequence[Mapping[str, Any]]
+    ) -> tuple[list[bytes], list[Exception | None]]:
+        """Each record's line (those that encode) and each record's error (or None)."""
+        lines: list[bytes] = []
+        errors: list[Exception | None] = []
+        for record in records:
+            try:
+                lines.append(self.encode([record]))
+                errors.append(None)
+            except Exception as exc:
+                errors.append(exc)
+        return lines, errors
+
+    def _queue(self, data: bytes) -> Future[None]:
+        done: Future[None] = Future()
+        if data:
+            self._pending.put((data, done))
+        else:
+            done.set_result(None)
+        return done
+
     def append_synced(self, records: Iterable[Mapping[str, Any]]) -> Future[None]:
         """Queue ``records`` for the next group commit; the future completes once synced."""
-        done: Future[None] = Future()
         if not self.fsync:
+            done: Future[None] = Future()
             try:
                 self.append(records)
                 done.set_result(None)
             except Exception as exc:
                 done.set_exception(exc)
             return done
-        self._pending.put((self.encode(records), done))
-        return done
+        return self._queue(self.encode(records))
 
     def _commit_loop(self) -> None:
         while True:
@@ -136,13 +187,24 @@ class Journal:
             try:
                 self._write(b"".join(data for data, _ in group), sync=True)
             except Exception as exc:
-                for _, done in group:
-                    done.set_exception(exc)
+                if len(group) == 1:
+                    group[0][1].set_exception(exc)
+                else:  # what the disk takes is answered; the rest fails alone
+                    for data, done in group:
+                        self._commit_one(data, done)
             else:
                 for _, done in group:
                     done.set_result(None)
             if stop:
                 return
+
+    def _commit_one(self, data: bytes, done: Future[None]) -> None:
+        try:
+            self._write(data, sync=True)
+        except Exception as exc:
+            done.set_exception(exc)
+        else:
+            done.set_result(None)
 
     def rotate(self) -> bool:
         """Close the current segment (for ingestion) if it holds anything; start a new one."""

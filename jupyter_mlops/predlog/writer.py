@@ -12,7 +12,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,13 @@ class LogWriter:
             return self.journal.append_synced(records)
         self.journal.append(records)
         return None
+
+    def append_each(
+        self, records: Sequence[Mapping[str, Any]]
+    ) -> tuple[list[Exception | None], Future[None] | None]:
+        """Journal ``records`` as :meth:`append` does, failing only the records that cannot
+        be journalled: one error (None: durable, or once the future completes) per record."""
+        return self.journal.append_each(records)
 
     def _replay(self) -> bool:
         """Move unheld journal segments into the store; False (and the records stay in the

@@ -163,27 +163,33 @@ class LoadedModel:
         if self.log is None:
             return outputs, None
         done = time.perf_counter()
-        try:
-            durable = self.log.append(
-                {
-                    "request_id": p.request_id,
-                    "ts": p.ts,
-                    "deployment": self.deployment,
-                    "model_name": self.ref.name,
-                    "model_version": self.ref.version,
-                    "run_id": self.ref.run_id,
-                    "role": p.role,
-                    "endpoint": p.endpoint,
-                    "n_rows": p.input.n_rows,
-                    "latency_ms": round((done - p.started) * 1000.0, 3),
-                    "inputs": p.input.value if isinstance(p.input, RawInput) else p.input.data,
-                    "outputs": _jsonable(out) if p.endpoint == "invocations" else out,
-                }
-                for p, out in zip(batch, outputs, strict=True)
+        try:  # a record that cannot be journalled fails its own request alone
+            errors, durable = self.log.append_each(
+                [
+                    {
+                        "request_id": p.request_id,
+                        "ts": p.ts,
+                        "deployment": self.deployment,
+                        "model_name": self.ref.name,
+                        "model_version": self.ref.version,
+                        "run_id": self.ref.run_id,
+                        "role": p.role,
+                        "endpoint": p.endpoint,
+                        "n_rows": p.input.n_rows,
+                        "latency_ms": round((done - p.started) * 1000.0, 3),
+                        "inputs": p.input.value if isinstance(p.input, RawInput) else p.input.data,
+                        "outputs": _jsonable(out) if p.endpoint == "invocations" else out,
+                    }
+                    for p, out in zip(batch, outputs, strict=True)
+                ]
             )
         except Exception as exc:  # no durable log entry, no answer
             _log.exception("prediction log write failed")
             return [log_failed(exc)] * len(batch), None
+        for i, error in enumerate(errors):
+            if error is not None:
+                _log.error("prediction log write failed for %s: %r", batch[i].request_id, error)
+                outputs[i] = log_failed(error)
         return outputs, durable
 
 

@@ -10,6 +10,7 @@ the model's signature is :mod:`~jupyter_mlops.serving.validation`.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -17,13 +18,13 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from jupyter_mlops.serving.errors import InputError
+from jupyter_mlops.serving.payload import parse_json, too_deep
 from jupyter_mlops.serving.validation import (
     InputSpec,
     RawInput,
     TableInput,
     csv_input,
     invocations_input,
-    parse_json,
     records_input,
 )
 
@@ -47,17 +48,28 @@ def parse_request(
 ) -> tuple[TableInput | RawInput, dict[str, Any] | None]:
     """The model input of a request body (and MLflow's ``params``, for ``invocations``)."""
     if endpoint == "predict":
-        return records_input(parse_json(body), spec), None
+        return records_input(_parse_json(body, spec), spec), None
     ctype = (content_type or JSON).split(";")[0].strip().lower()
     if ctype == "text/csv":
         return csv_input(body, spec), None
     if ctype in (JSON, "", "*/*") or ctype.endswith("+json"):
-        return invocations_input(parse_json(body), spec)
+        return invocations_input(_parse_json(body, spec), spec)
     raise InputError(
         f"Unsupported content type {ctype!r}: send application/json or text/csv.",
         status=415,
         code="UNSUPPORTED_MEDIA_TYPE",
     )
+
+
+def _parse_json(body: bytes, spec: InputSpec) -> Any:
+    """The JSON body; for a model taking values unchecked (no signature, or a column of any
+    type), refused when nested deeper than the model or the prediction log can take."""
+    payload = parse_json(body)
+    if spec.columns is None or any(c.type == "any" for c in spec.columns):
+        problem = too_deep(payload)
+        if problem is not None:
+            raise InputError(problem, status=400, code="BAD_PAYLOAD")
+    return payload
 
 
 def answer(endpoint: str, outputs: Any, request_id: str, model: dict[str, Any]) -> dict[str, Any]:
@@ -98,8 +110,13 @@ def _too_large(size: int, limit: int) -> InputError:
 
 
 def json_response(payload: Any, status: int = 200) -> Response:
-    """``payload`` as a JSON response (numpy values included)."""
-    body = orjson.dumps(payload, default=str, option=orjson.OPT_SERIALIZE_NUMPY)
+    """``payload`` as a JSON response (numpy values included). What orjson cannot write (a
+    lone surrogate or an integer beyond 64 bits a model answered, say) is written by the
+    standard library, which escapes it: the client gets an answer, never a reset."""
+    try:
+        body = orjson.dumps(payload, default=str, option=orjson.OPT_SERIALIZE_NUMPY)
+    except orjson.JSONEncodeError:
+        body = json.dumps(payload, default=str).encode()
     return Response(body, status_code=status, media_type=JSON)
 
 

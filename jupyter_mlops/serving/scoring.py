@@ -27,6 +27,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from jupyter_mlops._util.urls import safe_logger
+from jupyter_mlops.serving.errors import InputError
+from jupyter_mlops.serving.payload import (
+    json_problem,
+    parse_json,
+    read_csv_rows,
+    split_index_problem,
+)
 from jupyter_mlops.serving.validation import InputSpec, TableInput
 
 __all__ = ["EnforcedInput", "fast_eligible", "fast_input", "invoke", "mlflow_json", "stand_in"]
@@ -208,17 +215,73 @@ def submitter(
 def invoke(body: bytes, content_type: str | None, model: Any) -> tuple[bytes, int, str]:
     """MLflow's scoring server's answer to one ``/invocations`` request: body, status, type."""
     from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import BAD_REQUEST
     from mlflow.pyfunc import scoring_server
 
     schema = model.metadata.get_input_schema()
     try:
-        result = scoring_server.invocations(body, content_type, model, schema)  # type: ignore[no-untyped-call]
+        problem = refused(body, content_type)
+        if problem is not None:
+            raise MlflowException(problem, error_code=BAD_REQUEST)
+        try:
+            result = scoring_server.invocations(body, content_type, model, schema)  # type: ignore[no-untyped-call]
+        except MlflowException:
+            raise
+        except Exception as exc:  # MLflow's server would answer 500: the request's fault
+            _log.warning("MLflow's scoring code failed on a request: %r", exc)
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            message = f"Invalid input. {type(exc).__name__}: {first}"
+            raise MlflowException(message, error_code=BAD_REQUEST) from None
     except MlflowException as exc:  # as its _async_catch_mlflow_exception answers
         text: str = exc.serialize_as_json()  # type: ignore[no-untyped-call]
         status: int = exc.get_http_status_code()  # type: ignore[no-untyped-call]
         return text.encode(), status, JSON
     text = result.response
     return (text.encode() if isinstance(text, str) else text), result.status, result.mimetype
+
+
+def refused(body: bytes, content_type: str | None) -> str | None:
+    """Why a request MLflow would take must be refused all the same, or None: JSON no model
+    can take (lone surrogates, nesting MLflow's parser cannot follow, numbers beyond a
+    double; see :mod:`~jupyter_mlops.serving.payload`), a ``dataframe_split`` whose index
+    does not fit its rows, a CSV row with more values than the header (pandas would make
+    the extra value the row's index), a body without a content type. Of the bodies, only those
+    MLflow reads as UTF-8 JSON or CSV."""
+    if content_type is None:  # MLflow's server fails on it (500)
+        return (
+            "Invalid input. The request has no Content-Type header: send application/json, "
+            "text/csv or application/vnd.apache.parquet."
+        )
+    mime, *rest = (part.strip().lower() for part in content_type.split(";"))
+    if any(p.startswith("charset=") and p != "charset=utf-8" for p in rest):
+        return None
+    if mime == JSON:
+        problem = json_problem(body)
+        if problem is None and b'"index"' in body:
+            try:
+                payload = parse_json(body)
+            except InputError:
+                return None  # MLflow says what is wrong
+            split = payload.get("dataframe_split") if isinstance(payload, dict) else None
+            problem = split_index_problem(split)
+            if problem is not None:
+                problem = (
+                    "Provided dataframe_split field is not a valid dataframe representation "
+                    f"in 'split' format. Error: '{problem}'"
+                )
+        return None if problem is None else f"Invalid input. {problem}"
+    if mime == "text/csv":
+        try:
+            read_csv_rows(body.decode("utf-8"))
+        except UnicodeDecodeError:
+            return None  # MLflow says so
+        except InputError as exc:
+            return (
+                "Failed to parse input as a Pandas DataFrame. Ensure that the input is a "
+                "valid CSV-formatted Pandas DataFrame produced using the "
+                f"`pandas.DataFrame.to_csv()` method. Error: '{exc.message}'"
+            )
+    return None
 
 
 def mlflow_json(raw: Any) -> bytes:

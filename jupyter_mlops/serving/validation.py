@@ -18,22 +18,13 @@ request have gets null for it, as ``pandas.DataFrame(records)`` does.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from dataclasses import dataclass
 from typing import Any
 
 from jupyter_mlops.serving.errors import InputError
-
-try:  # orjson is about 5x faster; the standard library is the fallback
-    import orjson
-
-    _fast_loads: Any = orjson.loads
-    _FastDecodeError: Any = orjson.JSONDecodeError
-except ImportError:  # pragma: no cover
-    _fast_loads, _FastDecodeError = json.loads, ValueError
+from jupyter_mlops.serving.payload import read_csv_rows, split_index_problem
 
 MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 
@@ -90,23 +81,6 @@ class RawInput:
 
     value: Any
     n_rows: int = 1
-
-
-# -- body -> JSON -------------------------------------------------------------------------
-
-
-def parse_json(body: bytes) -> Any:
-    """Decode a JSON body; 400 for an empty or malformed one."""
-    if not body.strip():
-        raise InputError("Empty request body: send JSON records.", status=400, code="EMPTY_BODY")
-    try:
-        return _fast_loads(body)
-    except _FastDecodeError:
-        pass
-    try:  # the standard library also reads NaN/Infinity, so they can be named below
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InputError(f"Malformed JSON: {exc}", status=400, code="MALFORMED_JSON") from exc
 
 
 # -- payload shapes -> TableInput ---------------------------------------------------------
@@ -182,12 +156,12 @@ def csv_input(body: bytes, spec: InputSpec) -> TableInput:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InputError("CSV body is not UTF-8.", status=400, code="BAD_PAYLOAD") from exc
-    rows = list(csv.reader(io.StringIO(text)))
-    if not rows or not rows[0]:
+    rows = read_csv_rows(text)
+    if not rows:
         raise InputError(
             "Empty request body: send CSV with a header.", status=400, code="EMPTY_BODY"
         )
-    header, data = rows[0], [r for r in rows[1:] if r]
+    header, data = rows[0], rows[1:]
     types = {c.name: c.type for c in spec.columns or ()}
     converted = [
         [_from_csv(v, types.get(h, "any")) for h, v in zip(header, r, strict=False)] for r in data
@@ -232,6 +206,9 @@ def from_split(data: Any, spec: InputSpec) -> TableInput:
         raise InputError("'columns' must be a list of names.", status=400, code="BAD_PAYLOAD")
     if not rows:
         raise InputError("No rows to predict.", status=400, code="EMPTY_BODY")
+    problem = split_index_problem(data)
+    if problem is not None:
+        raise InputError(problem, status=400, code="BAD_PAYLOAD")
     for i, row in enumerate(rows):
         if not isinstance(row, list) or len(row) != len(columns):
             raise InputError(
@@ -325,17 +302,27 @@ def _check_values(column: Column, values: list[Any]) -> None:
     """Refuse what MLflow's enforcement refuses; ``None`` and ``NaN`` are both "missing"."""
     kind = column.type
     if kind in ("double", "float"):
+        low, high = _INT_RANGES["long"]
         for i, v in enumerate(values):
             t = type(v)
-            if t is not float and t is not int and v is not None:
+            if t is float:
+                if math.isinf(v):
+                    raise _out_of_range(column, i, v, "a finite number")
+            elif t is int:
+                if not low <= v <= high:
+                    values[i] = float(v)  # as MLflow casts it; the log keeps 64-bit integers
+            elif v is not None:
                 _wrong(column, i, v, "a number")
     elif kind in ("long", "integer"):
+        low, high = _INT_RANGES[kind]
         for i, v in enumerate(values):
             t = type(v)
-            if t is int:
-                continue
             if t is float and v.is_integer():
-                values[i] = int(v)  # 3.0 from a JSON encoder that writes all numbers as floats
+                v = values[i] = int(v)  # 3.0 from a JSON encoder that writes numbers as floats
+                t = int
+            if t is int:
+                if not low <= v <= high:
+                    raise _out_of_range(column, i, v, f"an integer from {low} to {high}")
             elif v is None or (t is float and math.isnan(v)):
                 raise _null_integer(column, i, "null" if v is None else "NaN")
             else:
@@ -348,6 +335,19 @@ def _check_values(column: Column, values: list[Any]) -> None:
         for i, v in enumerate(values):
             if type(v) is not str and not _is_null(v):
                 _wrong(column, i, v, "a string")
+
+
+#: What MLflow's integer types hold (int64 and int32): beyond, numpy cannot cast the column.
+_INT_RANGES = {"long": (-(2**63), 2**63 - 1), "integer": (-(2**31), 2**31 - 1)}
+
+
+def _out_of_range(column: Column, i: int, value: Any, expected: str) -> InputError:
+    return InputError(
+        f"Column {column.name!r} expects {expected} ({column.type}); record {i} has "
+        f"{_short(value)}.",
+        code="OUT_OF_RANGE",
+        column=column.name,
+    )
 
 
 def _is_null(value: Any) -> bool:
@@ -408,5 +408,12 @@ def _json_type(value: Any) -> str:
 
 
 def _short(value: Any) -> str:
-    text = json.dumps(value, default=str)
+    if type(value) is float and not math.isfinite(value):
+        return str(value)
+    try:
+        text = json.dumps(value, default=str)
+    except (ValueError, RecursionError):  # deeply nested: its kind says enough
+        return _json_type(value)
+    if isinstance(value, int) and len(text) > 40:
+        return f"an integer of {len(text.lstrip('-'))} digits"
     return text if len(text) <= 40 else text[:37] + "..."
