@@ -28,7 +28,8 @@ lint: $(STAMP)
 
 test: $(STAMP)
 	$(MAKE) lint
-	DVC_NO_ANALYTICS=1 $(BIN)/python -m pytest -m "not browser"
+	# Two workers, each test file kept whole on one of them (module fixtures start once).
+	DVC_NO_ANALYTICS=1 $(BIN)/python -m pytest -m "not browser" -n 2 --dist loadfile
 	# The browser suite (one JupyterLab + Chromium) runs in a process of its own: a fresh
 	# environment and event loop after hundreds of tests that start servers and kernels.
 	DVC_NO_ANALYTICS=1 $(BIN)/python -m pytest -m browser tests/browser
