@@ -123,3 +123,40 @@ def test_fast_invocations_path_builds_mlflows_frame() -> None:
     assert (
         fast_input(b'{"dataframe_records": [{"a": NaN, "n": 1}]}', "application/json", spec) is None
     )
+
+
+def test_a_slow_batch_does_not_hold_the_next_one() -> None:
+    """A batch still running after ``stall_s`` lets the next start in the other thread: the
+    fast request is answered while the slow call is still blocked (it is released only after
+    the fast answer arrives, so without the rule the fast request would wait forever)."""
+    import asyncio
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from jupyter_mlops.serving.batching import Batcher, Pending
+    from jupyter_mlops.serving.validation import RawInput
+
+    release = threading.Event()
+
+    def run_batch(batch):  # type: ignore[no-untyped-def]
+        if any(p.input.value == "slow" for p in batch):
+            assert release.wait(30), "the slow call was never released"
+        return [p.input.value for p in batch], None
+
+    def pending(value: str) -> Pending:
+        return Pending(RawInput(value), None, value, time.perf_counter(), time.time(), "t", "p")
+
+    async def scenario() -> list[str]:
+        with ThreadPoolExecutor(2) as pool:
+            batcher = Batcher(run_batch, pool, stall_s=0.05)
+            slow = asyncio.ensure_future(batcher.submit(pending("slow")))
+            await asyncio.sleep(0.01)
+            fast = await asyncio.wait_for(batcher.submit(pending("fast")), 20)
+            done_before = slow.done()
+            release.set()
+            answers = [fast, await slow, str(done_before)]
+            await batcher.aclose()
+            return answers
+
+    assert asyncio.run(scenario()) == ["fast", "slow", "False"]

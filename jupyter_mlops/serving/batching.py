@@ -5,6 +5,10 @@ answers many requests for the price of one model call. Requests queue per model;
 coroutine drains the queue, running one batch at a time in a worker thread so the event loop
 keeps reading requests meanwhile (those form the next batch).
 
+A slow batch does not hold the queue: once it has run for ``stall_s`` (1 s) the next batch
+starts beside it, in the other thread of ``executor``, up to ``max_running`` batches at once
+(two model calls in one process, as two threads of a web framework would make them).
+
 A deployment's request timeout bounds the wait for a batch too: a batch still running when
 the last of its requests' deadlines passes is abandoned. Its requests are answered 504, its
 thread finishes the model call in the background (a thread cannot be interrupted; the result
@@ -57,8 +61,15 @@ class Pending:
 RunBatch = Callable[[Sequence[Pending]], tuple[list[Any], "Future[None] | None"]]
 
 
+#: How long a running batch holds the next one back before that one starts beside it.
+STALL_S = 1.0
+#: The most batches of one model predicted at once (the predict pool has two threads).
+MAX_RUNNING = 2
+
+
 class Batcher:
-    """Queue + drain loop for one model, predicting one batch at a time in ``executor``."""
+    """Queue + drain loop for one model, predicting one batch at a time in ``executor``
+    (two at once when one is slow: see :data:`STALL_S`)."""
 
     def __init__(
         self,
@@ -69,6 +80,8 @@ class Batcher:
         max_wait_s: float = 0.002,
         max_rows: int = 256,
         timeout_s: float | None = None,
+        stall_s: float = STALL_S,
+        max_running: int = MAX_RUNNING,
     ) -> None:
         self.run_batch = run_batch
         self.timeout_s = timeout_s  # seconds from a request's arrival to its 504
@@ -81,6 +94,9 @@ class Batcher:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._recent: deque[int] = deque([1], maxlen=8)
+        self.stall_s = stall_s
+        self.max_running = max(1, max_running)
+        self._running: set[asyncio.Task[None]] = set()
 
     async def submit(self, item: Pending) -> Any:
         """Queue ``item`` and wait for its outcome (exceptions are raised here)."""
@@ -136,25 +152,35 @@ class Batcher:
         loop = asyncio.get_running_loop()
         try:
             while self._queue:
+                if len(self._running) >= self.max_running:  # every slot taken by a slow batch
+                    await asyncio.wait(self._running, return_when=asyncio.FIRST_COMPLETED)
+                    continue
                 if self.enabled and self.max_wait_s > 0 and self._queue[0].joinable:
                     await self._linger()
                 batch = self._take()
                 if not batch:
                     continue
                 self._recent.append(len(batch))
-                call = loop.run_in_executor(self.executor, self.run_batch, batch)
-                try:
-                    outcomes, durable = await self._in_time(call, batch)
-                except Exception as exc:  # run_batch reports per item; this is a safety net
-                    outcomes, durable = [exc] * len(batch), None
-                if durable is None:
-                    _release(batch, outcomes)
-                else:  # answer after the group commit; meanwhile predict the next batch
-                    durable.add_done_callback(
-                        functools.partial(_release_on_loop, loop, batch, outcomes)
-                    )
+                task = loop.create_task(self._predict(batch))
+                self._running.add(task)
+                task.add_done_callback(self._running.discard)
+                # The next batch waits for this one (it forms meanwhile), unless this one stalls.
+                await asyncio.wait({task}, timeout=self.stall_s)
         finally:
             self._task = None
+
+    async def _predict(self, batch: Sequence[Pending]) -> None:
+        """Predict ``batch`` in the executor and answer its requests."""
+        loop = asyncio.get_running_loop()
+        call = loop.run_in_executor(self.executor, self.run_batch, batch)
+        try:
+            outcomes, durable = await self._in_time(call, batch)
+        except Exception as exc:  # run_batch reports per item; this is a safety net
+            outcomes, durable = [exc] * len(batch), None
+        if durable is None:
+            _release(batch, outcomes)
+        else:  # answer after the group commit; meanwhile predict the next batch
+            durable.add_done_callback(functools.partial(_release_on_loop, loop, batch, outcomes))
 
     async def _in_time(self, call: asyncio.Future[Any], batch: Sequence[Pending]) -> Any:
         """``call``'s result, or 504 outcomes once the batch's last deadline has passed."""
@@ -173,6 +199,8 @@ class Batcher:
         if task is not None:
             with contextlib.suppress(Exception):
                 await task
+        if self._running:
+            await asyncio.wait(set(self._running))
 
 
 def timed_out(seconds: float) -> PredictionError:
