@@ -265,6 +265,7 @@ def test_schemathesis_conformance(server: Deployment) -> None:
     invalid ones refused; no 5xx."""
     import schemathesis
     from hypothesis import HealthCheck, given, settings
+    from schemathesis.specs.openapi.checks import negative_data_rejection
 
     # Unknown query parameters are ignored (as MLflow's server ignores them), not refused.
     config = schemathesis.config.SchemathesisConfig.from_dict(
@@ -277,6 +278,11 @@ def test_schemathesis_conformance(server: Deployment) -> None:
     # (not JSON); the drop-in parity wins over the check there.
     operations = [r.ok() for r in schema.get_all_operations() if r.ok().path != "/version"]
     assert {op.path for op in operations} >= {"/predict", "/invocations", "/info", "/health"}
+    # /invocations converts values as MLflow's server does (a true in a double column is
+    # 1.0, and whether MLflow takes it depends on the other records): every body the
+    # document calls valid must be accepted there, but which invalid values MLflow takes is
+    # MLflow's decision. /predict, the project's own validation, must refuse them all.
+    lenient = [negative_data_rejection]
     checked = []
     for operation in operations:
         post = operation.method.upper() == "POST"
@@ -295,7 +301,8 @@ def test_schemathesis_conformance(server: Deployment) -> None:
             )
             @given(case=operation.as_strategy(generation_mode=mode))
             def conforms(case: Any) -> None:
-                case.call_and_validate(base_url=server.url, headers=AUTH)
+                excluded = lenient if case.path == "/invocations" else None
+                case.call_and_validate(base_url=server.url, headers=AUTH, excluded_checks=excluded)
 
             conforms()
             checked.append((operation.path, mode))

@@ -102,7 +102,7 @@ def _bodies(spec: InputSpec, example: dict[str, Any] | None, strict: bool) -> di
     records = {"type": "array", "items": record, "minItems": 1}
     predict: dict[str, Any] = {"schema": {"oneOf": [record, records]}}
     if not strict and spec.columns is not None:
-        nullable = {c.name: {"oneOf": [dict(_TYPES.get(c.type, {})), {"type": "null"}]}
+        nullable = {c.name: {"anyOf": [dict(_TYPES.get(c.type, {})), {"type": "null"}]}
                     for c in spec.columns}  # fmt: skip
         records = {
             "type": "array",
