@@ -106,11 +106,12 @@ def _check_tree(holder: list[Any]) -> str | None:
     stack: list[tuple[Any, int]] = [(holder, -1)]
     while stack:
         node, depth = stack.pop()
-        if isinstance(node, dict):
+        if isinstance(node, (dict, list)):
             if depth >= MAX_DEPTH:
                 return _too_deep()
-            for key, item in node.items():
-                if _SURROGATE.search(key):
+            pairs = node.items() if isinstance(node, dict) else enumerate(node)
+            for key, item in pairs:
+                if isinstance(key, str) and _SURROGATE.search(key):
                     return _surrogate("name", key)
                 replaced = _number(item)
                 if replaced is item:
@@ -118,18 +119,7 @@ def _check_tree(holder: list[Any]) -> str | None:
                 elif isinstance(replaced, str):
                     return replaced
                 else:
-                    node[key] = replaced
-        elif isinstance(node, list):
-            if depth >= MAX_DEPTH:
-                return _too_deep()
-            for i, item in enumerate(node):
-                replaced = _number(item)
-                if replaced is item:
-                    stack.append((item, depth + 1))
-                elif isinstance(replaced, str):
-                    return replaced
-                else:
-                    node[i] = replaced
+                    node[key] = replaced  # a value replaced in place: the size stays
         elif isinstance(node, str) and _SURROGATE.search(node):
             return _surrogate("value", node)
     return None
