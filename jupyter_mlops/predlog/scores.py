@@ -137,8 +137,9 @@ def _probability_scores(true: np.ndarray, proba: np.ndarray, k: int) -> dict[str
             out["roc_auc"] = auc
         return out
     aucs = [_auc(true == c, proba[:, c]) for c in range(k)]
-    if all(a is not None for a in aucs):
-        out["roc_auc"] = float(np.mean(aucs))
+    defined = [a for a in aucs if a is not None]
+    if len(defined) == k:
+        out["roc_auc"] = float(np.mean(defined))
     return out
 
 
