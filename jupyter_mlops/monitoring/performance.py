@@ -351,26 +351,20 @@ def _extra(frame: pd.DataFrame, columns: list[str]) -> list[str]:
 def _pooled(
     scorer: Any, labelled: pd.DataFrame, predicted: pd.DataFrame, columns: list[str]
 ) -> tuple[pd.DataFrame, dict[str, dict[str, Any]], dict[str, dict[str, Any]], dict[str, Any]]:
-    """Totals per version and role, per role, per version and overall: a group holding the
-    same rows as a larger one reuses its scores (one deployment, one version: one pass)."""
+    """Totals per version and role, per role, per version and overall (the scorer scores a
+    set of rows once, however many of these groups it is: one version, one pass)."""
     import numpy as np
     import pandas as pd
 
-    everything = np.arange(len(labelled))
-    overall = _row({}, scorer.score(everything), int(predicted["n"].sum()))
-    cache = {len(everything): overall}
+    overall = _row({}, scorer.score(np.arange(len(labelled))), int(predicted["n"].sum()))
 
     def pooled(by: list[str]) -> dict[Any, dict[str, Any]]:
         groups = labelled.groupby(by, sort=True, dropna=False).indices
         made = predicted.groupby(by, dropna=False)["n"].sum()
         out = {}
-        for key in sorted(set(groups) | set(made.index), key=lambda k: str(k)):
-            idx = groups.get(key)
-            size = 0 if idx is None else len(idx)
-            scored = cache.get(size) if size == len(everything) else None
-            scored = dict(scored) if scored else scorer.score(idx)
+        for key in sorted(set(groups) | set(made.index), key=str):
             names = dict(zip(by, key if isinstance(key, tuple) else (key,), strict=True))
-            out[key] = _row(names, scored, int(made.get(key, 0)))
+            out[key] = _row(names, scorer.score(groups.get(key)), int(made.get(key, 0)))
         return out
 
     totals = pooled(list(KEYS))

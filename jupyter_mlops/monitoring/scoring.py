@@ -40,24 +40,55 @@ class GroupScorer:
         missing = [c for c in REQUIRED if c not in outcomes.columns]
         if missing:
             raise MonitoringError(f"the outcome rows lack the column(s) {', '.join(missing)}")
-        frame = outcomes.copy(deep=False)
-        frame["model_version"] = frame["model_version"].astype(str)
-        if not isinstance(frame["timestamp"].dtype, pd.DatetimeTZDtype):
-            frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
-        self.frame = frame
+        proba = [c for c in outcomes.columns if str(c).startswith("proba_")]
+        self.classification = task == "classification"
+        self.proba: np.ndarray | None = None
+        order = None
+        if proba and self.classification:
+            self.proba = outcomes[proba].to_numpy(dtype=float, na_value=np.nan)
+            # Rows ordered by the last class's probability: every group's rows are then
+            # sorted for ROC AUC already (binary: the one sort it needs, done once here).
+            order = np.argsort(self.proba[:, -1], kind="stable")
+            self.proba = self.proba[order]
+        stamps = outcomes["timestamp"]
+        if not isinstance(stamps.dtype, pd.DatetimeTZDtype):
+            stamps = pd.to_datetime(stamps, utc=True)
+        business = list(business)
+        wanted = {"outcome", "prediction", "delay_s", *(c for m in business for c in m.columns)}
+        frame = outcomes[[c for c in outcomes.columns if c in wanted]].reset_index(drop=True)
+        #: What rows are grouped by (in the scorer's row order): groups index the scorer.
+        self.frame = pd.DataFrame(
+            {
+                "timestamp": stamps.reset_index(drop=True),
+                "model_version": outcomes["model_version"].astype(str).astype("category"),
+                "role": outcomes["role"].astype(str).astype("category"),
+            }
+        ).reset_index(drop=True)
+        if order is not None:
+            self.frame = self.frame.take(order).reset_index(drop=True)
+            frame = frame.take(order).reset_index(drop=True)
         self.task = task
-        self.business = list(business)
+        self.business = business
         self.positive = positive
         self.notes = notes if notes is not None else {}
-        self.classification = task == "classification"
-        proba = [c for c in frame.columns if str(c).startswith("proba_")]
         self.classes: list[str] | None = [str(c)[6:] for c in proba] or None
-        self.proba: np.ndarray | None = None
-        if proba and self.classification:
-            self.proba = frame[proba].to_numpy(dtype=float, na_value=np.nan)
-        kind = object if self.classification else float
-        self.true = _array(frame["outcome"], kind)
-        self.pred = _array(frame["prediction"], kind)
+        self.positive_code: int | None = None
+        if self.classification:
+            self.true, self.pred, self.labels = _label_codes(
+                frame["outcome"], frame["prediction"], self.classes or []
+            )
+            if positive is None:
+                self.positive_code = len(self.labels) - 1  # as scores: the last class
+            elif str(positive) in self.labels:
+                self.positive_code = self.labels.index(str(positive))
+            else:
+                self.positive_code = -1  # a class never seen: no positives
+        else:
+            self.true = _floats(frame["outcome"])
+            self.pred = _floats(frame["prediction"])
+            self.labels = []
+        # scores see integer codes: the probability columns' classes are codes 0..k-1
+        self.code_classes = list(range(len(self.classes))) if self.classes else None
         delay = frame["delay_s"] if "delay_s" in frame.columns else None
         self.delay = (
             delay.to_numpy(dtype=float, na_value=np.nan)
@@ -65,11 +96,26 @@ class GroupScorer:
             else np.full(len(frame), np.nan)
         )
         columns = sorted({c for m in self.business for c in m.columns})
-        self.columns = frame[[c for c in columns if c in frame.columns]]
+        self.columns = frame[[c for c in columns if c in frame.columns]].reset_index(drop=True)
         self.counted = any(m.names & set(COUNT_NAMES) for m in self.business)
+        self._cache: dict[tuple[int, int], dict[str, Any]] = {}
 
     def score(self, idx: np.ndarray | None) -> dict[str, Any]:
-        """``n_labelled``, ``delay_s_median``, scores and business metrics of rows ``idx``."""
+        """``n_labelled``, ``delay_s_median``, scores and business metrics of rows ``idx``.
+
+        The same rows asked twice (a version that is all of its role, a role that is all of
+        the window) are scored once."""
+        import numpy as np
+
+        if idx is None or len(idx) == 0:
+            return {"n_labelled": 0}
+        idx = np.asarray(idx, dtype=np.int64)  # ascending, as groupby gives them
+        key = (len(idx), hash(idx.tobytes()))
+        if key not in self._cache:
+            self._cache[key] = self._score(idx)
+        return dict(self._cache[key])
+
+    def _score(self, idx: np.ndarray) -> dict[str, Any]:
         import numpy as np
 
         from jupyter_mlops.predlog.scores import (
@@ -78,8 +124,6 @@ class GroupScorer:
             regression_scores,
         )
 
-        if idx is None or len(idx) == 0:
-            return {"n_labelled": 0}
         true, pred = self.true[idx], self.pred[idx]
         delay = self.delay[idx]
         delay = delay[np.isfinite(delay)]
@@ -90,10 +134,11 @@ class GroupScorer:
         names: dict[str, float] = {"n": float(len(idx))}
         if self.classification:
             proba = self.proba[idx] if self.proba is not None else None
-            scores = classification_scores(true, pred, proba=proba, classes=self.classes)
+            classes = self.code_classes
+            scores = classification_scores(true, pred, proba=proba, classes=classes)
             if self.counted:
                 names.update(
-                    confusion_counts(true, pred, positive=self.positive, classes=self.classes)
+                    confusion_counts(true, pred, positive=self.positive_code, classes=classes)
                 )
         else:
             scores = regression_scores(true, pred)
@@ -105,11 +150,26 @@ class GroupScorer:
         return out
 
 
-def _array(column: pd.Series, kind: type) -> np.ndarray:
+def _floats(column: pd.Series) -> np.ndarray:
     import numpy as np
     import pandas as pd
 
-    if kind is float:
-        values = pd.to_numeric(column, errors="coerce")
-        return values.to_numpy(dtype=float, na_value=np.nan)
-    return column.to_numpy(dtype=object)
+    return pd.to_numeric(column, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+def _label_codes(
+    outcome: pd.Series, prediction: pd.Series, classes: list[str]
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Outcomes and predictions as integer codes over one class list: ``classes`` (the
+    probability columns') first, then any other label seen, sorted as text; labels compare
+    as text, as :mod:`~jupyter_mlops.predlog.scores` does. Coded once for every group."""
+    import numpy as np
+    import pandas as pd
+
+    both = pd.concat([outcome, prediction], ignore_index=True)
+    raw, uniques = pd.factorize(both, use_na_sentinel=False)
+    texts = [str(u) for u in np.asarray(uniques, dtype=object)]
+    names = list(classes) + sorted(set(texts) - set(classes))
+    index = {name: i for i, name in enumerate(names)}
+    codes = np.array([index[t] for t in texts], dtype=np.int64)[raw]
+    return codes[: len(outcome)], codes[len(outcome) :], names
