@@ -55,6 +55,13 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+def _plain(value: Any) -> Any:
+    """An integer beyond 64 bits as a float (what JSON stores and numpy columns hold)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**63:
+        return float(value)
+    return value
+
+
 def _scalar(value: Any) -> bool:
     return isinstance(value, str | int | float | bool)
 
@@ -104,22 +111,20 @@ def _item(index: int, rec: Any, now: float) -> Item:
     if _missing(outcome):
         raise Reject("BAD_PAYLOAD", f"{request_id}: outcome missing")
     row = rec.get("row")
-    if isinstance(outcome, list):  # one outcome per row of a multi-row request
-        if not _missing(row):
-            raise Reject("BAD_PAYLOAD", f"{request_id}: give row, or a list outcome, not both")
+    if _missing(row):
+        row = 0
+    if isinstance(row, float) and row.is_integer():
+        row = int(row)  # a DataFrame column with gaps holds its ints as floats
+    if isinstance(row, bool) or not isinstance(row, int) or row < 0:
+        raise Reject("BAD_PAYLOAD", f"{request_id}: row must be an integer >= 0, not {row!r}")
+    if isinstance(outcome, list):  # rows row, row+1, ... of a multi-row request
         if not outcome or not all(_scalar(v) and not _missing(v) for v in outcome):
             raise Reject("BAD_PAYLOAD", f"{request_id}: a list outcome holds one value per row")
-        rows = tuple(enumerate(outcome))
+        rows = tuple((row + k, _plain(v)) for k, v in enumerate(outcome))
     else:
         if not _scalar(outcome):
             raise Reject("BAD_PAYLOAD", f"{request_id}: outcome must be a number, text or bool")
-        if _missing(row):
-            row = 0
-        if isinstance(row, float) and row.is_integer():
-            row = int(row)  # a DataFrame column with gaps holds its ints as floats
-        if isinstance(row, bool) or not isinstance(row, int) or row < 0:
-            raise Reject("BAD_PAYLOAD", f"{request_id}: row must be an integer >= 0, not {row!r}")
-        rows = ((row, outcome),)
+        rows = ((row, _plain(outcome)),)
     arrived = rec.get("arrived")
     try:
         when = now if _missing(arrived) else epoch(arrived)
@@ -133,7 +138,7 @@ def _item(index: int, rec: Any, now: float) -> Item:
             raise Reject(
                 "BAD_PAYLOAD", f"{request_id}: field {key!r} must be a number, text or bool"
             )
-        extra[str(key)] = value
+        extra[str(key)] = _plain(value)
     return Item(index, request_id, rows, when, extra or None)
 
 
@@ -141,7 +146,10 @@ def parse_items(outcomes: Any, now: float) -> tuple[list[Item], list[dict[str, A
     """The well-formed records of ``outcomes`` and a rejection for each other one."""
     items: list[Item] = []
     rejected: list[dict[str, Any]] = []
-    for index, rec in enumerate(_records(outcomes)):
+    records = list(_records(outcomes))
+    if not records:
+        raise Reject("BAD_PAYLOAD", "No outcomes sent (an empty list).")
+    for index, rec in enumerate(records):
         try:
             items.append(_item(index, rec, now))
         except Reject as exc:
