@@ -4,8 +4,10 @@ place, prediction counts for label coverage."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -187,3 +189,23 @@ def test_old_schema_is_migrated_in_place(project: Path) -> None:
     )  # fmt: skip
     assert receipt.accepted == 2
     assert read_outcomes("dep", config=config).prediction.tolist() == [2, 1]
+
+
+def test_cli_and_magic_record_outcomes(
+    logged: Config, capsys: pytest.CaptureFixture[str], ip: Any
+) -> None:
+    from jupyter_mlops.cli import main
+
+    Path("labels.csv").write_text("request_id,outcome,order_value\nr00001,1,12.5\nr00002,2,3\n")
+    assert main(["outcomes", "dep", "labels.csv", "--json"]) == 0
+    receipt = json.loads(capsys.readouterr().out)
+    assert receipt["accepted"] == 2 and receipt["request_ids"] == ["r00001", "r00002"]
+    Path("again.jsonl").write_text('{"request_id": "r00001", "outcome": 0}\n')
+    assert main(["outcomes", "dep", "again.jsonl"]) == 1  # a duplicate: refused, one line
+    assert "an outcome is already stored; nothing was stored" in capsys.readouterr().err
+    ip.user_ns["labels_df"] = pd.DataFrame({"request_id": ["r00003"], "outcome": [0]})
+    shown = ip.run_line_magic("outcomes", "dep labels_df")
+    assert shown.accepted == 1
+    frame = read_outcomes("dep", config=logged)
+    assert frame.request_id.tolist() == ["r00001", "r00002", "r00003"]
+    assert frame.order_value.tolist()[:2] == [12.5, 3.0]
