@@ -285,7 +285,9 @@ def test_schemathesis_conformance(server: Deployment) -> None:
     # /version answers as MLflow's server does: a bare version string typed application/json
     # (not JSON); the drop-in parity wins over the check there.
     operations = [r.ok() for r in schema.get_all_operations() if r.ok().path != "/version"]
-    assert {op.path for op in operations} >= {"/predict", "/invocations", "/info", "/health"}
+    assert {op.path for op in operations} >= {
+        "/predict", "/invocations", "/feedback", "/info", "/health",
+    }  # fmt: skip
     # /invocations converts values as MLflow's server does (a true in a double column is
     # 1.0, and whether MLflow takes it depends on the other records): every body the
     # document calls valid must be accepted there, but which invalid values MLflow takes is
@@ -314,7 +316,7 @@ def test_schemathesis_conformance(server: Deployment) -> None:
 
             conforms()
             checked.append((operation.path, mode))
-    assert len(checked) == len(operations) + 2  # both modes for /predict and /invocations
+    assert len(checked) == len(operations) + 3  # both modes for the POST routes
 
 
 # -- the container entry point's options ------------------------------------------------------
