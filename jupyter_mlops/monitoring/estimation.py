@@ -53,10 +53,12 @@ from jupyter_mlops.monitoring.calibration import (
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["MIN_REFERENCE_ROWS", "Estimator", "fit_estimator", "proba_matrix"]
+__all__ = ["ESTIMATED", "MIN_REFERENCE_ROWS", "Estimator", "fit_estimator", "proba_matrix"]
 
 #: Fewer labelled reference rows than this cannot calibrate nor judge calibration.
 MIN_REFERENCE_ROWS = 20
+#: What :meth:`Estimator.estimate` can give (each as ``estimated_<name>``).
+ESTIMATED = ("accuracy", "f1", "roc_auc")
 #: The band is the estimate +- this many standard errors (NannyML's SAMPLING_ERROR_RANGE).
 BAND_SE = 3.0
 
@@ -105,12 +107,16 @@ class Estimator:
         calibrated: np.ndarray = np.divide(out, total, out=uniform, where=total != 0)
         return calibrated
 
-    def estimate(self, proba: Any, y_pred: Any = None) -> dict[str, float]:
+    def estimate(
+        self, proba: Any, y_pred: Any = None, *, metrics: Sequence[str] | None = None
+    ) -> dict[str, float]:
         """Estimated accuracy (with its band), macro F1 and ROC AUC of the rows of ``proba``
         (rows x classes: an array in ``classes`` order or a frame with ``proba_<class>``
         columns), whose predicted classes are ``y_pred`` (default: the most probable class).
 
-        Rows with a missing probability are left out; ``n`` says how many were used.
+        ``metrics`` limits the work to some of ``accuracy``, ``f1``, ``roc_auc`` (default:
+        all; accuracy is always given). Rows with a missing probability are left out; ``n``
+        says how many were used.
         """
         import numpy as np
 
@@ -137,18 +143,14 @@ class Estimator:
             "estimated_accuracy_low": float(max(0.0, accuracy - BAND_SE * se)),
             "estimated_accuracy_high": float(min(1.0, accuracy + BAND_SE * se)),
         }
-        predicted = np.zeros((n, k))
-        predicted[rows[known], pred[known]] = 1.0
-        tp = (cal * predicted).sum(axis=0)
-        fp = predicted.sum(axis=0) - tp
-        fn = cal.sum(axis=0) - tp
-        denominator = tp + 0.5 * (fp + fn)
-        f1 = np.divide(tp, denominator, out=np.zeros(k), where=denominator > 0)
-        out["estimated_f1"] = float(f1.mean())
-        columns = [1] if self.binary else range(k)
-        aucs = [roc_auc(raw[:, j], cal[:, j]) for j in columns]
-        if all(a is not None for a in aucs):
-            out["estimated_roc_auc"] = float(np.mean([a for a in aucs if a is not None]))
+        wanted = ESTIMATED if metrics is None else tuple(metrics)
+        if "f1" in wanted:
+            out["estimated_f1"] = _macro_f1(cal, pred, known)
+        if "roc_auc" in wanted:
+            columns = [1] if self.binary else range(k)
+            aucs = [roc_auc(raw[:, j], cal[:, j]) for j in columns]
+            if all(a is not None for a in aucs):
+                out["estimated_roc_auc"] = float(np.mean([a for a in aucs if a is not None]))
         return out
 
     def _predicted(self, raw: np.ndarray, y_pred: Any) -> np.ndarray:
@@ -158,6 +160,20 @@ class Estimator:
         if y_pred is None:
             return np.asarray(np.argmax(np.nan_to_num(raw, nan=-1.0), axis=1), dtype=np.int64)
         return _codes(y_pred, self.classes, raw.shape[0])
+
+
+def _macro_f1(cal: np.ndarray, pred: np.ndarray, known: np.ndarray) -> float:
+    """Expected macro F1: per class, TP = calibrated probabilities of the rows predicted as
+    it, FP = their complements, FN = its probabilities on the other rows."""
+    import numpy as np
+
+    k = cal.shape[1]
+    predicted_count = np.bincount(pred[known], minlength=k).astype(float)
+    tp = np.bincount(pred[known], weights=cal[known, pred[known]], minlength=k)
+    fp = predicted_count - tp
+    fn = cal.sum(axis=0) - tp
+    denominator = tp + 0.5 * (fp + fn)
+    return float(np.divide(tp, denominator, out=np.zeros(k), where=denominator > 0).mean())
 
 
 def fit_estimator(
@@ -256,15 +272,30 @@ def _codes(labels: Any, classes: Sequence[Any], n: int) -> np.ndarray:
     import pandas as pd
 
     values = np.asarray(labels).reshape(-1)
-    if values.dtype.kind not in "biufO":
-        values = values.astype(object)
     if values.size != n:
         raise MonitoringError(f"{values.size} labels for {n} rows of probabilities")
-    # Each distinct label is matched once (a hash factorisation), then spread to the rows.
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    if values.dtype.kind in "biufUS":
+        # Numbers or fixed-width text: one vectorized comparison per class.
+        codes = np.full(n, -1, dtype=np.int64)
+        numeric = values.dtype.kind in "biuf"
+        for j, c in enumerate(classes):
+            wanted = _label_number(c) if numeric else _label_text(c)
+            if wanted is not None:
+                codes[(codes < 0) & (values == wanted)] = j
+        return codes
+    # Python objects: each distinct label matched once (a hash factorisation), then spread.
+    found, uniques = pd.factorize(values, use_na_sentinel=True)
     index = {_label_text(c): i for i, c in enumerate(classes)}
     lookup = np.array([index.get(_label_text(u), -1) for u in uniques] + [-1], dtype=np.int64)
-    return lookup[codes]  # the sentinel -1 (missing) picks the trailing -1
+    return lookup[found]  # the sentinel -1 (missing) picks the trailing -1
+
+
+def _label_number(value: Any) -> float | None:
+    """A class as a number, for numeric labels (1, 1.0 and "1" alike), or None."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _label_text(value: Any) -> Any:
