@@ -5,6 +5,8 @@
 * :func:`figures` gives a deployment's numbers by name (requests, rps, p50_ms, p95_ms,
   p99_ms, errors, error_rate, drift_share, n_drifted, and per-version variants), for
   alert rules and retraining triggers written as :class:`~jupyter_mlops.conditions.Condition`.
+* :func:`fit_estimator` / :func:`estimator_for` estimate a classifier's accuracy before its
+  labels arrive, from its predicted probabilities (confidence-based estimation).
 * :func:`check` evaluates the stored alert rules (:func:`set_rules`), records firings,
   POSTs them to a webhook and runs actions (:func:`register_action`).
 
@@ -29,6 +31,8 @@ from jupyter_mlops.monitoring.alerts import (
 )
 from jupyter_mlops.monitoring.deployment import drift_for_deployment
 from jupyter_mlops.monitoring.drift import drift
+from jupyter_mlops.monitoring.estimation import Estimator, fit_estimator
+from jupyter_mlops.monitoring.estimation_reference import estimator_for
 from jupyter_mlops.monitoring.feature import FeatureDrift
 from jupyter_mlops.monitoring.live import LiveMonitor, LiveSnapshot
 from jupyter_mlops.monitoring.profile import ReferenceProfile, profile
@@ -43,6 +47,7 @@ __all__ = [
     "CheckResult",
     "DriftReport",
     "DriftThresholds",
+    "Estimator",
     "FeatureDrift",
     "Figures",
     "LiveMonitor",
@@ -55,7 +60,9 @@ __all__ = [
     "check",
     "drift",
     "drift_for_deployment",
+    "estimator_for",
     "figures",
+    "fit_estimator",
     "get_rules",
     "parse_window",
     "profile",
