@@ -130,13 +130,13 @@ def estimator_for(
     version = f"{deployment} v{model_version}"
     target = target or "outcome"
     mine = labelled(outcomes, model_version=model_version, before=before, target=target)
-    if len(mine) and not any(str(c).startswith(PROBA_PREFIX) for c in mine.columns):
-        raise MonitoringError(
-            f"{version} logged no probabilities (its model has no predict_proba): there is "
-            "nothing to estimate performance from"
-        )
     if len(mine) == 0:
         when = f" before {_moment(before).isoformat()}" if before is not None else ""
+        if _has_unscored(outcomes, model_version, before, target):
+            raise MonitoringError(
+                f"{version} logged no probabilities (its model has no predict_proba): there "
+                "is nothing to estimate performance from"
+            )
         raise MonitoringError(
             f"No labelled predictions of {version}{when} to calibrate the estimate on: "
             "record outcomes (record_outcomes, POST /feedback) or pass reference= a table "
@@ -147,17 +147,21 @@ def estimator_for(
 
 def _read_outcomes(deployment: str, *, until: Any, config: Config | None) -> pd.DataFrame:
     """The deployment's labelled predictions from the outcome store (``predlog``)."""
-    import importlib
+    from jupyter_mlops.predlog import read_outcomes
 
-    predlog = importlib.import_module("jupyter_mlops.predlog")
-    read_outcomes = getattr(predlog, "read_outcomes", None)
-    if read_outcomes is None:  # the outcome store is not part of this build
-        raise MonitoringError(
-            f"No outcome store to read {deployment}'s labels from: pass reference= a table "
-            "with proba_<class> columns and a target column"
-        )
-    frame: pd.DataFrame = read_outcomes(deployment, until=until, config=config)
-    return frame
+    return read_outcomes(
+        deployment, until=_moment(until) if until is not None else None, config=config
+    )
+
+
+def _has_unscored(outcomes: pd.DataFrame, model_version: Any, before: Any, target: str) -> bool:
+    """Whether the version has labelled rows, none with every class probability: a model
+    without ``predict_proba`` (or probabilities never logged)."""
+    proba = [c for c in outcomes.columns if str(c).startswith(PROBA_PREFIX)]
+    rows = labelled(
+        outcomes.drop(columns=proba), model_version=model_version, before=before, target=target
+    )
+    return len(rows) > 0
 
 
 def _moment(value: Any) -> pd.Timestamp:
