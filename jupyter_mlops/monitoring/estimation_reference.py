@@ -59,7 +59,17 @@ def labelled(
 ) -> pd.DataFrame:
     """The rows of an outcome frame usable as a reference: of ``model_version`` (when
     given), predicted before ``before`` (a datetime, ISO text or epoch seconds; when given),
-    with a label and every probability."""
+    with a label and every probability (none without ``proba_<class>`` columns)."""
+    rows = _of_version(outcomes, model_version, before, target)
+    proba = [c for c in rows.columns if str(c).startswith(PROBA_PREFIX)]
+    return rows[rows[proba].notna().all(axis=1)] if proba else rows.iloc[:0]
+
+
+def _of_version(
+    outcomes: pd.DataFrame, model_version: Any, before: Any, target: str
+) -> pd.DataFrame:
+    """The labelled rows of ``model_version`` predicted before ``before``, probabilities
+    or not."""
     import pandas as pd
 
     rows = outcomes
@@ -67,12 +77,7 @@ def labelled(
         rows = rows[rows["model_version"].astype(str) == str(model_version)]
     if before is not None and "timestamp" in rows.columns:
         rows = rows[pd.to_datetime(rows["timestamp"], utc=True) < _moment(before)]
-    if target in rows.columns:
-        rows = rows[rows[target].notna()]
-    proba = [c for c in rows.columns if str(c).startswith(PROBA_PREFIX)]
-    if proba:
-        rows = rows[rows[proba].notna().all(axis=1)]
-    return rows
+    return rows[rows[target].notna()] if target in rows.columns else rows
 
 
 def estimator_from_frame(
@@ -132,7 +137,7 @@ def estimator_for(
     mine = labelled(outcomes, model_version=model_version, before=before, target=target)
     if len(mine) == 0:
         when = f" before {_moment(before).isoformat()}" if before is not None else ""
-        if _has_unscored(outcomes, model_version, before, target):
+        if len(_of_version(outcomes, model_version, before, target)):
             raise MonitoringError(
                 f"{version} logged no probabilities (its model has no predict_proba): there "
                 "is nothing to estimate performance from"
@@ -152,16 +157,6 @@ def _read_outcomes(deployment: str, *, until: Any, config: Config | None) -> pd.
     return read_outcomes(
         deployment, until=_moment(until) if until is not None else None, config=config
     )
-
-
-def _has_unscored(outcomes: pd.DataFrame, model_version: Any, before: Any, target: str) -> bool:
-    """Whether the version has labelled rows, none with every class probability: a model
-    without ``predict_proba`` (or probabilities never logged)."""
-    proba = [c for c in outcomes.columns if str(c).startswith(PROBA_PREFIX)]
-    rows = labelled(
-        outcomes.drop(columns=proba), model_version=model_version, before=before, target=target
-    )
-    return len(rows) > 0
 
 
 def _moment(value: Any) -> pd.Timestamp:
