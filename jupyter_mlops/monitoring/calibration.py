@@ -160,7 +160,7 @@ def roc_auc(score: np.ndarray, positive: np.ndarray) -> float | None:
     curve; None when either side weighs nothing."""
     import numpy as np
 
-    order = np.argsort(score)[::-1]
+    order = np.argsort(-score)  # decreasing (the order within ties does not matter)
     return _auc_ranked(score[order], positive[order])
 
 

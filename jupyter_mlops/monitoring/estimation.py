@@ -130,11 +130,13 @@ class Estimator:
             return {"n": 0}
         cal = self.calibrate(raw)
         k = len(self.classes)
-        rows = np.arange(n)
         known = pred >= 0
+        code = pred if known.all() else np.where(known, pred, 0)
         # The chance each row is right: the calibrated probability of its predicted class
         # (0 for a predicted label the model's classes do not hold).
-        right = np.where(known, cal[rows, np.where(known, pred, 0)], 0.0)
+        right = np.take_along_axis(cal, code[:, None], axis=1)[:, 0]
+        if not known.all():
+            right = np.where(known, right, 0.0)
         accuracy = float(right.mean())
         se = self.accuracy_std / np.sqrt(n)
         out = {
@@ -145,7 +147,7 @@ class Estimator:
         }
         wanted = ESTIMATED if metrics is None else tuple(metrics)
         if "f1" in wanted:
-            out["estimated_f1"] = _macro_f1(cal, pred, known)
+            out["estimated_f1"] = _macro_f1(cal, code, right, known)
         if "roc_auc" in wanted:
             columns = [1] if self.binary else range(k)
             aucs = [roc_auc(raw[:, j], cal[:, j]) for j in columns]
@@ -162,14 +164,15 @@ class Estimator:
         return _codes(y_pred, self.classes, raw.shape[0])
 
 
-def _macro_f1(cal: np.ndarray, pred: np.ndarray, known: np.ndarray) -> float:
+def _macro_f1(cal: np.ndarray, code: np.ndarray, right: np.ndarray, known: np.ndarray) -> float:
     """Expected macro F1: per class, TP = calibrated probabilities of the rows predicted as
-    it, FP = their complements, FN = its probabilities on the other rows."""
+    it (``right``), FP = their complements, FN = its probabilities on the other rows."""
     import numpy as np
 
     k = cal.shape[1]
-    predicted_count = np.bincount(pred[known], minlength=k).astype(float)
-    tp = np.bincount(pred[known], weights=cal[known, pred[known]], minlength=k)
+    weight = known.astype(float)
+    predicted_count = np.bincount(code, weights=weight, minlength=k)
+    tp = np.bincount(code, weights=right, minlength=k)  # right is 0 on unknown predictions
     fp = predicted_count - tp
     fn = cal.sum(axis=0) - tp
     denominator = tp + 0.5 * (fp + fn)
