@@ -27,7 +27,7 @@ KEYS = ("model_version", "role")
 def estimation_module() -> Any:
     """The estimator module, or a one-line MonitoringError when this version lacks it."""
     try:
-        from jupyter_mlops.monitoring import estimation  # type: ignore[attr-defined]
+        from jupyter_mlops.monitoring import estimation
     except ImportError:
         raise MonitoringError(
             "--estimate needs confidence-based estimation (jupyter_mlops.monitoring."
