@@ -11,16 +11,27 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
 
 from jupyter_mlops.conditions import Condition
+from jupyter_mlops.config import Config, load_config
 from jupyter_mlops.errors import ConditionError
 from jupyter_mlops.registry.refs import ModelRef
+from jupyter_mlops.serving import (
+    Deployment,
+    PromotionRefused,
+    canary,
+    get_deployment,
+    promote,
+)
 from jupyter_mlops.serving.decision import Decision, PromotionCondition, decide
+from tests.helpers import register_iris, running
 
 # -- role names in conditions ---------------------------------------------------------------
 
@@ -252,3 +263,174 @@ def test_regression_figures() -> None:
 def test_untestable_conditions_are_refused(when: str, message: str) -> None:
     with pytest.raises(ConditionError, match=message):
         PromotionCondition(when)
+
+
+# -- a real deployment on 127.0.0.1 ----------------------------------------------------------
+
+FEATURES = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
+WHEN = "challenger.accuracy > primary.accuracy"
+
+
+def register_constant(config: Config, alias: str) -> str:
+    """A deliberately bad iris model (always class 0, about 1/3 right), registered as
+    ``iris-rf@alias``; its version."""
+    import mlflow
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+    from sklearn.datasets import load_iris
+    from sklearn.dummy import DummyClassifier
+
+    from jupyter_mlops.client import client
+
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    model = DummyClassifier(strategy="constant", constant=0).fit(X, y)
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            serialization_format="cloudpickle",
+            signature=infer_signature(X, model.predict(X)),
+            input_example=X.head(2),
+            pip_requirements=["scikit-learn"],
+        )
+    version = mlflow.register_model(info.model_uri, "iris-rf")
+    client(config).set_registered_model_alias("iris-rf", alias, version.version)
+    return str(version.version)
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Config, Deployment]]:
+    """A project with iris-rf v1 (a forest, champion) and v2 (always class 0, challenger),
+    and a deployment ``live`` serving v1."""
+    root = tmp_path_factory.mktemp("canary") / "proj"
+    (root / ".mlops").mkdir(parents=True)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        config = load_config(root)
+        assert register_iris(config, 30, 0, "champion") == "1"
+        assert register_constant(config, "challenger") == "2"
+        with running("iris-rf@champion", config, name="live") as deployment:
+            yield config, deployment
+
+
+def serve(url: str, requests: int) -> list[dict[str, Any]]:
+    """Send ``requests`` requests of 8 iris rows each; their outcomes (the true classes),
+    to record later."""
+    from sklearn.datasets import load_iris
+
+    iris = load_iris(as_frame=True).frame
+    rng = np.random.default_rng(requests)
+    outcomes = []
+    with httpx.Client(base_url=url, timeout=30) as http:
+        for _ in range(requests):
+            rows = iris.iloc[rng.choice(len(iris), 8, replace=False)]
+            body = json.loads(rows[FEATURES].to_json(orient="records"))
+            answer = http.post("/predict", json=body)
+            assert answer.status_code == 200, answer.text
+            outcomes.append(
+                {"request_id": answer.json()["request_id"], "outcome": rows["target"].tolist()}
+            )
+    return outcomes
+
+
+def label(config: Config, outcomes: list[dict[str, Any]]) -> None:
+    from jupyter_mlops.predlog import record_outcomes
+
+    receipt = record_outcomes("live", outcomes, config=config)
+    assert receipt.accepted in (len(outcomes), 8 * len(outcomes)) and not receipt.rejected
+
+
+@pytest.mark.slow
+def test_worse_canary_is_refused_and_a_better_one_promoted(
+    live: tuple[Config, Deployment],
+) -> None:
+    from jupyter_mlops.predlog import read_outcomes  # the outcome store (#18 part A)
+
+    config, deployment = live
+    before = canary("live", "iris-rf@challenger", 50, config=config)
+    assert before.canary is not None and before.canary.version == "2"
+
+    # too few labels: refused, and recorded
+    outcomes = serve(deployment.url, 60)
+    label(config, outcomes[:4])
+    with pytest.raises(PromotionRefused, match=r"^Not promoted: not enough labels: canary \d+"):
+        promote("live", when=WHEN, min_labels=50, config=config)
+    state = get_deployment("live", config=config)
+    assert state.decisions[-1]["action"] == "promotion refused"
+    assert state.generation == before.generation  # a refusal changes nothing served
+
+    # every label in: the constant model's live accuracy is far worse, refused
+    label(config, outcomes[4:])
+    frame = read_outcomes("live", config=config)
+    with pytest.raises(PromotionRefused, match=r"condition false: challenger.accuracy = 0\.\d+"):
+        promote("live", when=WHEN, min_labels=50, config=config)
+    state = get_deployment("live", config=config)
+    assert (state.primary.version, state.canary and state.canary.version) == ("1", "2")
+    event = state.decisions[-1]
+    assert event["action"] == "promotion refused" and event["canary"] == "iris-rf v2"
+    evidence = event["decision"]
+    labelled = frame.groupby("role").size()
+    assert evidence["roles"]["canary"]["labels"] == labelled["canary"] >= 50
+    assert evidence["roles"]["primary"]["labels"] == labelled["primary"] >= 50
+    canary_rows = frame[frame["role"] == "canary"]
+    assert evidence["roles"]["canary"]["figures"]["accuracy"] == pytest.approx(
+        (canary_rows["prediction"] == canary_rows["outcome"]).mean()
+    )
+    (test,) = evidence["comparisons"]
+    assert test["test"] == "two-proportion z-test" and test["p_value"] > 0.5
+    assert evidence["window"]["since"] <= evidence["window"]["until"]
+    shown = str(state)
+    assert "not promoted (challenger.accuracy > primary.accuracy): condition false" in shown
+
+    # the other way round: the bad model primary, the forest its canary
+    promote("live", config=config)
+    canary("live", "iris-rf@champion", 50, config=config)
+    label(config, serve(deployment.url, 60))
+    with pytest.raises(PromotionRefused, match=r"not significant: .* p = .* >= alpha 1e-200"):
+        promote("live", when=WHEN, alpha=1e-200, min_labels=50, config=config)
+    promoted = promote("live", when=WHEN, min_labels=50, config=config)
+    assert promoted.primary.version == "1" and promoted.canary is None
+    event = promoted.decisions[-1]
+    assert event["action"] == "promote" and event["decision"]["promoted"]
+    (test,) = event["decision"]["comparisons"]
+    assert test["p_value"] < 1e-6 and test["n"][0] >= 50 and test["difference"] > 0.5
+    # only rows since this canary began count: fewer than all labelled rows of the log
+    assert sum(event["decision"]["roles"][r]["labels"] for r in ("canary", "primary")) < len(
+        read_outcomes("live", config=config)
+    )
+    with httpx.Client(base_url=deployment.url, timeout=30) as http:
+        row = json.loads(
+            pd.DataFrame([[5.1, 3.5, 1.4, 0.2]], columns=FEATURES).to_json(orient="records")
+        )
+        assert http.post("/predict", json=row).json()["model"]["version"] == "1"
+
+
+@pytest.mark.slow
+def test_faces_refuse_in_one_line_and_show_the_decision(
+    live: tuple[Config, Deployment], capsys: pytest.CaptureFixture[str], _shell: Any
+) -> None:
+    from IPython.core.error import UsageError as MagicUsageError
+
+    from jupyter_mlops.cli import main
+
+    config, _ = live
+    canary("live", "iris-rf@challenger", 50, config=config)
+    assert main(["deploy", "promote", "live", "--if", WHEN, "--min-labels", "100000"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "Not promoted: not enough labels: canary 0, primary 0 labelled rows since" in err
+    assert "\n" not in err and "Traceback" not in err
+    assert main(["deploy", "status", "live"]) == 0
+    assert "decision " in capsys.readouterr().out
+    assert main(["deploy", "promote", "live", "--if", WHEN, "--alpha", "1"]) == 2
+    assert "alpha must be below 1" in capsys.readouterr().err
+    with pytest.raises(MagicUsageError, match="not enough labels"):
+        _shell.run_line_magic("deploy", f'live --promote --if "{WHEN}" --min-labels 100000')
+    with pytest.raises(MagicUsageError, match="use it with --promote"):
+        _shell.run_line_magic("deploy", f'live --if "{WHEN}"')
+    with pytest.raises(MagicUsageError, match="write the comparison the other way round"):
+        _shell.run_line_magic("deploy", 'live --promote --if "not canary.accuracy < 0.5"')
+    state = get_deployment("live", config=config)
+    assert state.canary is not None and state.canary.version == "2"
+    assert [e["action"] for e in state.decisions[-2:]] == ["promotion refused"] * 2
+    assert state.to_dict()["decisions"][-1]["decision"]["min_labels"] == 100000

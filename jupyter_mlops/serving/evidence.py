@@ -127,7 +127,7 @@ def sides(frame: pd.DataFrame, primary: ModelRef, canary: ModelRef) -> dict[str,
     ]
     task = _task(frame, bool(proba_cols))
     if task == "classification":
-        true_s, pred_s = frame["outcome"].astype(str), frame["prediction"].astype(str)
+        true_s, pred_s = _label_text(frame["outcome"]), _label_text(frame["prediction"])
         seen = set(true_s.unique()) | set(pred_s.unique())
         classes = classes_p + sorted(seen - set(classes_p))
         true = pd.Categorical(true_s, categories=classes).codes.astype(np.int64)
@@ -150,6 +150,20 @@ def sides(frame: pd.DataFrame, primary: ModelRef, canary: ModelRef) -> dict[str,
             {c: frame.loc[rows, c].dropna().to_numpy(dtype=float) for c in extras},
         )  # fmt: skip
     return out
+
+
+def _label_text(labels: pd.Series) -> pd.Series:
+    """Class labels as text, whole numbers without a fraction (1.0 and 1 are class "1", as a
+    ``proba_1`` column names it)."""
+    import numpy as np
+    import pandas as pd
+
+    text = labels.astype(str)
+    numbers = pd.to_numeric(labels, errors="coerce")
+    flags = labels.map(lambda v: isinstance(v, bool | np.bool_)).astype(bool)
+    whole = numbers.notna() & (np.mod(numbers.fillna(0.5), 1) == 0) & ~flags
+    text[whole] = numbers[whole].astype("int64").astype(str)
+    return text
 
 
 def _task(frame: pd.DataFrame, has_proba: bool) -> str:
