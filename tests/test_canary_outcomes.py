@@ -30,7 +30,7 @@ from jupyter_mlops.serving import (
     get_deployment,
     promote,
 )
-from jupyter_mlops.serving.decision import Decision, PromotionCondition, decide
+from jupyter_mlops.serving.decision import Decision, PromotionCondition, canary_since, decide
 from tests.helpers import register_iris, running
 
 # -- role names in conditions ---------------------------------------------------------------
@@ -249,6 +249,20 @@ def test_regression_figures() -> None:
     assert not judged(frame, "challenger.r2 < primary.r2").promoted
 
 
+def test_window_starts_when_the_canary_began_to_serve() -> None:
+    model = CANARY.to_dict()
+    events = [
+        {"at": 10.0, "action": "canary", "canary": "iris-rf v2", "weight": 0.0},
+        {"at": 20.0, "action": "canary", "canary": "iris-rf v2", "weight": 10.0},
+        {"at": 30.0, "action": "canary", "canary": "iris-rf v3", "weight": 10.0},
+    ]
+    assert canary_since({"canary": model, "canary_since": 42.0, "events": events}) == 42.0
+    assert canary_since({"canary": model, "canary_since": None, "events": events}) is None
+    # a state written before canary_since: its last canary event with a weight
+    assert canary_since({"canary": model, "events": events}) == 20.0
+    assert canary_since({"canary": model, "events": events[:1]}) is None
+
+
 @pytest.mark.parametrize(
     ("when", "message"),
     [
@@ -415,7 +429,10 @@ def test_faces_refuse_in_one_line_and_show_the_decision(
     from jupyter_mlops.cli import main
 
     config, _ = live
-    canary("live", "iris-rf@challenger", 50, config=config)
+    canary("live", "iris-rf@challenger", 0, config=config)  # loaded, serving nothing
+    with pytest.raises(PromotionRefused, match="iris-rf v2 has served no traffic yet"):
+        promote("live", when=WHEN, config=config)
+    canary("live", None, 50, config=config)  # its window starts now
     assert main(["deploy", "promote", "live", "--if", WHEN, "--min-labels", "100000"]) == 1
     err = capsys.readouterr().err.strip()
     assert "Not promoted: not enough labels: canary 0, primary 0 labelled rows since" in err
@@ -432,5 +449,5 @@ def test_faces_refuse_in_one_line_and_show_the_decision(
         _shell.run_line_magic("deploy", 'live --promote --if "not canary.accuracy < 0.5"')
     state = get_deployment("live", config=config)
     assert state.canary is not None and state.canary.version == "2"
-    assert [e["action"] for e in state.decisions[-2:]] == ["promotion refused"] * 2
+    assert [e["action"] for e in state.decisions[-3:]] == ["promotion refused"] * 3
     assert state.to_dict()["decisions"][-1]["decision"]["min_labels"] == 100000

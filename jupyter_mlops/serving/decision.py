@@ -245,13 +245,14 @@ def judge_canary(
     read_outcomes = importlib.import_module("jupyter_mlops.predlog").read_outcomes
 
     primary, canary = ModelRef.from_dict(state["primary"]), ModelRef.from_dict(state["canary"])
-    since = canary_since(state)
-    if since is None:
-        raise ServingError(
-            f"Deployment {name!r}: the canary {canary.label} has served no traffic yet; "
-            "give it a weight first."
+    since, until = canary_since(state), time.time()
+    if since is None:  # weight 0 from the start: nothing to judge, and the history says so
+        reason = f"not enough labels: the canary {canary.label} has served no traffic yet"
+        empty = {"model": canary.label, "labels": 0, "figures": {}}
+        roles = {"primary": {**empty, "model": primary.label}, "canary": empty}
+        return Decision(
+            condition.expression, False, reason, alpha, min_labels, until, until, roles, []
         )
-    until = time.time()
     frame = read_outcomes(name, since=since, until=until, config=config)
     return decide(
         frame, condition, primary=primary, canary=canary, since=since, until=until,
@@ -262,8 +263,8 @@ def judge_canary(
 def canary_since(state: dict[str, Any]) -> float | None:
     """When the current canary began to serve traffic (states written before
     ``canary_since`` existed: the last canary event of that model with a weight)."""
-    if state.get("canary_since"):
-        return float(state["canary_since"])
+    if "canary_since" in state:  # None: at weight 0 since it was set
+        return float(state["canary_since"]) if state["canary_since"] else None
     label = ModelRef.from_dict(state["canary"]).label
     at = [
         float(e["at"])
