@@ -239,10 +239,7 @@ def judge_canary(
 ) -> Decision:
     """The decision for deployment ``name`` (its ``state``) on its outcomes since the canary
     began to serve."""
-    import importlib
-
-    # the outcome store lands beside this (#18 part A); looked up when used until then
-    read_outcomes = importlib.import_module("jupyter_mlops.predlog").read_outcomes
+    from jupyter_mlops.predlog import read_outcomes
 
     primary, canary = ModelRef.from_dict(state["primary"]), ModelRef.from_dict(state["canary"])
     since, until = canary_since(state), time.time()
