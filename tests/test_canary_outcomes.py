@@ -348,9 +348,14 @@ def serve(url: str, requests: int) -> list[dict[str, Any]]:
     return outcomes
 
 
-def label(config: Config, outcomes: list[dict[str, Any]]) -> None:
+def label(config: Config, outcomes: list[dict[str, Any]], url: str | None = None) -> None:
+    """Record ``outcomes``: with ``record_outcomes``, or posted to ``url``'s /feedback."""
     from jupyter_mlops.predlog import record_outcomes
 
+    if url is not None:
+        answer = httpx.post(f"{url}/feedback", json=outcomes, timeout=30)
+        assert answer.status_code == 200, answer.text
+        return
     receipt = record_outcomes("live", outcomes, config=config)
     assert receipt.accepted in (len(outcomes), 8 * len(outcomes)) and not receipt.rejected
 
@@ -400,7 +405,7 @@ def test_worse_canary_is_refused_and_a_better_one_promoted(
     # the other way round: the bad model primary, the forest its canary
     promote("live", config=config)
     canary("live", "iris-rf@champion", 50, config=config)
-    label(config, serve(deployment.url, 60))
+    label(config, serve(deployment.url, 60), url=deployment.url)  # as POST /feedback
     with pytest.raises(PromotionRefused, match=r"not significant: .* p = .* >= alpha 1e-200"):
         promote("live", when=WHEN, alpha=1e-200, min_labels=50, config=config)
     promoted = promote("live", when=WHEN, min_labels=50, config=config)
