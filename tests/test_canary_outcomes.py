@@ -263,6 +263,18 @@ def test_window_starts_when_the_canary_began_to_serve() -> None:
     assert canary_since({"canary": model, "events": events[:1]}) is None
 
 
+def test_unknown_figures_and_single_rows() -> None:
+    few = frame_of(
+        outcome_rows("primary", "1", 3, 0.5, seed=15), outcome_rows("canary", "2", 3, 1, seed=16)
+    )
+    with pytest.raises(ConditionError, match=r"no figure acuracy for a classification model"):
+        judged(few, "challenger.acuracy > primary.acuracy")  # before the labels are counted
+    # one row a side: Welch has no variance to go on, so no evidence
+    one = few.groupby("role").head(1)
+    decision = judged(one, "challenger.order_value > primary.order_value", min_labels=1)
+    assert decision.comparisons[0]["p_value"] == 1.0 and not decision.promoted
+
+
 @pytest.mark.parametrize(
     ("when", "message"),
     [

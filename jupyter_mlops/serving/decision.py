@@ -24,7 +24,7 @@ from jupyter_mlops.conditions import ROLES, Condition
 from jupyter_mlops.errors import ConditionError
 from jupyter_mlops.registry.refs import ModelRef
 from jupyter_mlops.serving.errors import ServingError
-from jupyter_mlops.serving.evidence import Side, p_value, sides
+from jupyter_mlops.serving.evidence import FIGURES, Side, p_value, sides
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -157,6 +157,14 @@ def decide(
     }
     verdict = Decision(condition.expression, False, "", alpha, min_labels, since, until, roles, [])
     named = {r for r in (_role_metric(m) for m in condition.metrics) if r}
+    side = by_role["canary"]
+    known = [*FIGURES[side.task], *side.extras]
+    unknown = sorted({m for _, m in named} - set(known))
+    if unknown:  # a typo is told now, not once enough labels arrived
+        raise ConditionError(
+            f"{condition.named}: no figure {', '.join(unknown)} for a {side.task} model "
+            f"(known: {', '.join(known)})"
+        )
     short = [f"{r} {by_role[r].n}" for r in ("canary", "primary") if r in {n[0] for n in named}]
     if any(by_role[r].n < min_labels for r, _ in named):
         verdict.reason = (

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from jupyter_mlops.registry.refs import ModelRef
 
-__all__ = ["BOOTSTRAP_RESAMPLES", "BOOTSTRAP_ROWS", "Side", "p_value", "sides"]
+__all__ = ["BOOTSTRAP_RESAMPLES", "BOOTSTRAP_ROWS", "FIGURES", "Side", "p_value", "sides"]
 
 #: Resamples of a bootstrap; a row bootstrap takes fewer on many rows (at most
 #: BOOTSTRAP_ROWS rows scored per comparison, at least 200 resamples).
@@ -42,6 +42,11 @@ _SEED = 18  # a decision repeated on the same rows gives the same p-value
 _RATES = ("accuracy", "error_rate")
 _MATRIX = ("f1", "precision", "recall")
 _ROW_MEANS = ("mae", "rmse")
+#: Every figure a side can have, by task (besides the means of outcome columns).
+FIGURES = {
+    "classification": ("accuracy", "error_rate", *_MATRIX, "roc_auc", "log_loss"),
+    "regression": ("rmse", "mae", "r2"),
+}
 _ALTERNATIVE = {">": "greater", ">=": "greater", "<": "less", "<=": "less", "!=": "two-sided"}
 _KNOWN = {
     "request_id", "row", "timestamp", "arrived", "delay_s", "deployment", "model_name",
@@ -235,8 +240,9 @@ def _welch(x: np.ndarray, y: np.ndarray | None, c: float, alt: str) -> tuple[flo
         else:
             p = float(ttest_ind(x, y, equal_var=False, alternative=alt).pvalue)
             diff, name = float(x.mean() - y.mean()), "Welch t-test"
-    if math.isnan(p):
-        p = 0.0 if _certain(diff, alt) else 1.0
+    if math.isnan(p):  # too few rows to say (no evidence), or no spread at all (certain)
+        few = x.size < 2 or (y is not None and y.size < 2)
+        p = 0.0 if not few and _certain(diff, alt) else 1.0
     return p, name
 
 
