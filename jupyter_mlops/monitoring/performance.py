@@ -213,7 +213,7 @@ def _outcome_store() -> tuple[Any, Any]:
     from jupyter_mlops import predlog
 
     try:
-        return predlog.read_outcomes, predlog.prediction_counts  # type: ignore[attr-defined]
+        return predlog.read_outcomes, predlog.prediction_counts
     except AttributeError:
         raise MonitoringError(
             "This version of jupyter-mlops has no outcome store (read_outcomes): "
