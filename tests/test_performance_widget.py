@@ -5,6 +5,7 @@ a static HTML copy for nbconvert. Drawn from a report shaped as ``PerformanceRep
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,7 @@ class Report:
     task: str
     rows: pd.DataFrame
     totals: pd.DataFrame
+    business: list[Any] = field(default_factory=list)
     notes: dict[str, str] = field(default_factory=dict)
 
 
@@ -53,7 +55,7 @@ def _classification() -> Report:
               "estimated_accuracy_high": "max", "revenue": "sum", "revenue_per_1k": "mean"})
     )  # fmt: skip
     totals["coverage"] = totals["n_labelled"] / totals["n_predictions"]
-    return Report("classification", frame, totals)
+    return Report("classification", frame, totals, business=[SimpleNamespace(name="revenue")])
 
 
 def test_realised_accuracy_beside_the_estimate_and_its_band_per_version() -> None:
@@ -117,6 +119,10 @@ def test_regressors_plot_rmse_and_no_estimate() -> None:
     assert not view.business.data and view.business_box.layout.display == "none"
     assert "rmse" in view.table.value and "accuracy" not in view.table.value
     assert business_columns(rows) == []  # scores and counts are no business metric
+    # the report's own list names them; other numeric columns are not drawn as business
+    extra = rows.assign(order_value=3.0, margin=2.0)
+    assert business_columns(extra) == ["order_value", "margin"]
+    assert business_columns(extra, ["margin"]) == ["margin"]
 
 
 def test_update_redraws_and_empty_reports_say_so() -> None:

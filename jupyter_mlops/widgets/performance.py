@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PerformanceView",
     "business_columns",
+    "business_names",
     "business_traces",
     "coverage_traces",
     "has_outcomes",
@@ -215,6 +216,15 @@ def business_columns(rows: pd.DataFrame | None, names: Iterable[str] | None = No
     return out
 
 
+def business_names(report: Any) -> list[str] | None:
+    """The names of the report's business metrics (``report.business``: its
+    ``BusinessMetric`` list), or None when the report does not say."""
+    metrics = getattr(report, "business", None)
+    if metrics is None:
+        return None
+    return [str(getattr(m, "name", m)) for m in metrics]
+
+
 def business_traces(
     rows: pd.DataFrame | None, names: Iterable[str] | None = None
 ) -> list[dict[str, Any]]:
@@ -247,7 +257,7 @@ def totals_html(report: Any) -> str:
     if totals is None or totals.empty:
         return "<div class='mlops-performance-empty'>No labelled predictions in this window.</div>"
     scores = [s for s in TABLE_SCORES.get(task, ()) if s in totals.columns]
-    business = business_columns(totals, getattr(report, "business_names", None))
+    business = business_columns(totals, business_names(report))
     metric = primary_metric(task)
     estimate = f"estimated_{metric}" if f"estimated_{metric}" in totals.columns else None
     head = ["version", "role", "predicted", "labelled", "coverage", *scores]
@@ -320,7 +330,7 @@ class PerformanceView(widgets.VBox):  # type: ignore[misc]
         self.report = report
         task = str(getattr(report, "task", "classification"))
         rows = getattr(report, "rows", None)
-        names = getattr(report, "business_names", None)
+        names = business_names(report)
         metric = primary_metric(task)
         quality_title = "RMSE (lower is better)" if metric == "rmse" else "Accuracy"
         if any(t["meta"]["kind"] == "estimated" for t in quality_traces(rows, task)):
