@@ -194,7 +194,7 @@ def test_a_real_server_scores_each_version_from_late_outcomes(server: Any) -> No
                 "/predict", json=batch.to_dict("records"), headers={"x-request-key": f"k{i}"}
             ).json()
             answered.append((body, list(y.iloc[i : i + 3])))
-    assert {b["model_version"] for b, _ in answered} == {"1", "2"}  # both sides served
+    assert {b["model"]["version"] for b, _ in answered} == {"1", "2"}  # both sides served
     # Nothing labelled yet: coverage 0 per version, no score.
     got = _scrape_until(
         dep.url, lambda g: len(_by_version(g, "jupyter_mlops_label_coverage_ratio")) == 2
@@ -209,8 +209,8 @@ def test_a_real_server_scores_each_version_from_late_outcomes(server: Any) -> No
             outcome = str(names[truth[row]] if k % 4 else names[(truth[row] + 1) % 3])
             predicted = body["predictions"][row]
             rows.append({"request_id": body["request_id"], "row": row, "outcome": outcome})
-            labelled[body["model_version"]][0].append(outcome)
-            labelled[body["model_version"]][1].append(str(predicted))
+            labelled[body["model"]["version"]][0].append(outcome)
+            labelled[body["model"]["version"]][1].append(str(predicted))
     # the model answers class indices or names: outcomes are given as it answered
     if not isinstance(answered[0][0]["predictions"][0], str):
         index = {str(n): i for i, n in enumerate(names)}
@@ -223,7 +223,7 @@ def test_a_real_server_scores_each_version_from_late_outcomes(server: Any) -> No
     for version, role in (("1", "primary"), ("2", "canary")):
         truth, predicted = labelled[version]
         assert accuracy[(version, role)] == pytest.approx(accuracy_score(truth, predicted))
-        n_predicted = 3 * sum(1 for b, _ in answered if b["model_version"] == version)
+        n_predicted = 3 * sum(1 for b, _ in answered if b["model"]["version"] == version)
         coverage = _by_version(got, "jupyter_mlops_label_coverage_ratio")[(version, role)]
         assert coverage == pytest.approx(len(truth) / n_predicted)
         assert _by_version(got, "jupyter_mlops_outcomes_total")[(version, role)] == len(truth)
@@ -241,3 +241,30 @@ def test_a_real_server_scores_each_version_from_late_outcomes(server: Any) -> No
     assert _by_version(later, "jupyter_mlops_outcomes_total") == _by_version(
         got, "jupyter_mlops_outcomes_total"
     )
+
+
+def test_the_monitor_widget_shows_performance_once_there_are_outcomes(server: Any) -> None:
+    """The %monitor widget on the same deployment (shared to keep CI time): the performance
+    view appears by itself once outcomes exist, with the figures of monitoring.performance."""
+    from jupyter_mlops.monitoring import performance
+    from jupyter_mlops.widgets.monitor import MonitorWidget, auto_every
+
+    _, config = server
+    report = performance("iris-g", last="1h", every=auto_every("1h"), config=config)
+    assert not report.totals.empty  # the outcomes of the test above
+    widget = MonitorWidget("iris-g", autostart=False, config=config)
+    try:
+        view = widget.performance_view
+        assert view is not None and view in widget.children
+        realised = [t for t in view.quality.data if t.meta["kind"] == "realised"]
+        assert [t.meta["version"] for t in realised] == ["v1 (primary)", "v2 (canary)"]
+        for trace, version in zip(realised, ("1", "2"), strict=True):
+            rows = report.rows[report.rows["model_version"] == version].sort_values("window_start")
+            assert list(trace.y) == pytest.approx(list(rows["accuracy"]))
+            assert len(trace.y) >= 1
+        assert "mlops-performance-table" in widget.static_html()
+    finally:
+        widget.close()
+    quiet = MonitorWidget("iris-g", autostart=False, performance=False, config=config)
+    assert quiet.performance_view is None
+    quiet.close()

@@ -64,13 +64,15 @@ def served(lab_root: Path) -> Iterator[dict[str, Any]]:
                 predicted = body["predictions"][row]
                 outcome = int(real)  # the iris forests answer class indices
                 outcomes.append({"request_id": body["request_id"], "row": row, "outcome": outcome})
-                side = labels.setdefault(body["model_version"], ([], []))
+                side = labels.setdefault(body["model"]["version"], ([], []))
                 side[0].append(str(outcome))
                 side[1].append(str(predicted))
         predlog.record_outcomes(NAME, outcomes, config=config)
         predicted_rows: dict[str, int] = {}
         for body, _ in answered:
-            predicted_rows[body["model_version"]] = predicted_rows.get(body["model_version"], 0) + 2
+            predicted_rows[body["model"]["version"]] = (
+                predicted_rows.get(body["model"]["version"], 0) + 2
+            )
         yield {
             "accuracy": {v: accuracy_score(t, p) for v, (t, p) in labels.items()},
             "coverage": {v: len(t) / predicted_rows[v] for v, (t, _) in labels.items()},
@@ -84,11 +86,6 @@ def _api(lab: Lab, path: str, token: str | None) -> tuple[int, Any]:
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as exc:
         return exc.code, None
-
-
-def _three(value: float) -> str:
-    """As the sidebar's formatNumber(value, 3) writes it."""
-    return f"{float(f'{value:.3g}'):g}" if value not in (0, 1) else str(int(value))
 
 
 def test_the_deployment_view_shows_performance_per_version(
@@ -117,11 +114,12 @@ def test_the_deployment_view_shows_performance_per_version(
     for version, role in (("1", "primary"), ("2", "canary")):
         row = table.locator(f'tr[data-version="{version}"][data-role="{role}"]')
         expect(row.locator("td").first).to_have_text(f"v{version} {role}")
-        score = _three(served["accuracy"][version])
-        expect(row.locator(".jp-mlops-performance-score")).to_have_text(score)
-        share = served["coverage"][version] * 100
-        coverage = f"{float(f'{share:.3g}'):g}%"  # as the sidebar's formatPercent
-        expect(row.locator(".jp-mlops-performance-coverage")).to_have_text(coverage)
+        # three significant digits, as the sidebar's formatNumber / formatPercent write them
+        score = row.locator(".jp-mlops-performance-score").inner_text()
+        assert float(score) == pytest.approx(served["accuracy"][version], abs=0.0051)
+        coverage = row.locator(".jp-mlops-performance-coverage").inner_text()
+        assert coverage.endswith("%")
+        assert float(coverage[:-1]) == pytest.approx(served["coverage"][version] * 100, abs=0.051)
     folder = Path(os.environ.get("MLOPS_TEST_ARTIFACTS") or REPO / "build" / "test-artifacts")
     folder = folder / "performance-sidebar"
     folder.mkdir(parents=True, exist_ok=True)
