@@ -15,6 +15,7 @@ from jupyter_mlops.errors import (
     DataError,
     MlopsError,
     NotFoundError,
+    OutcomeError,
     TrackingError,
 )
 from jupyter_mlops.tracking import (
@@ -37,6 +38,10 @@ _LAZY = {
     "compare": "jupyter_mlops.widgets",
     "runs": "jupyter_mlops.tracking.runs",
     "get_run": "jupyter_mlops.tracking.runs.refs",
+    "record_outcomes": "jupyter_mlops.predlog",
+    "read_outcomes": "jupyter_mlops.predlog",
+    "prediction_counts": "jupyter_mlops.predlog",
+    "OutcomeReceipt": "jupyter_mlops.predlog",
 }
 
 __all__ = [
@@ -45,6 +50,8 @@ __all__ = [
     "DataError",
     "MlopsError",
     "NotFoundError",
+    "OutcomeError",
+    "OutcomeReceipt",
     "TrackedRun",
     "TrackingError",
     "__version__",
@@ -56,7 +63,10 @@ __all__ = [
     "list_models",
     "load_config",
     "load_ipython_extension",
+    "prediction_counts",
     "promote",
+    "read_outcomes",
+    "record_outcomes",
     "register",
     "restore_data",
     "rollback",

@@ -116,3 +116,37 @@ class PipelineError(MlopsError):
 
 class RequestError(MlopsError):
     """A server-extension request's parameters cannot be used (page token, limit, body)."""
+
+
+class OutcomeError(MlopsError):
+    """Outcomes (ground truth for logged predictions) cannot be recorded as sent; none was.
+
+    ``code`` says why and sets the HTTP status: ``UNKNOWN_REQUEST_ID`` (404: the prediction
+    log of that deployment has no such request or row), ``DUPLICATE_OUTCOME`` (409: already
+    recorded, or twice in the batch), ``OUTCOME_TYPE`` (422: not a class of the model, or not
+    a number for a regressor), ``BAD_PAYLOAD`` (400: malformed or missing fields).
+    ``rejected`` lists every refused item (``index``, ``request_id``, ``code``, ``message``).
+    """
+
+    STATUSES: ClassVar[dict[str, int]] = {
+        "UNKNOWN_REQUEST_ID": 404,
+        "DUPLICATE_OUTCOME": 409,
+        "OUTCOME_TYPE": 422,
+        "BAD_PAYLOAD": 400,
+    }
+
+    def __init__(
+        self, message: str, code: str = "BAD_PAYLOAD", rejected: list[dict[str, Any]] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.rejected = rejected or []
+
+    @property
+    def http_status(self) -> int:  # type: ignore[override]
+        """The status of ``code`` (400 for one not listed)."""
+        return self.STATUSES.get(self.code, 400)
+
+    def details(self) -> dict[str, Any]:
+        return {"error_code": self.code, "rejected": self.rejected}

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Protocol, TypedDict, Unpack
 from jupyter_mlops.errors import ServingError
 
 __all__ = [
+    "ADDED_COLUMNS",
     "COLUMNS",
     "COLUMN_KINDS",
     "DEFAULT_DB",
@@ -51,12 +52,18 @@ COLUMN_KINDS = {
     "latency_ms": "real",
     "inputs": "text",
     "outputs": "text",
+    "proba": "text",
 }
 COLUMNS = tuple(COLUMN_KINDS)
 #: Constraints beyond the type (every other column may be NULL).
 _CONSTRAINTS = {"request_id": " PRIMARY KEY", "ts": " NOT NULL", "deployment": " NOT NULL"}
-#: The columns holding a request's (possibly large) payload, stored as JSON text.
-PAYLOAD_COLUMNS = ("inputs", "outputs")
+#: The columns holding a request's (possibly large) payload, stored as JSON text. ``proba``
+#: (one ``{class: probability}`` per input row) is NULL for models without ``predict_proba``;
+#: stores created before it had it get it added in place (:data:`ADDED_COLUMNS`).
+PAYLOAD_COLUMNS = ("inputs", "outputs", "proba")
+#: Columns added to the ``predictions`` table after its first release: each store adds them
+#: to an existing table when it opens it (``ALTER TABLE ... ADD COLUMN``).
+ADDED_COLUMNS = ("proba",)
 DEFAULT_DB = "predictions.db"
 
 

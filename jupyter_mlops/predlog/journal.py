@@ -72,7 +72,8 @@ class Journal:
 
     @staticmethod
     def encode(records: Iterable[Mapping[str, Any]]) -> bytes:
-        """Records as lines ``<meta JSON> TAB <inputs JSON> TAB <outputs JSON>``.
+        """Records as lines ``<meta JSON> TAB <inputs JSON> TAB <outputs JSON>``, plus
+        ``TAB <proba JSON>`` for a record with class probabilities.
 
         JSON never holds a raw tab, so ingestion splits a line without parsing the (large)
         inputs and outputs, and stores their JSON text as it is.
@@ -80,9 +81,11 @@ class Journal:
         lines = []
         for rec in records:
             meta = {k: v for k, v in rec.items() if k not in PAYLOAD_COLUMNS}
-            lines.append(
-                b"\t".join((dumps(meta), dumps(rec.get("inputs")), dumps(rec.get("outputs"))))
-            )
+            parts = [dumps(meta), dumps(rec.get("inputs")), dumps(rec.get("outputs"))]
+            proba = rec.get("proba")
+            if proba is not None:
+                parts.append(dumps(proba))
+            lines.append(b"\t".join(parts))
             lines.append(b"\n")
         return b"".join(lines)
 
@@ -246,9 +249,11 @@ def _parse_lines(data: bytes, source: Path) -> list[dict[str, Any]]:
             continue
         try:
             parts = line.split(b"\t")
-            if len(parts) == 3:
+            if len(parts) in (3, 4):
                 record = loads(parts[0])
                 record["inputs"], record["outputs"] = parts[1].decode(), parts[2].decode()
+                if len(parts) == 4:
+                    record["proba"] = parts[3].decode()
             else:  # a record written as one JSON object
                 record = loads(line)
             records.append(record)

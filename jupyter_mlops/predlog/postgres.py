@@ -24,7 +24,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from jupyter_mlops._util.urls import redact
 from jupyter_mlops.errors import ServingError
+from jupyter_mlops.predlog import outcome_sql as osql
 from jupyter_mlops.predlog.base import (
+    ADDED_COLUMNS,
     COLUMN_KINDS,
     COLUMNS,
     PAYLOAD_COLUMNS,
@@ -32,6 +34,7 @@ from jupyter_mlops.predlog.base import (
     column_definitions,
     json_text,
 )
+from jupyter_mlops.predlog.blocks import Labelled, encode_blocks
 
 if TYPE_CHECKING:
     import psycopg
@@ -56,6 +59,18 @@ _PYTHON_TYPES: dict[str, Callable[[Any], Any]] = {"text": str, "real": float, "i
 _CREATE = (
     f"CREATE TABLE IF NOT EXISTS {TABLE} ({column_definitions(_SQL_TYPES)})",
     f"CREATE INDEX IF NOT EXISTS {TABLE}_deployment_ts ON {TABLE} (deployment, ts)",
+    # a table made by an earlier release gets the columns added since
+    *(
+        f"ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS {name} {_SQL_TYPES[COLUMN_KINDS[name]]}"
+        for name in ADDED_COLUMNS
+    ),
+    *osql.create_statements(_SQL_TYPES, serial="BIGSERIAL PRIMARY KEY", blob="BYTEA"),
+)
+#: Whether the schema is complete: the last table created, and every added column.
+_SCHEMA_READY = (
+    "SELECT to_regclass('outcome_blocks') IS NOT NULL AND (SELECT count(*) FROM pg_attribute"
+    f" WHERE attrelid = to_regclass('{TABLE}') AND NOT attisdropped AND attname IN"
+    f" ({','.join(repr(n) for n in ADDED_COLUMNS)})) = {len(ADDED_COLUMNS)}"
 )
 _INSERT = (
     f"INSERT INTO {TABLE} ({','.join(COLUMNS)}) SELECT * FROM unnest("
@@ -142,11 +157,12 @@ class PostgresPredictionStore(SQLPredictionStore):
     def _connect(self) -> psycopg.Connection[Any]:
         conn: psycopg.Connection[Any] = _psycopg().connect(**self._params, autocommit=True)
         try:
-            found = conn.execute("SELECT to_regclass(%s)", (TABLE,)).fetchone()
-            if found is None or found[0] is None:
+            found = conn.execute(_SCHEMA_READY).fetchone()
+            if found is None or not found[0]:
                 with conn.transaction():
-                    # Servers starting together each find the table missing: the lock lets
-                    # one create it; the others then see it and change nothing.
+                    # Servers starting together each find the table missing (or an old
+                    # one): the lock lets one create or migrate it; the others then see it
+                    # done and change nothing.
                     conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
                     for statement in _CREATE:
                         conn.execute(statement)
@@ -202,6 +218,73 @@ class PostgresPredictionStore(SQLPredictionStore):
                     cur.execute(_INSERT, arrays)
 
         self._call(insert)
+
+    # -- outcomes ---------------------------------------------------------------------------
+
+    def lookup(self, request_ids: Sequence[str]) -> list[tuple[Any, ...]]:
+        """The logged requests among ``request_ids`` (columns of ``LOOKUP_COLUMNS``)."""
+        sql = f"SELECT {','.join(osql.LOOKUP_COLUMNS)} FROM {TABLE} WHERE request_id = ANY(%s)"
+        return self._select(sql, [list(request_ids)])
+
+    def add_outcomes(
+        self, rows: Sequence[Labelled], *, skip_duplicates: bool = False
+    ) -> set[tuple[str, int]]:
+        """Store ``rows`` (and their blocks) in one transaction; returns the keys already
+        stored. Those are left out with ``skip_duplicates``, else nothing is stored."""
+        ids = list({item.request_id for item in rows})
+
+        def insert(conn: psycopg.Connection[Any]) -> set[tuple[str, int]]:
+            with conn.transaction(), conn.cursor() as cur:
+                # one ingester at a time per deployment: the duplicate check stays true
+                # until the commit (a concurrent batch waits here, then sees these rows)
+                cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (1, "outcomes"))
+                cur.execute(
+                    "SELECT request_id, row FROM outcomes WHERE request_id = ANY(%s)", (ids,)
+                )
+                stored = {(str(r[0]), int(r[1])) for r in cur.fetchall()}
+                duplicates = {(i.request_id, i.row) for i in rows} & stored
+                if duplicates and not skip_duplicates:
+                    return duplicates
+                fresh = [i for i in rows if (i.request_id, i.row) not in duplicates]
+                if fresh:
+                    cur.executemany(
+                        osql.insert_outcomes("%s"), [osql.outcome_row(i) for i in fresh]
+                    )
+                    cur.executemany(
+                        osql.insert_block("%s"),
+                        [osql.block_row(b) for b in encode_blocks(fresh)],
+                    )
+                return duplicates
+
+        return self._call(insert)
+
+    def outcome_blocks(
+        self, deployment: str, since: float | None = None, until: float | None = None
+    ) -> list[bytes]:
+        """The outcome blocks of ``deployment`` that may hold rows with
+        ``since <= ts < until``, oldest first."""
+        sql = "SELECT data FROM outcome_blocks WHERE deployment = %s"
+        args: list[Any] = [deployment]
+        if since is not None:
+            sql += " AND ts_max >= %s"
+            args.append(since)
+        if until is not None:
+            sql += " AND ts_min < %s"
+            args.append(until)
+        return [bytes(row[0]) for row in self._select(sql + " ORDER BY id", args)]
+
+    def prediction_counts(
+        self,
+        deployment: str,
+        since: float | None = None,
+        until: float | None = None,
+        bucket_s: float | None = None,
+    ) -> list[tuple[Any, ...]]:
+        """Predicted rows per model version and role (and bucket start)."""
+        sql, args = osql.counts_query(
+            deployment, since, until, bucket_s, mark="%s", floor="floor({})"
+        )
+        return self._select(sql, args)
 
     def _select(self, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
         def select(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jupyter_mlops._util.layout import JOURNAL_DIR, DamagedState, deployments_root, read_state
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
     from jupyter_mlops.config import Config
 
-__all__ = ["REQUEST_COLUMNS", "read_predictions"]
+__all__ = ["REQUEST_COLUMNS", "log_location", "read_predictions"]
 
 #: Columns of a :func:`read_predictions` frame that describe requests, not model inputs or
 #: outputs; the input columns follow them, then ``prediction`` (or ``prediction_<name>``).
@@ -42,6 +43,21 @@ def _epoch(value: float | str | dt.datetime | None) -> float | None:
     return moment.timestamp()
 
 
+def log_location(deployment: str, config: Config | None = None) -> tuple[str, Path, Config]:
+    """Where ``deployment`` logs: its store's URL, its folder (the journal is under it),
+    and the project's configuration."""
+    from jupyter_mlops.config import load_config
+
+    config = config or load_config()
+    folder = deployments_root(config.mlops_dir) / deployment
+    try:
+        logged_to = (read_state(folder) or {}).get("prediction_log")
+    except DamagedState as exc:  # the predictions are not in state.json: read them anyway
+        logged_to = exc.field("prediction_log")
+    url = logged_to or config.prediction_log or default_store_url(config.mlops_dir)
+    return str(url), folder, config
+
+
 def read_predictions(
     deployment: str,
     *,
@@ -56,19 +72,12 @@ def read_predictions(
     ``deployment``, ``model_name``, ``model_version``, ``run_id``, ``role`` (primary or
     canary), ``endpoint``, ``latency_ms``, then the input columns (``input_<name>`` for one
     named like these), then ``prediction`` (or ``prediction_<name>`` for models answering
-    several columns). ``since``/``until`` take
-    datetimes, ISO strings or epoch seconds; ``limit`` keeps the latest that many requests.
-    Journal records not yet stored (a running or killed server) are included.
+    several columns) and, for models with ``predict_proba``, ``proba_<class>`` per class.
+    ``since``/``until`` take datetimes, ISO strings or epoch seconds; ``limit`` keeps the
+    latest that many requests. Journal records not yet stored (a running or killed server)
+    are included.
     """
-    from jupyter_mlops.config import load_config
-
-    config = config or load_config()
-    folder = deployments_root(config.mlops_dir) / deployment
-    try:
-        logged_to = (read_state(folder) or {}).get("prediction_log")
-    except DamagedState as exc:  # the predictions are not in state.json: read them anyway
-        logged_to = exc.field("prediction_log")
-    url = logged_to or config.prediction_log or default_store_url(config.mlops_dir)
+    url, folder, config = log_location(deployment, config)
     store = open_prediction_store(url)
     try:
         replay_journal(folder / JOURNAL_DIR, store)
@@ -109,6 +118,13 @@ def _explode(rows: list[dict[str, Any]]) -> pd.DataFrame:
                 column = outputs.setdefault(name, [None] * total)
                 column.extend([None] * (total + i - len(column)))
                 column.append(value)
+        probas = loads(rec["proba"]) if rec.get("proba") else None
+        if isinstance(probas, list) and len(probas) == n:
+            for i, row_proba in enumerate(probas):
+                for key, value in (row_proba or {}).items():
+                    column = outputs.setdefault(f"proba_{key}", [None] * total)
+                    column.extend([None] * (total + i - len(column)))
+                    column.append(value)
         for key in REQUEST_COLUMNS:
             if key == "row":
                 meta[key].extend(range(n))

@@ -2,7 +2,9 @@
 
 ``<project>/.mlops/predictions.db`` unless a deployment names another store. WAL lets the
 servers' ingesters write while notebooks read; rows are keyed by request id and inserted with
-``INSERT OR IGNORE``, so replaying a journal twice is harmless.
+``INSERT OR IGNORE``, so replaying a journal twice is harmless. The outcome tables live in the
+same file (:mod:`~jupyter_mlops.predlog.outcome_sql`); a file made before a column was added
+gets it when opened.
 """
 
 from __future__ import annotations
@@ -14,13 +16,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from jupyter_mlops.predlog import outcome_sql as osql
 from jupyter_mlops.predlog.base import (
+    ADDED_COLUMNS,
+    COLUMN_KINDS,
     COLUMNS,
     PAYLOAD_COLUMNS,
     SQLPredictionStore,
     column_definitions,
     json_text,
 )
+from jupyter_mlops.predlog.blocks import Labelled, encode_blocks
 
 __all__ = ["SQLitePredictionStore"]
 
@@ -44,6 +50,23 @@ class SQLitePredictionStore(SQLPredictionStore):
                 "CREATE INDEX IF NOT EXISTS predictions_deployment_ts"
                 " ON predictions (deployment, ts)"
             )
+            self._migrate(conn)
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        """Add the columns and tables a file made by an earlier release lacks."""
+        have = {row[1] for row in conn.execute("PRAGMA table_info(predictions)")}
+        for name in ADDED_COLUMNS:
+            if name not in have:
+                try:
+                    kind = _SQL_TYPES[COLUMN_KINDS[name]]
+                    conn.execute(f"ALTER TABLE predictions ADD COLUMN {name} {kind}")
+                except sqlite3.OperationalError as exc:  # another process added it meanwhile
+                    if "duplicate column" not in str(exc):
+                        raise
+        for statement in osql.create_statements(
+            _SQL_TYPES, serial="INTEGER PRIMARY KEY AUTOINCREMENT", blob="BLOB"
+        ):
+            conn.execute(statement)
 
     @classmethod
     def from_url(cls, url: str) -> SQLitePredictionStore:
@@ -82,6 +105,71 @@ class SQLitePredictionStore(SQLPredictionStore):
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+
+    # -- outcomes ---------------------------------------------------------------------------
+
+    def lookup(self, request_ids: Sequence[str]) -> list[tuple[Any, ...]]:
+        """The logged requests among ``request_ids`` (columns of ``LOOKUP_COLUMNS``)."""
+        conn = self._conn()
+        found: list[tuple[Any, ...]] = []
+        for part in osql.chunks(request_ids):
+            found += conn.execute(osql.lookup_query(len(part), "?"), list(part)).fetchall()
+        return found
+
+    def add_outcomes(
+        self, rows: Sequence[Labelled], *, skip_duplicates: bool = False
+    ) -> set[tuple[str, int]]:
+        """Store ``rows`` (and their blocks) in one transaction; returns the keys already
+        stored. Those are left out with ``skip_duplicates``, else nothing is stored."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            ids = list({item.request_id for item in rows})
+            stored: set[tuple[str, int]] = set()
+            for part in osql.chunks(ids):
+                query = osql.existing_query(len(part), "?")
+                stored.update(conn.execute(query, list(part)).fetchall())
+            duplicates = {(i.request_id, i.row) for i in rows} & stored
+            if duplicates and not skip_duplicates:
+                conn.execute("ROLLBACK")
+                return duplicates
+            fresh = [i for i in rows if (i.request_id, i.row) not in duplicates]
+            conn.executemany(osql.insert_outcomes("?"), [osql.outcome_row(i) for i in fresh])
+            blocks = [osql.block_row(b) for b in encode_blocks(fresh)]
+            conn.executemany(osql.insert_block("?"), blocks)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return duplicates
+
+    def outcome_blocks(
+        self, deployment: str, since: float | None = None, until: float | None = None
+    ) -> list[bytes]:
+        """The outcome blocks of ``deployment`` that may hold rows with
+        ``since <= ts < until``, oldest first."""
+        sql = "SELECT data FROM outcome_blocks WHERE deployment = ?"
+        args: list[Any] = [deployment]
+        if since is not None:
+            sql += " AND ts_max >= ?"
+            args.append(since)
+        if until is not None:
+            sql += " AND ts_min < ?"
+            args.append(until)
+        return [row[0] for row in self._conn().execute(sql + " ORDER BY id", args)]
+
+    def prediction_counts(
+        self,
+        deployment: str,
+        since: float | None = None,
+        until: float | None = None,
+        bucket_s: float | None = None,
+    ) -> list[tuple[Any, ...]]:
+        """Predicted rows per model version and role (and bucket start)."""
+        sql, args = osql.counts_query(
+            deployment, since, until, bucket_s, mark="?", floor="CAST({} AS INTEGER)"
+        )
+        return self._conn().execute(sql, args).fetchall()
 
     def _select(self, sql: str, args: Sequence[Any]) -> list[Any]:
         return self._conn().execute(sql, args).fetchall()

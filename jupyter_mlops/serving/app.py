@@ -8,10 +8,11 @@ Endpoints: ``POST /predict`` (JSON records), ``POST /invocations`` (answered by 
 scoring code, as ``mlflow models serve`` answers; see :mod:`~jupyter_mlops.serving.scoring`),
 ``GET /health``, ``GET /ping`` (MLflow's), ``GET /info`` (models, versions, traffic),
 ``GET /version`` (the MLflow version, as MLflow's scoring server answers), ``GET /metrics``
-(Prometheus), plus ``/docs`` and ``/openapi.json`` (the served model's columns, an example
-it accepts and every status: :mod:`~jupyter_mlops.serving.contract`). Every response carries
-``X-Request-ID``. With a token, every endpoint but ``/health`` (and ``/ping``) needs
-``Authorization: Bearer``.
+(Prometheus), ``POST /feedback`` (outcomes of answered requests:
+:mod:`~jupyter_mlops.serving.feedback`), plus ``/docs`` and ``/openapi.json`` (the served
+model's columns, an example it accepts and every status:
+:mod:`~jupyter_mlops.serving.contract`). Every response carries ``X-Request-ID``. With a
+token, every endpoint but ``/health`` (and ``/ping``) needs ``Authorization: Bearer``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from jupyter_mlops._util.layout import read_state
 from jupyter_mlops.serving.auth import TokenAuth
 from jupyter_mlops.serving.contract import example_record, openapi_contract
 from jupyter_mlops.serving.errors import ServingError
+from jupyter_mlops.serving.feedback import FEEDBACK_OPENAPI, Feedback
 from jupyter_mlops.serving.protocols import (
     INVOCATIONS_OPENAPI,
     PREDICT_OPENAPI,
@@ -50,6 +52,7 @@ def create_app(deployment_dir: str | os.PathLike[str]) -> FastAPI:
     if state is None:
         raise ServingError(f"No deployment state in {folder} (state.json missing).")
     runtime = ServingRuntime(folder, state)
+    feedback = Feedback(folder, state)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -58,6 +61,7 @@ def create_app(deployment_dir: str | os.PathLike[str]) -> FastAPI:
             yield
         finally:
             await runtime.stop()
+            feedback.close()
 
     app = FastAPI(
         title=f"jupyter-mlops: {runtime.name}",
@@ -75,6 +79,12 @@ def create_app(deployment_dir: str | os.PathLike[str]) -> FastAPI:
     async def invocations(request: Request) -> Response:
         """MLflow-compatible scoring: answers ``{"predictions": [...]}``."""
         return await runtime.handle(request, "invocations")
+
+    @app.post("/feedback", openapi_extra=FEEDBACK_OPENAPI, summary="Outcomes of predictions")
+    async def feedback_route(request: Request) -> Response:
+        """Outcomes (ground truth) for answered request ids: one object or a list; stored
+        before the answer, all or nothing."""
+        return await feedback.handle(request, runtime.max_body)
 
     @app.get("/health", summary="Liveness and readiness")
     async def health() -> Response:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import chain
 from typing import Any
@@ -70,6 +70,9 @@ class LoadedModel:
         self.deployment = deployment
         self.spec = InputSpec.from_model(model)
         self.proba = proba_of(model)  # predict_proba and class order, None for labels only
+        # the label as the most probable class, when that is provably what predict answers
+        self.label_of = label_from_proba(model)
+        self._proba_failed = False
         self.fast = fast_eligible(model, self.spec)  # /invocations may skip MLflow's parsing
         self.log = log
         self.metrics = metrics
@@ -93,15 +96,40 @@ class LoadedModel:
                 pending.append(durable)
         return outcomes, _all_done(pending) if pending else None
 
-    def _predict(self, data: Any, params: dict[str, Any] | None, output: str = "label") -> Any:
+    def _predict(
+        self, data: Any, params: dict[str, Any] | None, output: str = "label", *, enforced: bool
+    ) -> tuple[Any, list[dict[str, float]] | None]:
+        """The model's answer for ``data`` and, for a model with ``predict_proba``, one
+        ``{class: probability}`` per row for the log (None otherwise).
+
+        A label request costs a second call (``predict_proba`` beside ``predict``), unless the
+        label provably is the most probable class (:func:`label_from_proba`): then one
+        ``predict_proba`` call gives both."""
+        if self.proba is None:
+            return self._labels(data, params, enforced=enforced), None
         if output == "proba":
-            assert self.proba is not None  # the runtime refuses proba requests otherwise
-            return proba_rows(self.proba.fn(data), self.proba.classes)
+            rows = proba_rows(self.proba.fn(data), self.proba.classes)
+            return rows, rows
+        if self.label_of is not None and not params:
+            matrix = self.proba.fn(data)
+            return self.label_of(matrix), proba_rows(matrix, self.proba.classes)
+        labels = self._labels(data, params, enforced=enforced)
+        try:
+            return labels, proba_rows(self.proba.fn(data), self.proba.classes)
+        except Exception as exc:  # the answer stands; the log lacks its probabilities
+            if not self._proba_failed:
+                _log.warning("%s: no probabilities logged: %r", self.ref.label, exc)
+                self._proba_failed = True
+            return labels, None
+
+    def _labels(self, data: Any, params: dict[str, Any] | None, *, enforced: bool) -> Any:
+        if enforced:
+            return _call_model(self.model, data, params)
         if params:
             return self.model.predict(data, params=params)
         return self.model.predict(data)
 
-    def _predict_enforced(self, batch: Sequence[Pending]) -> Any:
+    def _predict_enforced(self, batch: Sequence[Pending]) -> tuple[Any, Any]:
         first = batch[0]
         if len(batch) == 1:
             data = first.input.value  # type: ignore[union-attr]
@@ -109,10 +137,7 @@ class LoadedModel:
             import pandas as pd
 
             data = pd.concat([p.input.value for p in batch], ignore_index=True)  # type: ignore[union-attr]
-        if first.output == "proba":
-            assert self.proba is not None
-            return proba_rows(self.proba.fn(data), self.proba.classes)
-        return _call_model(self.model, data, first.params)
+        return self._predict(data, first.params, first.output, enforced=True)
 
     def run_batch(self, batch: Sequence[Pending]) -> tuple[list[Any], Future[None] | None]:
         """Predict a batch in one call; one outcome (rows or exception) per request, and
@@ -123,12 +148,15 @@ class LoadedModel:
         first = batch[0]
         try:
             if isinstance(first.input, RawInput):
-                raw = self._predict(
-                    _as_array(first.input.value, self.spec), first.params, first.output
+                raw, proba = self._predict(
+                    _as_array(first.input.value, self.spec),
+                    first.params,
+                    first.output,
+                    enforced=False,
                 )
                 total = first.input.n_rows
             elif isinstance(first.input, EnforcedInput):
-                raw = self._predict_enforced(batch)
+                raw, proba = self._predict_enforced(batch)
                 total = sum(p.input.n_rows for p in batch)
             else:
                 if len(batch) == 1:
@@ -139,13 +167,18 @@ class LoadedModel:
                         for k in first.input.key
                     }
                 total = sum(p.input.n_rows for p in batch)
-                raw = self._predict(to_frame(data, self.spec), first.params, first.output)
+                raw, proba = self._predict(
+                    to_frame(data, self.spec), first.params, first.output, enforced=False
+                )
+            if proba is not None and len(proba) != total:
+                proba = None  # not one per row: the log cannot say which is whose
             if len(batch) == 1:
-                parts = [raw]
+                parts, probas = [raw], [proba]
             elif _n_rows(raw) == total:
-                parts, start = [], 0
+                parts, probas, start = [], [], 0
                 for p in batch:
                     parts.append(_slice(raw, start, start + p.input.n_rows))
+                    probas.append(proba[start : start + p.input.n_rows] if proba else None)
                     start += p.input.n_rows
             else:  # not row-shaped: predict the requests one by one
                 return self._one_by_one(batch)
@@ -179,8 +212,9 @@ class LoadedModel:
                         "latency_ms": round((done - p.started) * 1000.0, 3),
                         "inputs": p.input.value if isinstance(p.input, RawInput) else p.input.data,
                         "outputs": _jsonable(out) if p.endpoint == "invocations" else out,
+                        "proba": row_proba,
                     }
-                    for p, out in zip(batch, outputs, strict=True)
+                    for p, out, row_proba in zip(batch, outputs, probas, strict=True)
                 ]
             )
         except Exception as exc:  # no durable log entry, no answer
@@ -191,6 +225,44 @@ class LoadedModel:
                 _log.error("prediction log write failed for %s: %r", batch[i].request_id, error)
                 outputs[i] = log_failed(error)
         return outputs, durable
+
+
+def label_from_proba(model: Any) -> Callable[[Any], Any] | None:
+    """``classes_[argmax(proba)]`` for a pyfunc whose ``predict`` provably answers exactly
+    that, so one ``predict_proba`` call gives the label and the logged probabilities; None
+    for any other model (its labels come from its own ``predict``).
+
+    Proven for scikit-learn forests (``RandomForestClassifier``, ``ExtraTreesClassifier``)
+    with one output, served by MLflow's sklearn pyfunc wrapper with its default ``predict``:
+    ``ForestClassifier.predict`` is ``classes_.take(argmax(predict_proba(X)), axis=0)``, and
+    the wrapper's ``predict`` calls it on the same frame. A subclass overriding either
+    method, or another ``pyfunc_predict_fn``, is not taken."""
+    try:
+        from mlflow.sklearn import _SklearnModelWrapper
+        from sklearn.ensemble._forest import ForestClassifier
+    except ImportError:  # another MLflow or scikit-learn layout: not proven, not taken
+        return None
+    bound = getattr(model, "_predict_fn", None)
+    wrapper = getattr(bound, "__self__", None)
+    if getattr(bound, "__func__", None) is not _SklearnModelWrapper.predict:
+        return None
+    native = getattr(wrapper, "sklearn_model", None)
+    kind: Any = type(native)
+    if (
+        not isinstance(native, ForestClassifier)
+        or kind.predict is not ForestClassifier.predict
+        or kind.predict_proba is not ForestClassifier.predict_proba
+        or getattr(native, "n_outputs_", 0) != 1
+    ):
+        return None
+    classes = native.classes_
+
+    def label(matrix: Any) -> Any:
+        import numpy as np
+
+        return classes.take(np.argmax(matrix, axis=1), axis=0)
+
+    return label
 
 
 def _n_rows(raw: Any) -> int | None:
