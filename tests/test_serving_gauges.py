@@ -135,6 +135,25 @@ def test_the_families_pass_promtool_and_vanish_with_their_version(tmp_path: Path
     assert "jupyter_mlops_model_accuracy" not in got  # the version left the window
 
 
+def test_each_worker_exposes_its_own_figures_in_multiprocess_mode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With several workers /metrics aggregates the shared files; the performance figures
+    are no such file: the answering worker's collector adds them."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    metrics = Metrics("iris")
+    assert metrics.multiprocess
+    gauges = PerformanceGauges("iris", config=None, every_s=1, window_s=60)  # type: ignore[arg-type]
+    metrics.add_collector(gauges)
+    gauges.snapshot = Snapshot(
+        versions={("iris-rf", "1", "primary"): {"accuracy": 0.75}}, refreshed_at=NOW, window_s=60
+    )
+    text = metrics.render()[0].decode()
+    promtool_check(text)
+    got = samples(text)
+    assert [s[1] for s in got["jupyter_mlops_model_accuracy"]] == [0.75]
+
+
 # -- a real server ---------------------------------------------------------------------------
 
 EVERY_S = 0.3
