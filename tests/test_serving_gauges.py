@@ -262,12 +262,8 @@ def test_a_real_server_scores_each_version_from_late_outcomes(server: Any) -> No
 def test_the_monitor_widget_shows_performance_once_there_are_outcomes(server: Any) -> None:
     """The %monitor widget on the same deployment (shared to keep CI time): the performance
     view appears by itself once outcomes exist, with the figures of monitoring.performance."""
-    from jupyter_mlops import monitoring
+    from jupyter_mlops.monitoring import performance
     from jupyter_mlops.widgets.monitor import MonitorWidget, auto_every
-
-    if not hasattr(monitoring, "performance"):  # until it lands (#18 part B)
-        pytest.skip("no monitoring.performance on this branch yet")
-    performance = monitoring.performance
 
     _, config = server
     report = performance("iris-g", last="1h", every=auto_every("1h"), config=config)

@@ -163,6 +163,7 @@ class MonitorWidget(widgets.VBox):  # type: ignore[misc]
 
     def _refresh_performance(self) -> None:
         """Compute the performance report and show (or update) its view below the vitals."""
+        from jupyter_mlops.monitoring.performance import performance
         from jupyter_mlops.widgets.performance import PerformanceView, has_outcomes
 
         now = time.monotonic()
@@ -172,12 +173,8 @@ class MonitorWidget(widgets.VBox):  # type: ignore[misc]
         options = dict(self.performance_options)
         options.setdefault("every", auto_every(self.last))
         try:
-            # The package's re-export (a module of the same name until it lands on main).
-            from jupyter_mlops.monitoring import performance as performance_api
-
-            compute = getattr(performance_api, "performance", performance_api)
-            report = compute(self.deployment, last=self.last, config=self.config, **options)
-        except (MlopsError, ImportError):
+            report = performance(self.deployment, last=self.last, config=self.config, **options)
+        except MlopsError:
             if self.show_performance:  # asked for: the header says why it is missing
                 raise
             return  # shown only once there are outcomes to show

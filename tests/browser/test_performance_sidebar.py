@@ -35,13 +35,11 @@ def served(lab_root: Path) -> Iterator[dict[str, Any]]:
     from sklearn.datasets import load_iris
     from sklearn.metrics import accuracy_score
 
-    from jupyter_mlops import monitoring, predlog
+    from jupyter_mlops import predlog
     from jupyter_mlops.config import load_config
     from jupyter_mlops.serving import canary
     from tests.helpers import register_iris, running
 
-    if not hasattr(monitoring, "performance"):  # until it lands (#18 part B)
-        pytest.skip("no monitoring.performance on this branch yet")
     config = load_config(lab_root)
     register_iris(config, 10, 0, "champion", name="perf-iris")
     register_iris(config, 2, 1, "challenger", name="perf-iris")
