@@ -19,7 +19,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from jupyter_mlops.predlog.base import dumps, loads
 
@@ -39,8 +39,7 @@ FRAME_COLUMNS = (
 )  # fmt: skip
 
 
-@dataclass(frozen=True)
-class Labelled:
+class Labelled(NamedTuple):  # a tuple: ingestion makes one per outcome, cheaply
     """One labelled prediction row as ingestion joined it: the outcome and, copied from the
     logged prediction, what a performance view needs (so reading joins nothing)."""
 
