@@ -90,6 +90,19 @@ def _record_schema(columns: tuple[Column, ...]) -> dict[str, Any]:
     }
 
 
+def _records_schema(columns: tuple[Column, ...], record: dict[str, Any]) -> dict[str, Any]:
+    """A list of /predict records: one frame is built of them all, so a record may leave out
+    a column that takes null (a missing value there) when another record has it."""
+    nullable = {c.name for c in columns if "null" in _TYPES.get(c.type, {}).get("type", [])}
+    required = record["required"]
+    item = {**record, "required": [name for name in required if name not in nullable]}
+    schema: dict[str, Any] = {"type": "array", "items": item, "minItems": 1}
+    shared = [name for name in required if name in nullable]
+    if shared:
+        schema["allOf"] = [{"contains": {"required": [name]}} for name in shared]
+    return schema
+
+
 def _bodies(spec: InputSpec, example: dict[str, Any] | None, strict: bool) -> dict[str, Any]:
     """The request bodies of /predict and /invocations for ``spec`` (None: any JSON).
 
@@ -100,6 +113,8 @@ def _bodies(spec: InputSpec, example: dict[str, Any] | None, strict: bool) -> di
     else:
         record = _record_schema(spec.columns)
     records = {"type": "array", "items": record, "minItems": 1}
+    if spec.columns is not None:
+        records = _records_schema(spec.columns, record)
     predict: dict[str, Any] = {"schema": {"oneOf": [record, records]}}
     if not strict and spec.columns is not None:
         nullable = {c.name: {"anyOf": [dict(_TYPES.get(c.type, {})), {"type": "null"}]}
