@@ -61,7 +61,7 @@ def add_estimates(
         )
         return
     predictions = predlog.read_predictions(deployment, since=since, config=config)
-    reference = predlog.read_outcomes(deployment, until=since, config=config)  # type: ignore[attr-defined]
+    reference = predlog.read_outcomes(deployment, until=since, config=config)
     proba = [c for c in predictions.columns if str(c).startswith("proba_")]
     if predictions.empty or not proba:
         report.notes["estimated_accuracy"] = "the window's predictions hold no probabilities"

@@ -186,7 +186,8 @@ def performance(
     seconds = parse_window(last)
     every_s = parse_window(every) if every is not None else None
     since = time.time() - seconds if seconds is not None else None
-    read_outcomes, prediction_counts = _outcome_store()
+    from jupyter_mlops.predlog import prediction_counts, read_outcomes
+
     outcomes = read_outcomes(deployment, since=since, config=config)
     counts = prediction_counts(deployment, since=since, bucket_s=every_s, config=config)
     metrics = _merge_business(get_business(deployment, config=config), business)
@@ -206,19 +207,6 @@ def performance(
 
         add_estimates(report, deployment, since=since, every=every_s, config=config)
     return report
-
-
-def _outcome_store() -> tuple[Any, Any]:
-    """``read_outcomes`` and ``prediction_counts`` of the prediction log's outcome store."""
-    from jupyter_mlops import predlog
-
-    try:
-        return predlog.read_outcomes, predlog.prediction_counts  # type: ignore[attr-defined]
-    except AttributeError:
-        raise MonitoringError(
-            "This version of jupyter-mlops has no outcome store (read_outcomes): "
-            "performance needs it"
-        ) from None
 
 
 def _merge_business(
