@@ -169,6 +169,7 @@ def performance(
     estimate: bool = False,
     task: str | None = None,
     positive: Any = None,
+    reference: Any = None,
     config: Config | None = None,
 ) -> PerformanceReport:
     """Performance of ``deployment`` over the last ``last`` (None = all), per ``every``.
@@ -179,6 +180,9 @@ def performance(
     probabilities of every prediction of the window, labelled or not. ``task``:
     ``"classification"`` or ``"regression"`` when the outcomes alone do not tell.
     ``positive``: the class ``tp``/``fp``... count (default: the last class).
+    ``reference``: what the estimate calibrates on (a DataFrame or CSV/Parquet path with
+    ``proba_<class>`` columns and a target column) instead of each version's labelled
+    predictions from before the window.
     """
     from jupyter_mlops.config import load_config
 
@@ -205,7 +209,9 @@ def performance(
     if estimate:
         from jupyter_mlops.monitoring.estimated import add_estimates
 
-        add_estimates(report, deployment, since=since, every=every_s, config=config)
+        add_estimates(
+            report, deployment, since=since, every=every_s, reference=reference, config=config
+        )
     return report
 
 
