@@ -80,9 +80,12 @@ def _log_enabled(deployment: str, config: Config | None) -> bool:
 
 
 def input_columns(frame: pd.DataFrame) -> list[str]:
-    """The model-input columns of a ``read_predictions`` frame."""
+    """The model-input columns of a ``read_predictions`` frame (not the request columns, the
+    predictions, or the logged class probabilities ``proba_<class>``)."""
     return [
         str(c)
         for c in frame.columns
-        if c not in REQUEST_COLUMNS and c != "prediction" and not str(c).startswith("prediction_")
+        if c not in REQUEST_COLUMNS
+        and c != "prediction"
+        and not str(c).startswith(("prediction_", "proba_"))
     ]
