@@ -209,7 +209,6 @@ def test_concept_drift_is_caught_by_performance_not_by_input_drift(
 def test_estimate_beside_the_realised_accuracy(
     live: Live, honest: pd.DataFrame, drifted: pd.DataFrame
 ) -> None:
-    pytest.importorskip("jupyter_mlops.monitoring.estimation_reference")  # until it lands
     # the window of the drift; the honest phase before it is the estimate's reference
     window = time.time() - live.drift_started
     report = monitoring.performance(DEP, last=window, estimate=True, config=live.config)

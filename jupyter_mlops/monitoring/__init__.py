@@ -9,6 +9,8 @@
   that arrives later) and scores them per model version and time window, with business
   metrics (:class:`BusinessMetric`, stored with :func:`set_business`); its figures
   (``accuracy``, ``label_coverage``, ``revenue_per_1k``...) are part of :func:`figures`.
+* :func:`fit_estimator` / :func:`estimator_for` estimate a classifier's accuracy before its
+  labels arrive, from its predicted probabilities (confidence-based estimation).
 * :func:`check` evaluates the stored alert rules (:func:`set_rules`), records firings,
   POSTs them to a webhook and runs actions (:func:`register_action`).
 
@@ -39,6 +41,8 @@ from jupyter_mlops.monitoring.business import (
 )
 from jupyter_mlops.monitoring.deployment import drift_for_deployment
 from jupyter_mlops.monitoring.drift import drift
+from jupyter_mlops.monitoring.estimation import Estimator, fit_estimator
+from jupyter_mlops.monitoring.estimation_reference import estimator_for
 from jupyter_mlops.monitoring.feature import FeatureDrift
 from jupyter_mlops.monitoring.live import LiveMonitor, LiveSnapshot
 from jupyter_mlops.monitoring.performance import (
@@ -59,6 +63,7 @@ __all__ = [
     "CheckResult",
     "DriftReport",
     "DriftThresholds",
+    "Estimator",
     "FeatureDrift",
     "Figures",
     "LiveMonitor",
@@ -72,7 +77,9 @@ __all__ = [
     "check",
     "drift",
     "drift_for_deployment",
+    "estimator_for",
     "figures",
+    "fit_estimator",
     "get_business",
     "get_rules",
     "parse_window",

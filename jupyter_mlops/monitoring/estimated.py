@@ -25,21 +25,6 @@ if TYPE_CHECKING:
 KEYS = ("model_version", "role")
 
 
-def estimator_factory() -> Any:
-    """``estimator_for`` of the estimation module, or a one-line MonitoringError when this
-    version of the package lacks it."""
-    import importlib
-
-    try:  # by name until the estimation modules are on main (import-linter cannot see them)
-        module = importlib.import_module("jupyter_mlops.monitoring.estimation_reference")
-    except ImportError:
-        raise MonitoringError(
-            "--estimate needs confidence-based estimation (jupyter_mlops.monitoring."
-            "estimation), which this version of jupyter-mlops does not have yet"
-        ) from None
-    return module.estimator_for
-
-
 def add_estimates(
     report: PerformanceReport,
     deployment: str,
@@ -51,7 +36,8 @@ def add_estimates(
 ) -> None:
     """Put ``estimated_accuracy`` (its band, and what else the estimator gives) into
     ``report``'s rows, totals and pooled groups; notes say where it could not."""
-    estimator_for = estimator_factory()
+    from jupyter_mlops.monitoring.estimation_reference import estimator_for
+
     if report.task != "classification":
         report.notes["estimated_accuracy"] = (
             "not estimated for regressors: a single predicted number has no confidence "
