@@ -56,7 +56,8 @@ def _records(data: dict[str, Any], version: str, start: int, *, proba: bool = Tr
 @pytest.fixture(scope="module")
 def logged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Config, dict[str, Any]]]:
     """v1: 3,000 predictions, labels recorded for the 2,000 before the window; v2 (another,
-    worse-calibrated model): 1,000 labelled predictions; v3: labelled, no probabilities."""
+    worse-calibrated model): 1,000 labelled predictions; v3: labelled, no probabilities;
+    v4: 5 labelled predictions just before the window, 25 in it."""
     root = tmp_path_factory.mktemp("estimation") / "proj"
     (root / ".mlops").mkdir(parents=True)
     config = load_config(root)
@@ -64,11 +65,17 @@ def logged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Config, d
     v1 = scenario(10, N, classes=3, shift=0.8, seed=21)  # inputs drift within v1's time
     v2 = scenario(10, 1_000, classes=3, temper=0.4, seed=22)
     v3 = scenario(10, 50, classes=3, seed=23)
+    v4 = scenario(10, 30, classes=3, seed=24)  # 5 labelled rows, then 25 in the window
     store = SQLitePredictionStore(config.mlops_dir / "predictions.db")
-    store.write(_records(v1, "1", 0) + _records(v2, "2", 0) + _records(v3, "3", 0, proba=False))
+    store.write(
+        _records(v1, "1", 0)
+        + _records(v2, "2", 0)
+        + _records(v3, "3", 0, proba=False)
+        + _records(v4, "4", WINDOW - 5)
+    )
     store.close()
     labels = []
-    for version, data, upto in (("1", v1, WINDOW), ("2", v2, 1_000), ("3", v3, 50)):
+    for version, data, upto in (("1", v1, WINDOW), ("2", v2, 1_000), ("3", v3, 50), ("4", v4, 5)):
         names = data["classes"]
         labels += [
             {"request_id": f"v{version}-{i:05d}", "outcome": str(names[data["ana_y"][i]])}
@@ -121,3 +128,7 @@ def test_monitor_performance_estimate_puts_the_estimate_beside_the_realised(
     assert abs(figures["estimated_accuracy_v1"] - realised) <= 0.04
     assert figures["estimated_accuracy_low_v1"] < figures["estimated_accuracy_v1"]
     assert figures["estimated_accuracy_v1"] < figures["estimated_accuracy_high_v1"]
+    # v4 has 5 labelled rows before the window: no estimate for it, a note says why.
+    assert "estimated_accuracy_v4" not in figures
+    assert "version 4" in report.notes["estimated_accuracy"]
+    assert "at least 20" in report.notes["estimated_accuracy"]

@@ -78,9 +78,12 @@ def add_estimates(
                 f"version {version} has no labelled predictions before the window to calibrate on",
             )
             continue
-        estimators[version] = estimation.fit_estimator(
-            ref[proba].to_numpy(dtype=float), ref["outcome"].to_numpy(dtype=object), classes
-        )
+        try:  # too few labelled rows, labels that are not classes: a note, not a failure
+            estimators[version] = estimation.fit_estimator(
+                ref[proba].to_numpy(dtype=float), ref["outcome"].to_numpy(dtype=object), classes
+            )
+        except MonitoringError as exc:
+            report.notes.setdefault("estimated_accuracy", f"version {version}: {exc}")
     if not estimators:
         return
     _apply(report, predictions, proba, estimators, every)
