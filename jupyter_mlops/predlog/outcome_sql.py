@@ -74,9 +74,11 @@ def create_statements(sql_types: Mapping[str, str], *, serial: str, blob: str) -
         f"{sql_types['real']} NOT NULL, n {sql_types['integer']} NOT NULL, data {blob} NOT NULL)",
         "CREATE INDEX IF NOT EXISTS outcome_blocks_deployment"
         " ON outcome_blocks (deployment, ts_min, ts_max)",
-        # prediction_counts scans this index alone (a covering index), not the payloads
-        "CREATE INDEX IF NOT EXISTS predictions_counts"
-        " ON predictions (deployment, ts, model_version, role, n_rows)",
+        # prediction_counts scans this index alone (a covering index, already grouped by
+        # version and role: no sort), not the payloads
+        "DROP INDEX IF EXISTS predictions_counts",  # its first form (ts before version)
+        "CREATE INDEX IF NOT EXISTS predictions_version_ts"
+        " ON predictions (deployment, model_version, role, ts, n_rows)",
     ]
 
 
