@@ -250,3 +250,40 @@ def servers_text() -> str:
             f"{info.url}  pid {info.pid}  {state}  backend {redact(info.backend_store_uri)}"
         )
     return "\n".join(lines)
+
+
+def performance_text(report: Any) -> Table:
+    """A performance report (``monitor performance``): one line per model version, role and
+    window, with its coverage, delay, scores, business metrics and estimates; notes below."""
+    import math
+
+    frame = report.rows if len(report.rows) > len(report.totals) else report.totals
+    fixed = ["model_version", "role", "window_start", "n_predictions", "n_labelled", "coverage",
+             "delay_s_median"]  # fmt: skip
+    scores = ["accuracy", "f1", "roc_auc", "log_loss"] if report.task == "classification" else [
+        "rmse", "mae", "r2"]  # fmt: skip
+    extra = [c for c in frame.columns if c not in fixed and c not in ("precision", "recall")]
+    shown = [*scores, *(c for c in extra if c not in scores)]
+
+    def cell(value: Any, digits: int = 4) -> str:
+        if value is None or (isinstance(value, float) and not math.isfinite(value)):
+            return "-"
+        return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
+
+    rows = []
+    for rec in frame.to_dict("records"):
+        start = rec.get("window_start")
+        when = f"{start:%Y-%m-%d %H:%M}" if hasattr(start, "strftime") else "all"
+        coverage = rec.get("coverage")
+        rows.append(
+            [str(rec["model_version"]), str(rec["role"]), when, cell(rec.get("n_predictions")),
+             cell(rec.get("n_labelled")),
+             "-" if cell(coverage) == "-" else f"{100 * coverage:.1f}%",
+             cell(rec.get("delay_s_median"), 3),
+             *(cell(rec.get(c), 4 if c in scores else 6) for c in shown)]
+        )  # fmt: skip
+    columns = ["version", "role", "window (UTC)", "predicted", "labelled", "coverage", "delay_s",
+               *shown]  # fmt: skip
+    notes = [f"{k}: {v}" for k, v in sorted(report.notes.items())]
+    title = f"Performance of {report.deployment} ({report.window}, {report.task})"
+    return Table(title, columns, rows, notes)

@@ -1,7 +1,8 @@
 """Monitoring of a deployment: live figures, alert rules, checks for cron and CI.
 
 The magic shows a refreshing widget and takes its actions as flags (``--alert``,
-``--check``, ``--figures``); the command line has ``monitor check|figures|rules``.
+``--check``, ``--figures``, ``--performance``); the command line has
+``monitor check|figures|performance|rules``.
 """
 
 from __future__ import annotations
@@ -69,6 +70,40 @@ def _no_drift(parser: Arguments) -> None:
     )
 
 
+def _performance_options(parser: Arguments) -> None:
+    """The performance view's options (``--performance`` in the magic, a subcommand here)."""
+    scope = "With --performance" if parser.magic else None
+    parser.add_argument(
+        "--every", metavar="WINDOW", scope=scope, help="one row per time window: 10m, 1h..."
+    )
+    parser.add_argument(
+        "--business",
+        action="append",
+        metavar="METRIC",
+        help='business metric "NAME = EXPR" over tp fp tn fn n correct and mean/sum/rate of '
+        'outcome fields, e.g. "revenue = 12*tp - 3*fp" (repeatable; stored: alert rules '
+        "can use NAME and NAME_per_1k)",
+    )
+    parser.add_argument(
+        "--estimate",
+        action="store_true",
+        scope=scope,
+        help="also the accuracy estimated from predicted probabilities, before labels arrive",
+    )
+
+
+def performance(args: argparse.Namespace, context: Context) -> Any:
+    """Store ``--business`` metrics, then the performance report of the window."""
+    from jupyter_mlops import monitoring
+
+    if args.business:
+        stored = monitoring.set_business(args.deployment, args.business)
+        context.say(f"{len(stored)} business metric(s) for {args.deployment}")
+    return monitoring.performance(
+        args.deployment, last=args.last, every=args.every, estimate=args.estimate
+    )
+
+
 def update_rules(args: argparse.Namespace) -> Any:
     """Remove and add stored rules as asked; the rules now stored, or None if none added."""
     from jupyter_mlops import monitoring
@@ -106,6 +141,10 @@ def _figures(args: argparse.Namespace, context: Context) -> Any:
     return figures(args)
 
 
+def _performance(args: argparse.Namespace, context: Context) -> Any:
+    return performance(args, context)
+
+
 def _rules(args: argparse.Namespace, context: Context) -> Any:
     from jupyter_mlops import monitoring
     from jupyter_mlops.present import rules_text
@@ -133,11 +172,18 @@ class Monitor(ModalCommand):
             %monitor iris-prod --alert "drift_share > 0.3" --alert "p99_ms > 50"
             %monitor iris-prod --alert "drift_share > 0.3" --action pipeline:retrain.yaml
             %monitor iris-prod --webhook https://hooks.example.com/mlops --check
+            %monitor iris-prod --performance --every 10m
+            %monitor iris-prod --business "revenue = 12*tp - 3*fp" --alert "revenue_per_1k < 500"
+
+        ``--performance`` joins the logged predictions to their outcomes (``POST /feedback``,
+        ``record_outcomes``): accuracy, F1, ROC AUC, log loss (or RMSE, MAE, R2), label
+        coverage and delay per model version and window, and the business metrics.
         """
     face_specific: ClassVar[dict[str, str]] = {
         "--interval": "magic only: how often the widget refreshes",
         "--check": "magic mode; command line: `monitor check`",
         "--figures": "magic mode; command line: `monitor figures`",
+        "--performance": "magic mode; command line: `monitor performance`",
         "--alert": "magic; command line: `monitor rules --add`",
         "--remove-alert": "magic; command line: `monitor rules --remove`",
         "--add": "command line (`monitor rules --add`); magic: `--alert`",
@@ -157,6 +203,12 @@ class Monitor(ModalCommand):
         _no_notify(parser)
         add("--figures", action="store_true", help="show the figures once, no widget")
         _no_drift(parser)
+        add(
+            "--performance",
+            action="store_true",
+            help="model quality from outcomes per version and window, no widget",
+        )
+        _performance_options(parser)
 
     def add_subcommands(self, parser: Arguments) -> None:
         c = parser.subcommand(
@@ -176,6 +228,16 @@ class Monitor(ModalCommand):
         _no_drift(c)
         c.add_argument("--json", action="store_true")
 
+        c = parser.subcommand(
+            "performance",
+            "model quality from outcomes per version and window, and business metrics",
+            _performance,
+        )
+        _deployment(c)
+        _last(c)
+        _performance_options(c)
+        c.add_argument("--json", action="store_true", help="print the report as JSON")
+
         c = parser.subcommand("rules", "list, add or remove the stored alert rules", _rules)
         _deployment(c)
         _rule_options(c)
@@ -190,6 +252,8 @@ class Monitor(ModalCommand):
             return check(args, None, None)
         if args.figures:
             return figures(args)
+        if args.performance or args.business or args.estimate:
+            return performance(args, context)
         from jupyter_mlops.serving import get_deployment
         from jupyter_mlops.widgets.monitor import monitor
 
@@ -197,6 +261,12 @@ class Monitor(ModalCommand):
         return monitor(args.deployment, last=args.last, interval=args.interval)
 
     def render(self, args: argparse.Namespace, result: Any) -> Any:
+        if args.handler is _performance:
+            if args.json:
+                return json.dumps(result.to_dict(), indent=2, default=str)
+            from jupyter_mlops.present import performance_text
+
+            return performance_text(result)
         if not getattr(args, "json", False) or args.handler is _rules:
             return result
         if args.handler is _check:

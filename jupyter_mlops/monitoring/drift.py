@@ -30,6 +30,7 @@ from jupyter_mlops.monitoring.profile import ReferenceProfile
 from jupyter_mlops.monitoring.report import DriftReport
 from jupyter_mlops.monitoring.verdict import DriftThresholds
 from jupyter_mlops.predlog import REQUEST_COLUMNS as LOG_COLUMNS
+from jupyter_mlops.predlog.reader import is_output_column
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -147,6 +148,6 @@ def default_features(
     names = list(ref.columns)
     for c in chunk.columns:
         c = str(c)
-        if c not in ref.columns and c not in LOG_COLUMNS and not c.startswith("prediction_"):
+        if c not in ref.columns and c not in LOG_COLUMNS and not is_output_column(c):
             names.append(c)
     return [n for n in names if n != prediction and n not in exclude]

@@ -13,6 +13,9 @@ Where each number comes from:
   such a reading the rate covers the time since the first one, and a note says so.
 * ``drift_share``, ``n_drifted``: :func:`jupyter_mlops.monitoring.drift_for_deployment`
   over the same window.
+* ``accuracy``, ``f1``, ``roc_auc``, ``log_loss`` | ``rmse``, ``mae``, ``r2``,
+  ``label_coverage``, ``label_delay_s`` and business metrics: predictions joined to their
+  outcomes (:func:`jupyter_mlops.monitoring.performance`), when outcomes were recorded.
 
 Per model version there are ``<figure>_primary``/``<figure>_canary`` and
 ``<figure>_v<version>`` variants (e.g. ``p99_ms_canary``, ``error_rate_v3``). A figure
@@ -69,6 +72,7 @@ class Figures(dict[str, float]):
         self.window = window
         self.notes: dict[str, str] = dict(notes or {})
         self.drift_report: Any = None
+        self.performance_report: Any = None
 
     def __str__(self) -> str:
         lines = [f"{self.deployment} ({self.window})"]
@@ -224,13 +228,15 @@ def figures(
     drift: bool = True,
     token: str | None = None,
     predictions: pd.DataFrame | None = None,
+    performance: bool = True,
 ) -> Figures:
     """The monitored figures of ``deployment`` over the last ``last`` (None = all).
 
     Always: ``requests``, ``rps``; with requests: ``p50_ms``, ``p95_ms``, ``p99_ms``; with
     the server running: ``errors``, ``error_rate``; with a reference: ``drift_share``,
-    ``n_drifted`` (``drift=False`` skips the drift computation). Plus per-role and
-    per-version variants. Absent figures are explained in ``.notes``.
+    ``n_drifted`` (``drift=False`` skips the drift computation); with outcomes, the
+    performance figures (``performance=False`` skips them). Plus per-role and per-version
+    variants. Absent figures are explained in ``.notes``.
     """
     from jupyter_mlops.config import load_config
     from jupyter_mlops.predlog import read_predictions
@@ -278,6 +284,10 @@ def figures(
                     out[key] = value
                 if report.drift_share is None:
                     out.notes["drift_share"] = report.verdict
+    if performance:
+        from jupyter_mlops.monitoring.performance import add_performance
+
+        out.performance_report = add_performance(out, deployment, last=last, config=config)
     return out
 
 

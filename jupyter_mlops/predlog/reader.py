@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from jupyter_mlops.config import Config
 
-__all__ = ["REQUEST_COLUMNS", "log_location", "read_predictions"]
+__all__ = ["REQUEST_COLUMNS", "is_output_column", "log_location", "read_predictions"]
 
 #: Columns of a :func:`read_predictions` frame that describe requests, not model inputs or
 #: outputs; the input columns follow them, then ``prediction`` (or ``prediction_<name>``).
@@ -30,6 +30,13 @@ REQUEST_COLUMNS = (
     "request_id", "row", "timestamp", "deployment", "model_name", "model_version", "run_id",
     "role", "endpoint", "latency_ms",
 )  # fmt: skip
+
+
+def is_output_column(name: str) -> bool:
+    """Whether a :func:`read_predictions` column holds what the model answered
+    (``prediction``, ``prediction_<name>``, ``proba_<class>``), not a request field or an
+    input (inputs named so are read as ``input_<name>``)."""
+    return name == "prediction" or name.startswith(("prediction_", "proba_"))
 
 
 def _epoch(value: float | str | dt.datetime | None) -> float | None:
@@ -106,7 +113,7 @@ def _explode(rows: list[dict[str, Any]]) -> pd.DataFrame:
         if not isinstance(preds, list) or len(preds) != n:
             preds = [preds] * n if n == 1 else [None] * n
         for key, values in data.items():
-            if key in meta or key == "prediction" or key.startswith("prediction_"):
+            if key in meta or is_output_column(key):
                 key = f"input_{key}"  # an input named like a log column keeps both
             column = inputs.setdefault(key, [None] * total)
             column.extend(values if isinstance(values, list) else [values] * n)
