@@ -136,14 +136,15 @@ def sklearn_scores(frame: Any) -> dict[str, Any]:
     return out
 
 
-def measure(n: int, reps: int) -> dict[str, Any]:
+def measure(n: int, reps: int, keep: str | None = None) -> dict[str, Any]:
     from jupyter_mlops import monitoring, predlog
+    from jupyter_mlops.config import load_config
     from jupyter_mlops.monitoring import BusinessMetric
 
     with tempfile.TemporaryDirectory(prefix="bench-performance-") as tmp:
-        root = Path(tmp) / "proj"
+        root = Path(keep) / f"proj-{n}" if keep else Path(tmp) / "proj"
         start = time.perf_counter()
-        config = build(root, n)
+        config = load_config(root) if (root / ".mlops").is_dir() else build(root, n)
         setup = time.perf_counter() - start
         os.chdir(root)
 
@@ -187,10 +188,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="100,000 rows only, 1 rep")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument(
+        "--keep", metavar="DIR", help="build the project under DIR once and reuse it after"
+    )
     args = parser.parse_args(argv)
     n = 100_000 if args.quick else args.rows
     reps = 1 if args.quick else args.reps
-    found = measure(n, reps)
+    found = measure(n, reps, args.keep)
     label = f"{n:,} predictions + {found['labelled']:,} outcomes"
     ok = found["view_s"] < TARGET_1M_S if n >= 1_000_000 else None
     rows = [

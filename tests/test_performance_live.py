@@ -273,8 +273,10 @@ def test_business_metric_alert_fires_to_the_webhook(
 def test_magic_performance_and_bad_business_expression(
     live: Live, honest: pd.DataFrame, _shell: Any
 ) -> None:
-    report = _shell.run_line_magic("monitor", f"{DEP} --performance --every 30m")
+    view = _shell.run_line_magic("monitor", f"{DEP} --performance --every 30m")
+    report = view.report  # the widget over the report
     assert report.task == "classification" and not report.rows.empty
+    assert "accuracy" in view.static_html()
     with pytest.raises(ConditionError, match="only \\+ - \\* /"):
         monitoring.set_business(DEP, ["x = tp ** 2"], config=live.config)
     assert monitoring.get_business(DEP, config=live.config) == []  # nothing stored

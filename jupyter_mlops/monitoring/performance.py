@@ -185,13 +185,12 @@ def performance(
     predictions from before the window.
     """
     from jupyter_mlops.config import load_config
+    from jupyter_mlops.predlog import prediction_counts, read_outcomes
 
     config = config or load_config()
     seconds = parse_window(last)
     every_s = parse_window(every) if every is not None else None
     since = time.time() - seconds if seconds is not None else None
-    from jupyter_mlops.predlog import prediction_counts, read_outcomes
-
     outcomes = read_outcomes(deployment, since=since, config=config)
     counts = prediction_counts(deployment, since=since, bucket_s=every_s, config=config)
     metrics = _merge_business(get_business(deployment, config=config), business)
