@@ -37,6 +37,7 @@ BENCHMARKS: list[tuple[str, str, list[str]]] = [
     ("loop", "bench_loop.py", ["--quick"]),
     ("data", "bench_data.py", ["--size-mib", "64"]),
     ("drift", "bench_drift.py", ["--quick"]),
+    ("estimation", "bench_estimation.py", ["--quick"]),
     ("pipelines", "bench_pipelines.py", ["--quick"]),
     ("compare", "bench_compare.py", ["--quick"]),
     ("serving", "bench_serving.py", []),

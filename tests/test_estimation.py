@@ -236,3 +236,26 @@ def test_reference_errors_name_the_version_and_the_way_out(tmp_path: Path) -> No
     assert given.n_reference == 500
     with pytest.raises(MonitoringError, match="no target column"):
         estimator_from_frame(outcomes.drop(columns=["outcome"]))
+
+
+def test_large_reference_decides_on_a_sample_and_fits_on_every_row(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Beyond DECISION_ROWS the cross-validated decision looks at a fixed random sample
+    (the same decision as on that sample alone); the calibrator is fitted on every row."""
+    monkeypatch.setattr(calibration, "DECISION_ROWS", 2_000)
+    pick = np.sort(np.random.default_rng(42).choice(6_000, 2_000, replace=False))
+    data = scenario(6_000, 10, classes=3, temper=1.0, bias=0.0, seed=12)  # calibrated model
+    decisions = []
+    for j in range(3):
+        score, positive = data["ref_proba"][:, j], (data["ref_y"] == j).astype(int)
+        decided = calibration.needs_calibration(score, positive)
+        assert decided == calibration.needs_calibration(score[pick], positive[pick])
+        fitted = calibration.calibrator_if_needed(score, positive)
+        assert (fitted is not None) == decided
+        if fitted is not None:
+            whole = calibration.fit_calibrator(score, positive)
+            np.testing.assert_array_equal(fitted[0], whole[0])
+            np.testing.assert_allclose(fitted[1], whole[1])
+        decisions.append(decided)
+    assert set(decisions) == {True, False}  # both ways taken

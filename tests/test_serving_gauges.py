@@ -284,3 +284,64 @@ def test_the_monitor_widget_shows_performance_once_there_are_outcomes(server: An
     quiet = MonitorWidget("iris-g", autostart=False, performance=False, config=config)
     assert quiet.performance_view is None
     quiet.close()
+
+
+def test_the_estimate_and_its_band_precede_the_labels_then_meet_the_realised_value(
+    server: Any,
+) -> None:
+    """New predictions (after the labelled ones, which calibrate the estimate): the view
+    draws the estimated accuracy with its band while nothing is labelled, then the realised
+    accuracy beside it once the outcomes arrive; every point is the report's own."""
+    from sklearn.datasets import load_iris
+
+    from jupyter_mlops.monitoring import performance
+    from jupyter_mlops.predlog import record_outcomes
+    from jupyter_mlops.widgets.performance import PerformanceView
+
+    dep, config = server
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    time.sleep(1.0)  # the window below starts after every earlier prediction
+    start = time.time()
+    answered = []
+    with httpx.Client(base_url=dep.url, timeout=30) as http:
+        for i in range(1, 150, 3):
+            batch = X.iloc[i : i + 2]
+            body = http.post(
+                "/predict", json=batch.to_dict("records"), headers={"x-request-key": f"e{i}"}
+            ).json()
+            answered.append((body, list(y.iloc[i : i + 2])))
+
+    def drawn() -> tuple[Any, PerformanceView]:
+        last = time.time() - start + 0.5
+        report = performance("iris-g", last=last, estimate=True, config=config)
+        return report, PerformanceView(report)
+
+    def kinds(view: PerformanceView, version: str) -> dict[str, list[Any]]:
+        label = f"v{version} ({'primary' if version == '1' else 'canary'})"
+        return {t.meta["kind"]: list(t.y) for t in view.quality.data if t.meta["version"] == label}
+
+    before, view = drawn()
+    assert {"estimated_accuracy", "estimated_accuracy_low", "estimated_accuracy_high"} <= set(
+        before.rows.columns
+    ), before.notes
+    for version in ("1", "2"):
+        rows = before.rows[before.rows["model_version"] == version]
+        traces = kinds(view, version)
+        assert traces["estimated"] == pytest.approx(list(rows["estimated_accuracy"]))
+        assert traces["band_low"] == pytest.approx(list(rows["estimated_accuracy_low"]))
+        assert traces["band_high"] == pytest.approx(list(rows["estimated_accuracy_high"]))
+        assert all(v is None for v in traces.get("realised", [None]))  # nothing labelled yet
+
+    outcomes = [
+        {"request_id": body["request_id"], "outcome": truth}
+        for body, truth in answered
+    ]  # fmt: skip
+    record_outcomes("iris-g", outcomes, config=config)
+    after, view = drawn()
+    for version in ("1", "2"):
+        rows = after.rows[after.rows["model_version"] == version]
+        traces = kinds(view, version)
+        assert traces["realised"] == pytest.approx(list(rows["accuracy"]))
+        assert all(v is not None for v in traces["realised"])
+        assert traces["estimated"] == pytest.approx(list(rows["estimated_accuracy"]))
+    assert "estimated" in view.table.value

@@ -215,7 +215,8 @@ def fit_estimator(
             f"({', '.join(str(c) for c in classes)})"
         )
     keep = np.isfinite(raw).all(axis=1) & (truth >= 0)
-    raw, truth, pred = raw[keep], truth[keep], pred[keep]
+    if not keep.all():
+        raw, truth, pred = raw[keep], truth[keep], pred[keep]
     if truth.size < MIN_REFERENCE_ROWS:
         raise MonitoringError(
             f"The reference has {truth.size} labelled rows with probabilities; estimation "

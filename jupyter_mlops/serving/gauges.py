@@ -2,7 +2,8 @@
 outcomes joined to its predictions, as Prometheus gauges per model version and role.
 
 The server computes these itself, off the request path: a task of its event loop wakes every
-``every_s`` seconds (``JUPYTER_MLOPS_GAUGES_EVERY_S``, default 15) and, in a worker thread,
+``every_s`` seconds (``JUPYTER_MLOPS_GAUGES_EVERY_S``, default 15; longer when a refresh is
+costly, so that refreshing takes at most a tenth of the time) and, in a worker thread,
 reads the outcome store (``predlog.read_outcomes`` and ``predlog.prediction_counts``) over the
 last ``window_s`` seconds of prediction time (``JUPYTER_MLOPS_GAUGES_WINDOW_S``, default one
 hour), scores it with ``predlog.scores`` (the same math as ``%monitor --performance``), and
@@ -52,6 +53,8 @@ __all__ = ["PerformanceGauges", "Snapshot", "score_window", "start_gauges", "sto
 _log = safe_logger("jupyter_mlops.serving")
 DEFAULT_EVERY_S = 15.0
 DEFAULT_WINDOW_S = 3600.0
+#: Refreshing takes at most 1/MAX_DUTY of the server's time (the wait grows with its cost).
+MAX_DUTY = 10
 #: Whole-number outcomes with at most this many distinct values are taken as classes.
 MAX_CLASSES = 50
 _LABELS = ("deployment", "model_name", "model_version", "role")
@@ -231,6 +234,7 @@ class PerformanceGauges:
         in ``error`` (the previous figures stay), never raised into the server."""
         loop = asyncio.get_running_loop()
         while True:
+            started = time.perf_counter()
             try:
                 await loop.run_in_executor(None, self.refresh)
                 self.error = None
@@ -241,7 +245,10 @@ class PerformanceGauges:
                 if message != self.error:  # said once per distinct failure, not every tick
                     _log.warning("performance gauges not refreshed: %s", message)
                 self.error = message
-            await asyncio.sleep(self.every_s)
+            # A long window of outcomes (a million rows: about a second) must not take the
+            # predicting process's CPU: at most 1/MAX_DUTY of the time goes to refreshing.
+            took = time.perf_counter() - started
+            await asyncio.sleep(max(self.every_s, took * (MAX_DUTY - 1)))
 
     # -- Prometheus collector ------------------------------------------------------------
     def collect(self) -> Iterator[Any]:
