@@ -151,13 +151,13 @@ def measure(n: int, reps: int) -> dict[str, Any]:
             return monitoring.performance(DEP, last=None, business=BUSINESS, config=config)
 
         def read() -> Any:
-            frame = predlog.read_outcomes(DEP, config=config)  # type: ignore[attr-defined]
-            predlog.prediction_counts(DEP, config=config)  # type: ignore[attr-defined]
+            frame = predlog.read_outcomes(DEP, config=config)
+            predlog.prediction_counts(DEP, config=config)
             return frame
 
         total, report = timed(view, reps)
         reading, frame = timed(read, reps)
-        counts = predlog.prediction_counts(DEP, config=config)  # type: ignore[attr-defined]
+        counts = predlog.prediction_counts(DEP, config=config)
         metrics_ = [BusinessMetric(b) for b in BUSINESS]
         scoring, _ = timed(lambda: monitoring.score_outcomes(frame, counts, business=metrics_),
                            reps)  # fmt: skip

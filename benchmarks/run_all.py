@@ -42,6 +42,7 @@ BENCHMARKS: list[tuple[str, str, list[str]]] = [
     ("compare", "bench_compare.py", ["--quick"]),
     ("serving", "bench_serving.py", []),
     ("team", "bench_team.py", ["--quick"]),
+    ("performance", "bench_performance.py", ["--quick"]),
 ]
 VERDICTS = ("PASS", "MISS", "INFO", "CRASH", "MISSING")
 PACKAGES = ("jupyter-mlops", "mlflow", "ipython", "scikit-learn", "pandas", "dvc")

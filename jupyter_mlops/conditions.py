@@ -4,6 +4,11 @@
 names and numbers joined by and/or/not. The expression is parsed and walked, never
 ``eval``-ed, so a notebook or a config file cannot smuggle code through it.
 
+A name is plain (``accuracy``), ``metrics.<name>`` (the same figure), or a role's figure:
+``challenger.accuracy`` (``canary.accuracy`` alike) and ``primary.accuracy``, which a
+deployment's promotion decision supplies (:mod:`jupyter_mlops.serving.decision`). A role's
+figure keeps its prefix as its name: ``{"challenger.accuracy": 0.97, ...}``.
+
 Its size is bounded: :data:`MAX_LENGTH` characters, checked before Python's parser sees it,
 and :data:`MAX_DEPTH` levels of nesting, checked on the parsed tree without recursion (the
 parser's own RecursionError caught), so 5,000 nested ``not``s are a ConditionError (a 400
@@ -15,7 +20,7 @@ from __future__ import annotations
 
 import ast
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +31,9 @@ MAX_LENGTH = 2000
 #: The deepest nesting accepted (parentheses, not/and/or, signs): far beyond any real gate,
 #: far below the parser's and the walker's recursion limits.
 MAX_DEPTH = 50
+#: Prefixes naming a deployment role's figure (``challenger.accuracy``); ``challenger`` and
+#: ``canary`` are the same model, the one a promotion would make primary.
+ROLES = ("challenger", "canary", "primary")
 
 _COMPARE: dict[type[ast.cmpop], tuple[str, Callable[[float, float], bool]]] = {
     ast.Gt: (">", operator.gt),
@@ -124,9 +132,12 @@ class Condition:
         if isinstance(node, ast.Name):
             return {node.id}
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
-            if node.value.id != "metrics":
-                raise ConditionError(f"{self.named}: use plain names or metrics.<name>")
-            return {node.attr}
+            if node.value.id != "metrics" and node.value.id not in ROLES:
+                raise ConditionError(
+                    f"{self.named}: use plain names, metrics.<name> or a role's "
+                    "(challenger.<name>, canary.<name>, primary.<name>)"
+                )
+            return {_name(node)}
         if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
             return set()
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
@@ -135,7 +146,36 @@ class Condition:
             f"{self.named}: {_short(ast.unparse(node))} is neither a name nor a number"
         )
 
-    def evaluate(self, metrics: Mapping[str, float]) -> ConditionResult:
+    @property
+    def negates(self) -> bool:
+        """Whether the condition uses ``not`` anywhere."""
+        return any(isinstance(node, ast.Not) for node in ast.walk(self._tree))
+
+    def comparisons(self) -> Iterator[tuple[str | float, str, str | float]]:
+        """Each comparison as (left, operator, right), a side its figure's name or its number,
+        and the operator's text (``a < b < c`` gives two)."""
+        for node in ast.walk(self._tree):
+            if isinstance(node, ast.Compare):
+                sides = [node.left, *node.comparators]
+                for op, left, right in zip(node.ops, sides, sides[1:], strict=False):
+                    yield (self._side(left), _COMPARE[type(op)][0], self._side(right))
+
+    def _side(self, node: ast.expr) -> str | float:
+        if isinstance(node, ast.Name | ast.Attribute):
+            return _name(node)
+        try:
+            return self._value(node, {})  # a number
+        except ConditionError:  # a signed name: its text
+            return ast.unparse(node)
+
+    def evaluate(
+        self,
+        metrics: Mapping[str, float],
+        judge: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> ConditionResult:
+        """Whether the condition holds for ``metrics``, each comparison recorded in
+        ``checks``; ``judge`` (given a check) may decide whether a comparison counts as true
+        instead of its values alone (a promotion asks for a significant difference too)."""
         missing = [m for m in self.metrics if m not in metrics]
         if missing:
             have = ", ".join(sorted(metrics)) or "none"
@@ -143,12 +183,14 @@ class Condition:
                 f"{self.named} needs {missing}, which are not available (available: {have})"
             )
         result = ConditionResult(self.expression, passed=False)
-        result.passed = self._eval(self._tree, metrics, result)
+        result.passed = self._eval(self._tree, metrics, result, judge)
         return result
 
     def _value(self, node: ast.expr, metrics: Mapping[str, float]) -> float:
         if isinstance(node, ast.Name | ast.Attribute):
-            name = node.id if isinstance(node, ast.Name) else node.attr
+            name = _name(node)
+            if name not in metrics:
+                raise ConditionError(f"{self.named}: {_short(name)} has no value here")
             return self._number(metrics[name], name)
         if isinstance(node, ast.UnaryOp):
             value = self._value(node.operand, metrics)
@@ -167,12 +209,19 @@ class Condition:
                 f"{self.named}: {_short(name)} is not a number ({_short(repr(value))})"
             ) from None
 
-    def _eval(self, node: ast.expr, metrics: Mapping[str, float], out: ConditionResult) -> bool:
+    def _eval(
+        self,
+        node: ast.expr,
+        metrics: Mapping[str, float],
+        out: ConditionResult,
+        judge: Callable[[dict[str, Any]], bool] | None,
+    ) -> bool:
         if isinstance(node, ast.BoolOp):
-            values = [self._eval(v, metrics, out) for v in node.values]  # record every check
+            # every check recorded, none short-circuited
+            values = [self._eval(v, metrics, out, judge) for v in node.values]
             return all(values) if isinstance(node.op, ast.And) else any(values)
         if isinstance(node, ast.UnaryOp):
-            return not self._eval(node.operand, metrics, out)
+            return not self._eval(node.operand, metrics, out, judge)
         assert isinstance(node, ast.Compare)
         ok = True
         left_node = node.left
@@ -180,19 +229,27 @@ class Condition:
             symbol, fn = _COMPARE[type(op)]
             left, right = self._value(left_node, metrics), self._value(right_node, metrics)
             passed = fn(left, right)
-            out.checks.append(
-                {
-                    "left_text": ast.unparse(left_node),
-                    "left": left,
-                    "op": symbol,
-                    "right": right,
-                    "right_text": ast.unparse(right_node),
-                    "passed": passed,
-                }
-            )
-            ok = ok and passed
+            check: dict[str, Any] = {
+                "left_text": ast.unparse(left_node),
+                "left": left,
+                "op": symbol,
+                "right": right,
+                "right_text": ast.unparse(right_node),
+                "passed": passed,
+            }
+            out.checks.append(check)
+            ok = ok and (judge(check) if judge is not None else passed)
             left_node = right_node
         return ok
+
+
+def _name(node: ast.Name | ast.Attribute) -> str:
+    """The figure a name stands for: ``x`` and ``metrics.x`` are ``x``; a role's keeps its
+    prefix (``challenger.x``)."""
+    if isinstance(node, ast.Name):
+        return node.id
+    assert isinstance(node.value, ast.Name)
+    return node.attr if node.value.id == "metrics" else f"{node.value.id}.{node.attr}"
 
 
 def _short(text: str, limit: int = 80) -> str:

@@ -290,7 +290,21 @@ def test_an_all_infinite_column_is_reported_as_infinite_not_missing() -> None:
 # -- the condition language ---------------------------------------------------------------
 
 NAMES = st.sampled_from(
-    ["accuracy", "f1", "metrics.auc", "x.y", "__import__", "os.system", "a.b.c", "_", "True"]
+    [
+        "accuracy",
+        "f1",
+        "metrics.auc",
+        "x.y",
+        "__import__",
+        "os.system",
+        "a.b.c",
+        "_",
+        "True",
+        "challenger.accuracy",
+        "primary.f1",
+        "canary.a",
+        "primary.metrics",
+    ]
 )
 NUMBERS = st.one_of(
     st.integers(min_value=-(10**30), max_value=10**30).map(str),
@@ -338,7 +352,7 @@ def _nest(pattern: str, depth: int) -> str:
 
 
 METRICS = st.dictionaries(
-    st.sampled_from(["accuracy", "f1", "auc", "y", "c", "a"]),
+    st.sampled_from(["accuracy", "f1", "auc", "y", "c", "a", "challenger.accuracy", "canary.a"]),
     st.one_of(
         st.floats(allow_nan=True, allow_infinity=True),
         st.integers(min_value=-(10**400), max_value=10**400),

@@ -10,10 +10,28 @@ from __future__ import annotations
 import argparse
 from typing import Any, ClassVar
 
+from jupyter_mlops import values as checks
 from jupyter_mlops._util.records import attributes
 from jupyter_mlops.commands.base import Arguments, Context, ModalCommand
-from jupyter_mlops.commands.options import PORT, TIMEOUT, json_option
+from jupyter_mlops.commands.options import PORT, TIMEOUT, WORKERS, converter, json_option
 from jupyter_mlops.errors import UsageError
+
+#: The significance level and labels per side of a conditional promotion (the defaults of
+#: jupyter_mlops.serving.decision, repeated so that help does not import serving).
+DEFAULT_ALPHA, DEFAULT_MIN_LABELS = 0.05, 100
+
+
+def _alpha(value: str) -> float:
+    alpha = checks.between(value, "alpha", 0.0, 1.0, open_low=True)
+    if alpha >= 1.0:
+        raise UsageError(f"alpha must be below 1, got {value!r}")
+    return alpha
+
+
+#: ``--alpha``: a significance level in (0, 1).
+ALPHA = converter(_alpha, "alpha")
+#: ``--min-labels``: labelled rows per side, 1 or more.
+MIN_LABELS = converter(lambda v: checks.whole(v, "min-labels", 1, 10**9), "min-labels")
 
 
 def _serve_options(parser: Arguments) -> None:
@@ -21,7 +39,7 @@ def _serve_options(parser: Arguments) -> None:
     add("--name", help="deployment name (default: from the model)")
     add("--port", type=PORT, help="port, 1-65535 (default: a free one)")
     add("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    add("--workers", type=int, default=1, help="server worker processes")
+    add("--workers", type=WORKERS, default=1, help="server worker processes")
     add("--token", help="bearer token required by every endpoint but /health")
     add(
         "--timeout",
@@ -48,6 +66,31 @@ def _serve_options(parser: Arguments) -> None:
 def _weight(parser: Arguments) -> None:
     parser.add_argument(
         "--weight", type=float, default=10.0, help="canary share in percent (default 10)"
+    )
+
+
+def _decision_options(parser: Arguments) -> None:
+    add = parser.add_argument
+    add(
+        "--if",
+        dest="when",
+        metavar="EXPR",
+        help="promote only if the live outcomes since the canary began show it, e.g. "
+        '"challenger.accuracy > primary.accuracy" (each comparison significant at --alpha); '
+        "the decision and its evidence go on the deployment's history either way",
+    )
+    add(
+        "--alpha",
+        type=ALPHA,
+        default=DEFAULT_ALPHA,
+        help=f"significance level of --if (default {DEFAULT_ALPHA:g})",
+    )
+    add(
+        "--min-labels",
+        type=MIN_LABELS,
+        default=DEFAULT_MIN_LABELS,
+        metavar="N",
+        help=f"labelled rows --if needs per side (default {DEFAULT_MIN_LABELS})",
     )
 
 
@@ -83,6 +126,11 @@ def batch(args: argparse.Namespace, context: Context) -> Any:
 def on_deployment(args: argparse.Namespace, context: Context) -> Any:
     """promote, rollback, stop or status of the deployment ``args.name``."""
     from jupyter_mlops import serving
+
+    if args.action == "promote" and getattr(args, "when", None):
+        return serving.promote(
+            args.name, when=args.when, alpha=args.alpha, min_labels=args.min_labels
+        )
 
     action = {
         "promote": serving.promote,
@@ -123,6 +171,7 @@ class Deploy(ModalCommand):
             %deploy iris-rf@champion --predict proba
             %deploy iris-prod --canary iris-rf@challenger --weight 10
             %deploy iris-prod --promote
+            %deploy iris-prod --promote --if "challenger.accuracy > primary.accuracy"
             %deploy iris-prod --rollback
             %deploy --list
             %deploy iris-prod --stop
@@ -146,6 +195,7 @@ class Deploy(ModalCommand):
         add("--canary", metavar="MODEL", help="send --weight percent of traffic to MODEL")
         _weight(parser)
         add("--promote", action="store_true", help="blue-green: the canary becomes primary")
+        _decision_options(parser)
         add("--rollback", action="store_true", help="back to the previous primary")
         add("--stop", action="store_true", help="stop the deployment")
         add("--status", action="store_true", help="the deployment's models, traffic and health")
@@ -173,6 +223,8 @@ class Deploy(ModalCommand):
         ):
             q = parser.subcommand(verb, text, on_deployment, action=verb)
             q.add_argument("name")
+            if verb == "promote":
+                _decision_options(q)
             if verb == "status":
                 json_option(q)
         q = parser.subcommand(
@@ -192,6 +244,8 @@ class Deploy(ModalCommand):
             )
         if not args.list and not args.target:
             raise UsageError("Say which model (NAME@ALIAS) or deployment; or use --list")
+        if args.when and not args.promote:
+            raise UsageError("--if decides a promotion: use it with --promote")
         if args.list:
             return deployments(args, context)
         if args.batch:

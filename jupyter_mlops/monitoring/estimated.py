@@ -3,10 +3,11 @@
 Labels arrive late; the predicted class probabilities are there at once. Confidence-based
 estimation (:mod:`jupyter_mlops.monitoring.estimation`) calibrates the probabilities on a
 labelled reference and turns the window's probabilities into an expected accuracy with its
-band. Here the reference of a model version is its labelled predictions from before the
-analysed window; the estimate covers every prediction of the window, labelled or not, and
-sits in the report's rows beside the realised accuracy. Assumptions (no concept drift,
-probabilities that calibrate) are the estimator's; regressors are not estimated.
+band. The reference of a model version is its labelled predictions from before the analysed
+window (or a table given as ``reference=``); the estimate covers every prediction of the
+window, labelled or not, and sits in the report's rows beside the realised accuracy.
+Assumptions (no concept drift, probabilities that calibrate) are the estimator's;
+regressors are not estimated.
 """
 
 from __future__ import annotations
@@ -24,69 +25,57 @@ if TYPE_CHECKING:
 KEYS = ("model_version", "role")
 
 
-def estimation_module() -> Any:
-    """The estimator module, or a one-line MonitoringError when this version lacks it."""
-    try:
-        from jupyter_mlops.monitoring import estimation
-    except ImportError:
-        raise MonitoringError(
-            "--estimate needs confidence-based estimation (jupyter_mlops.monitoring."
-            "estimation), which this version of jupyter-mlops does not have yet"
-        ) from None
-    return estimation
-
-
 def add_estimates(
     report: PerformanceReport,
     deployment: str,
     *,
     since: float | None,
     every: float | None,
+    reference: Any = None,
     config: Config,
 ) -> None:
-    """Put ``estimated_accuracy`` (and its band, and what else the estimator gives) into
+    """Put ``estimated_accuracy`` (its band, and what else the estimator gives) into
     ``report``'s rows, totals and pooled groups; notes say where it could not."""
-    estimation = estimation_module()
+    from jupyter_mlops.monitoring.estimation_reference import estimator_for
+
     if report.task != "classification":
         report.notes["estimated_accuracy"] = (
-            "not estimated for regressors: an error's size cannot be told from the prediction"
+            "not estimated for regressors: a single predicted number has no confidence "
+            "to turn into an expected error"
         )
         return
     from jupyter_mlops import predlog
 
-    if since is None:
+    if since is None and reference is None:
         report.notes["estimated_accuracy"] = (
             "no reference: the window covers all time (give last=... so the labels before it "
-            "calibrate the estimate)"
+            "calibrate the estimate, or reference=)"
         )
         return
     predictions = predlog.read_predictions(deployment, since=since, config=config)
-    reference = predlog.read_outcomes(deployment, until=since, config=config)
     proba = [c for c in predictions.columns if str(c).startswith("proba_")]
     if predictions.empty or not proba:
         report.notes["estimated_accuracy"] = "the window's predictions hold no probabilities"
         return
-    classes = [str(c)[6:] for c in proba]
     predictions = predictions.assign(model_version=predictions["model_version"].astype(str))
-    reference = reference.assign(model_version=reference["model_version"].astype(str))
+    earlier = None
+    if reference is None:
+        earlier = predlog.read_outcomes(deployment, until=since, config=config)
     estimators = {}
     for version in sorted(predictions["model_version"].unique()):
-        ref = reference[reference["model_version"] == version]
-        if not all(c in ref.columns for c in proba) or ref.empty:
-            report.notes.setdefault(
-                "estimated_accuracy",
-                f"version {version} has no labelled predictions before the window to calibrate on",
-            )
-            continue
-        try:  # too few labelled rows, labels that are not classes: a note, not a failure
-            estimators[version] = estimation.fit_estimator(
-                ref[proba].to_numpy(dtype=float), ref["outcome"].to_numpy(dtype=object), classes
+        try:
+            estimators[version] = estimator_for(
+                deployment,
+                model_version=version,
+                before=since,
+                reference=reference,
+                outcomes=earlier,
+                config=config,
             )
         except MonitoringError as exc:
-            report.notes.setdefault("estimated_accuracy", f"version {version}: {exc}")
-    if not estimators:
-        return
-    _apply(report, predictions, proba, estimators, every)
+            report.notes.setdefault("estimated_accuracy", str(exc))
+    if estimators:
+        _apply(report, predictions, proba, estimators, every)
 
 
 def _apply(

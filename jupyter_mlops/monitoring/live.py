@@ -5,8 +5,9 @@ Each :meth:`LiveMonitor.snapshot` of a deployment computes its figures over the 
 seconds (drift compares the logged inputs with the training data, so it costs far more
 than the traffic figures; in between, the last drift figures are carried over), and
 evaluates its stored alert rules over them without recording or notifying (firing is the
-job of ``monitor check``). A :class:`LiveMonitor` holds the throttle's state, so a face
-keeps one per deployment it shows.
+job of ``monitor check``). Performance figures (predictions joined to outcomes: reading the
+outcome store) are throttled the same way, every ``performance_every`` seconds. A
+:class:`LiveMonitor` holds the throttles' state, so a face keeps one per deployment it shows.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from jupyter_mlops.monitoring.alerts import CheckResult, check, get_rules
+from jupyter_mlops.monitoring.performance import PERFORMANCE_FIGURES
 from jupyter_mlops.monitoring.vitals import Figures, figures
 
 if TYPE_CHECKING:
@@ -50,6 +52,7 @@ class LiveMonitor:
         *,
         last: str | float | None = "1h",
         drift_every: float = 60.0,
+        performance_every: float = 30.0,
         rules: bool = True,
         config: Config | None = None,
     ) -> None:
@@ -64,6 +67,10 @@ class LiveMonitor:
         self.drift_report: DriftReport | None = None
         self._drift_values: dict[str, float] = {}
         self._drift_notes: dict[str, str] = {}
+        self.performance_every = float(performance_every)
+        self.performance_at: float | None = None
+        self._performance_values: dict[str, float] = {}
+        self._performance_notes: dict[str, str] = {}
 
     @property
     def drift_due(self) -> bool:
@@ -80,7 +87,23 @@ class LiveMonitor:
         """
         fresh = drift and self.drift_due
         options: dict[str, Any] = {} if predictions is None else {"predictions": predictions}
-        figs = figures(self.deployment, last=self.last, config=self.config, drift=fresh, **options)
+        now = time.monotonic()
+        scored = self.performance_at is None or now - self.performance_at >= self.performance_every
+        figs = figures(
+            self.deployment, last=self.last, config=self.config, drift=fresh,
+            performance=scored, **options,
+        )  # fmt: skip
+        if scored:
+            self.performance_at = now
+            report = figs.performance_report
+            self._performance_values = dict(report.figures()) if report is not None else {}
+            own = set(PERFORMANCE_FIGURES) | set(report.notes if report is not None else ())
+            self._performance_notes = {k: v for k, v in figs.notes.items() if k in own}
+        else:
+            for key, value in self._performance_values.items():
+                figs.setdefault(key, value)
+            for key, note in self._performance_notes.items():
+                figs.notes.setdefault(key, note)
         if fresh:
             self.drift_at = time.monotonic()
             self.drift_report = getattr(figs, "drift_report", None)

@@ -169,6 +169,7 @@ def performance(
     estimate: bool = False,
     task: str | None = None,
     positive: Any = None,
+    reference: Any = None,
     config: Config | None = None,
 ) -> PerformanceReport:
     """Performance of ``deployment`` over the last ``last`` (None = all), per ``every``.
@@ -179,6 +180,9 @@ def performance(
     probabilities of every prediction of the window, labelled or not. ``task``:
     ``"classification"`` or ``"regression"`` when the outcomes alone do not tell.
     ``positive``: the class ``tp``/``fp``... count (default: the last class).
+    ``reference``: what the estimate calibrates on (a DataFrame or CSV/Parquet path with
+    ``proba_<class>`` columns and a target column) instead of each version's labelled
+    predictions from before the window.
     """
     from jupyter_mlops.config import load_config
 
@@ -186,7 +190,8 @@ def performance(
     seconds = parse_window(last)
     every_s = parse_window(every) if every is not None else None
     since = time.time() - seconds if seconds is not None else None
-    read_outcomes, prediction_counts = _outcome_store()
+    from jupyter_mlops.predlog import prediction_counts, read_outcomes
+
     outcomes = read_outcomes(deployment, since=since, config=config)
     counts = prediction_counts(deployment, since=since, bucket_s=every_s, config=config)
     metrics = _merge_business(get_business(deployment, config=config), business)
@@ -204,21 +209,10 @@ def performance(
     if estimate:
         from jupyter_mlops.monitoring.estimated import add_estimates
 
-        add_estimates(report, deployment, since=since, every=every_s, config=config)
+        add_estimates(
+            report, deployment, since=since, every=every_s, reference=reference, config=config
+        )
     return report
-
-
-def _outcome_store() -> tuple[Any, Any]:
-    """``read_outcomes`` and ``prediction_counts`` of the prediction log's outcome store."""
-    from jupyter_mlops import predlog
-
-    try:
-        return predlog.read_outcomes, predlog.prediction_counts
-    except AttributeError:
-        raise MonitoringError(
-            "This version of jupyter-mlops has no outcome store (read_outcomes): "
-            "performance needs it"
-        ) from None
 
 
 def _merge_business(

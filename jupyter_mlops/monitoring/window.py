@@ -81,7 +81,8 @@ def _log_enabled(deployment: str, config: Config | None) -> bool:
 
 
 def input_columns(frame: pd.DataFrame) -> list[str]:
-    """The model-input columns of a ``read_predictions`` frame."""
+    """The model-input columns of a ``read_predictions`` frame (not the request columns, the
+    predictions, or the logged class probabilities ``proba_<class>``)."""
     return [
         str(c) for c in frame.columns if c not in REQUEST_COLUMNS and not is_output_column(str(c))
     ]

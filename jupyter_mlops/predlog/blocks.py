@@ -2,45 +2,42 @@
 
 The ``outcomes`` table keeps one row per labelled prediction row (the key that refuses a
 duplicate, and what SQL joins to ``predictions``). Reading a million of those rows back
-through a database driver costs a Python object per cell, seconds in all. So each ingested
-batch is also written, in the same transaction, as a few *blocks*: one per model version,
-role and class set, holding its columns side by side (times, row numbers and probabilities
-as raw float64/int64 buffers, ids and labels as one JSON array each). Reading is then one
-``SELECT`` of a few hundred blobs, ``numpy.frombuffer`` and one JSON parse per column per
-block: no per-row Python.
-
-A block is ``MAGIC``, the header's length (4 bytes, little endian), the header (JSON), then the
-buffers named in the header's ``buffers`` in that order. Never pickle: a team's database is
-shared, and unpickling runs code.
+through a database driver costs a Python object per cell: seconds. So each ingested batch
+is also written, in the same transaction, as a few *blocks*: one per model version, role
+and class set, each an Arrow IPC stream (ids, rows, times, prediction, outcome,
+``proba_<class>``, extra fields as typed columns; the version, role and run id in the
+schema's metadata). Reading is one ``SELECT`` of a few hundred blobs, zero-copy Arrow
+buffers, one concatenation, one sort by prediction time: no per-row Python. Never pickle: a
+team's database is shared, and unpickling runs code; Arrow IPC is data only.
 """
 
 from __future__ import annotations
 
-import struct
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from jupyter_mlops.predlog.base import dumps, loads
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
+    import pyarrow as pa
 
 __all__ = ["Block", "Labelled", "decode_blocks", "encode_blocks"]
 
-MAGIC = b"JMOB1"
 #: Rows per block at most (a big batch is cut in several).
 BLOCK_ROWS = 50_000
-#: The columns a :func:`read_outcomes` frame starts with (``proba_<class>`` and extras follow).
-FRAME_COLUMNS = (
-    "request_id", "row", "timestamp", "arrived", "delay_s", "deployment", "model_name",
-    "model_version", "run_id", "role", "prediction", "outcome",
-)  # fmt: skip
+#: What the schema's metadata names (constant within a block).
+SERVED = ("deployment", "model_name", "model_version", "run_id", "role")
+#: Prefix of the extra fields' columns inside a block (so no name clashes with ours).
+EXTRA = "x:"
+#: Suffix of a column kept as JSON text (values Arrow cannot type as one column).
+AS_JSON = "#json"
 
 
-@dataclass(frozen=True)
-class Labelled:
+class Labelled(NamedTuple):  # a tuple: ingestion makes one per outcome, cheaply
     """One labelled prediction row as ingestion joined it: the outcome and, copied from the
     logged prediction, what a performance view needs (so reading joins nothing)."""
 
@@ -70,12 +67,24 @@ class Block:
     data: bytes
 
 
+def _typed(name: str, values: list[Any]) -> tuple[str, pa.Array]:
+    """``values`` as one typed Arrow column, or as JSON text (``name#json``) when Arrow
+    cannot type them as one (mixed kinds, integers beyond 64 bits)."""
+    import pyarrow as pa
+
+    try:
+        return name, pa.array(values)
+    except (pa.ArrowException, OverflowError, TypeError, ValueError):
+        return name + AS_JSON, pa.array([dumps(v).decode() for v in values], pa.string())
+
+
 def encode_blocks(rows: Sequence[Labelled]) -> list[Block]:
     """``rows`` as blocks: one per model version, role and class set (cut at
     :data:`BLOCK_ROWS`)."""
     import numpy as np
+    import pyarrow as pa
 
-    groups: dict[tuple[Any, ...], list[Labelled]] = {}  # the last key item: the classes
+    groups: dict[tuple[Any, ...], list[Labelled]] = {}  # served, then the class set
     for item in rows:
         classes = tuple(item.proba) if item.proba is not None else None
         served = (item.deployment, item.model_name, item.model_version, item.run_id, item.role)
@@ -85,62 +94,46 @@ def encode_blocks(rows: Sequence[Labelled]) -> list[Block]:
         names: tuple[str, ...] | None = key[5]
         for start in range(0, len(members), BLOCK_ROWS):
             part = members[start : start + BLOCK_ROWS]
-            ts = np.fromiter((m.ts for m in part), float, len(part))
-            buffers = {
-                "ts": ts.astype("<f8").tobytes(),
-                "arrived": np.fromiter((m.arrived for m in part), float, len(part))
-                .astype("<f8")
-                .tobytes(),
-                "row": np.fromiter((m.row for m in part), np.int64, len(part))
-                .astype("<i8")
-                .tobytes(),
+            n = len(part)
+            ts = np.fromiter((m.ts for m in part), float, n)
+            columns: dict[str, Any] = {
+                "request_id": pa.array([m.request_id for m in part], pa.string()),
+                "row": pa.array(np.fromiter((m.row for m in part), np.int64, n)),
+                "ts": pa.array(ts),
+                "arrived": pa.array(np.fromiter((m.arrived for m in part), float, n)),
             }
+            columns.update([_typed("prediction", [m.prediction for m in part])])
+            columns.update([_typed("outcome", [m.outcome for m in part])])
             if names is not None:
                 matrix = np.array(
-                    [[m.proba[c] if m.proba else None for c in names] for m in part],
-                    dtype=float,
+                    [[m.proba[c] if m.proba else None for c in names] for m in part], dtype=float
                 )
-                buffers["proba"] = matrix.astype("<f8").tobytes()
+                for i, name in enumerate(names):
+                    columns[f"proba_{name}"] = pa.array(matrix[:, i])
             extra_names: dict[str, None] = {}
             for m in part:
                 extra_names.update(dict.fromkeys(m.extra or ()))
-            header = {
-                "n": len(part),
-                "deployment": key[0],
-                "model_name": key[1],
-                "model_version": key[2],
-                "run_id": key[3],
-                "role": key[4],
-                "classes": list(names) if names is not None else None,
-                "request_id": [m.request_id for m in part],
-                "prediction": [m.prediction for m in part],
-                "outcome": [m.outcome for m in part],
-                "extra": {name: [(m.extra or {}).get(name) for m in part] for name in extra_names},
-                "buffers": list(buffers),
-            }
-            head = dumps(header)
-            data = b"".join((MAGIC, struct.pack("<I", len(head)), head, *buffers.values()))
-            blocks.append(Block(key[0], float(ts.min()), float(ts.max()), len(part), data))
+            for name in extra_names:
+                values = [(m.extra or {}).get(name) for m in part]
+                columns.update([_typed(EXTRA + name, values)])
+            meta = {k: v for k, v in zip(SERVED, key[:5], strict=True)}
+            table = pa.table(columns, metadata={"served": json.dumps(meta)})
+            sink = pa.BufferOutputStream()
+            with pa.ipc.new_stream(sink, table.schema) as writer:
+                writer.write_table(table)
+            data = sink.getvalue().to_pybytes()
+            blocks.append(Block(str(key[0]), float(ts.min()), float(ts.max()), n, data))
     return blocks
 
 
-def _decode(data: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    import numpy as np
+def _str_column(array: pa.Array | pa.ChunkedArray) -> Any:
+    """An Arrow string column as pandas' string dtype (pandas 3's ``str``) without a
+    Python object per value; object dtype under pandas 2."""
+    import pandas as pd
 
-    if not data.startswith(MAGIC):
-        raise ValueError("not an outcome block")
-    (size,) = struct.unpack_from("<I", data, len(MAGIC))
-    start = len(MAGIC) + 4
-    header = loads(data[start : start + size])
-    n = int(header["n"])
-    offset = start + size
-    arrays: dict[str, np.ndarray] = {}
-    for name in header["buffers"]:
-        dtype = "<i8" if name == "row" else "<f8"
-        count = n * len(header["classes"]) if name == "proba" else n
-        arrays[name] = np.frombuffer(data, dtype=dtype, count=count, offset=offset)
-        offset += arrays[name].nbytes
-    return header, arrays
+    if int(pd.__version__.split(".", 1)[0]) >= 3:
+        return pd.array(array, dtype="str")
+    return array.to_numpy(zero_copy_only=False)
 
 
 def decode_blocks(
@@ -150,93 +143,100 @@ def decode_blocks(
     oldest prediction first."""
     import numpy as np
     import pandas as pd
+    import pyarrow as pa
 
-    decoded = [_decode(bytes(blob)) for blob in blobs]
-    sizes = [int(h["n"]) for h, _ in decoded]
-    total = sum(sizes)
-    classes: dict[str, None] = {}
-    extras: dict[str, None] = {}
-    for header, _ in decoded:
-        classes.update(dict.fromkeys(header["classes"] or ()))
-        extras.update(dict.fromkeys(header["extra"]))
-    ts = np.empty(total)
-    arrived = np.empty(total)
-    row = np.empty(total, dtype=np.int64)
-    proba = np.full((total, len(classes)), np.nan)
-    request_id: list[str] = []
-    prediction: list[Any] = []
-    outcome: list[Any] = []
-    extra: dict[str, list[Any]] = {name: [] for name in extras}
-    group = np.empty(total, dtype=np.int32)
-    labels: list[tuple[Any, ...]] = []
-    position = {name: i for i, name in enumerate(classes)}
-    start = 0
-    for (header, arrays), n in zip(decoded, sizes, strict=True):
-        stop = start + n
-        ts[start:stop] = arrays["ts"]
-        arrived[start:stop] = arrays["arrived"]
-        row[start:stop] = arrays["row"]
-        if header["classes"]:
-            at = [position[c] for c in header["classes"]]
-            proba[start:stop, at] = arrays["proba"].reshape(n, len(at))
-        request_id.extend(header["request_id"])
-        prediction.extend(header["prediction"])
-        outcome.extend(header["outcome"])
-        for name, values in extra.items():
-            values.extend(header["extra"].get(name) or [None] * n)
-        key = tuple(header[k] for k in ("deployment", "model_name", "model_version", "run_id"))
-        labels.append((*key, header["role"]))
-        group[start:stop] = len(labels) - 1
-        start = stop
-    keep = np.ones(total, dtype=bool)
+    tables = []
+    for blob in blobs:
+        with pa.ipc.open_stream(pa.py_buffer(blob)) as reader:
+            tables.append(reader.read_all())
+    if not tables:
+        return _empty()
+    served = [loads(t.schema.metadata[b"served"]) for t in tables]
+    group = np.repeat(np.arange(len(tables), dtype=np.int32), [t.num_rows for t in tables])
+    try:
+        table = pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # one column typed differently by block
+        table = pa.concat_tables(
+            [_as_json_text(t, tables) for t in tables], promote_options="permissive"
+        )
+    ts = table.column("ts").to_numpy()
+    keep = np.ones(len(ts), dtype=bool)
     if since is not None:
         keep &= ts >= since
     if until is not None:
         keep &= ts < until
     order = np.flatnonzero(keep)
     order = order[np.argsort(ts[order], kind="stable")]
-    full = len(order) == total and bool(np.all(order == np.arange(total)))
-
-    def pick(values: list[Any]) -> Any:
-        if full:
-            return values
-        picked = np.empty(total, dtype=object)
-        picked[:] = values
-        return picked[order]
-
-    def label(field: int) -> np.ndarray:
-        names = np.empty(len(labels), dtype=object)
-        names[:] = [item[field] for item in labels]
-        return names[group[order]]
-
-    when = pd.to_datetime(ts[order], unit="s", utc=True)
-    came = pd.to_datetime(arrived[order], unit="s", utc=True)
+    if len(order) != len(ts) or np.any(order[1:] < order[:-1]):
+        table = table.combine_chunks().take(pa.array(order))  # one chunk: a faster take
+        ts = ts[order]
+    group = group[order]
+    arrived = table.column("arrived").to_numpy()
     columns: dict[str, Any] = {
-        "request_id": pick(request_id),
-        "row": row[order],
-        "timestamp": when,
-        "arrived": came,
-        "delay_s": arrived[order] - ts[order],
-        "deployment": label(0),
-        "model_name": label(1),
-        "model_version": label(2),
-        "run_id": label(3),
-        "role": label(4),
-        "prediction": _typed(pick(prediction)),
-        "outcome": _typed(pick(outcome)),
+        "request_id": _str_column(table.column("request_id")),
+        "row": table.column("row").to_numpy(),
+        "timestamp": _utc(ts),
+        "arrived": _utc(arrived),
+        "delay_s": arrived - ts,
     }
-    for name, i in position.items():
-        columns[f"proba_{name}"] = proba[order, i]
-    for name, values in extra.items():
-        columns[name if name not in columns else f"extra_{name}"] = _typed(pick(values))
+    for field in SERVED:
+        names = pa.array([s.get(field) for s in served], pa.string())
+        columns[field] = _str_column(names.take(pa.array(group)))
+    rest = [c for c in table.column_names if c not in ("request_id", "row", "ts", "arrived")]
+    for name in sorted(rest, key=_place):
+        column = table.column(name)
+        label = name.removeprefix(EXTRA).removesuffix(AS_JSON)
+        if name.endswith(AS_JSON):
+            values = [None if v is None else loads(v) for v in column.to_pylist()]
+            data: Any = pd.Series(values, dtype=object).infer_objects().to_numpy()
+        elif pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            data = _str_column(column)
+        else:
+            data = column.to_pandas().to_numpy()
+        columns[label if label not in columns else f"extra_{label}"] = data
     return pd.DataFrame(columns)
 
 
-def _typed(values: Any) -> Any:
-    """A column's values as pandas infers them (int64, float64, bool or object)."""
+def _utc(seconds: np.ndarray) -> pd.DatetimeIndex:
+    """Epoch seconds as UTC times (nanoseconds), vectorized."""
     import numpy as np
     import pandas as pd
 
-    if not len(values):
-        return np.empty(0, dtype=object)
-    return pd.Series(values).infer_objects().to_numpy()
+    nanos = np.round(seconds * 1e9).astype("int64").view("datetime64[ns]")
+    return pd.DatetimeIndex(nanos).tz_localize("UTC")
+
+
+def _place(name: str) -> tuple[int, str]:
+    """prediction, outcome, then ``proba_<class>`` (block order kept), then extras."""
+    base = name.removesuffix(AS_JSON)
+    rank = {"prediction": 0, "outcome": 1}.get(base, 2 if base.startswith("proba_") else 3)
+    return rank, "" if rank == 2 else base
+
+
+def _as_json_text(table: pa.Table, tables: list[pa.Table]) -> pa.Table:
+    """``table`` with every column that other blocks type differently as JSON text."""
+    import pyarrow as pa
+
+    kinds: dict[str, set[Any]] = {}
+    for other in tables:
+        for field in other.schema:
+            kinds.setdefault(field.name.removesuffix(AS_JSON), set()).add(field.type)
+    for i, field in enumerate(table.schema):
+        base = field.name.removesuffix(AS_JSON)
+        if len(kinds[base]) > 1 and not field.name.endswith(AS_JSON):
+            text = pa.array(
+                [None if v is None else dumps(v).decode() for v in table.column(i).to_pylist()],
+                pa.string(),
+            )
+            table = table.set_column(i, base + AS_JSON, text)
+    return table
+
+
+def _empty() -> pd.DataFrame:
+    import pandas as pd
+
+    names = (
+        "request_id", "row", "timestamp", "arrived", "delay_s", *SERVED, "prediction",
+        "outcome",
+    )  # fmt: skip
+    return pd.DataFrame({name: pd.Series(dtype=object) for name in names})

@@ -21,13 +21,13 @@ import datetime as dt
 import math
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = ["Item", "Reject", "fit", "parse_items"]
 
 #: The fields of an outcome record that are not extra (business) columns.
-FIELDS = ("request_id", "outcome", "row", "arrived")
+FIELDS = frozenset(("request_id", "outcome", "row", "arrived"))
+_SCALARS = (str, int, float)  # bool is an int
 
 
 class Reject(Exception):
@@ -39,12 +39,11 @@ class Reject(Exception):
         self.message = message
 
 
-@dataclass(frozen=True)
-class Item:
+class Item(NamedTuple):
     """One outcome record as sent: its index, request id, ``(row, outcome)`` pairs, arrival
     time (epoch seconds) and extra fields."""
 
-    index: int
+    position: int
     request_id: str
     rows: tuple[tuple[int, Any], ...]
     arrived: float
@@ -52,7 +51,7 @@ class Item:
 
 
 def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+    return value is None or (value.__class__ is float and math.isnan(value))
 
 
 def _plain(value: Any) -> Any:
@@ -63,7 +62,7 @@ def _plain(value: Any) -> Any:
 
 
 def _scalar(value: Any) -> bool:
-    return isinstance(value, str | int | float | bool)
+    return isinstance(value, _SCALARS)
 
 
 def epoch(value: Any) -> float:
@@ -142,10 +141,58 @@ def _item(index: int, rec: Any, now: float) -> Item:
     return Item(index, request_id, rows, when, extra or None)
 
 
+def _frame_items(frame: Any, now: float) -> list[Item] | None:
+    """The records of a plain DataFrame, checked column-wise (no per-row dicts): text ids,
+    numeric or text outcomes, a non-negative integer ``row``, numeric ``arrived`` (epoch
+    seconds) and numeric extra columns. None for any other frame (read row by row)."""
+    import pandas as pd
+
+    api = pd.api.types
+    if "request_id" not in frame.columns or "outcome" not in frame.columns:
+        return None
+    if not frame.columns.is_unique or not all(isinstance(c, str) for c in frame.columns):
+        return None
+    ids = frame["request_id"].tolist()
+    outcome = frame["outcome"]
+    if not all(i.__class__ is str and i for i in ids) or outcome.isna().any():
+        return None
+    values = outcome.tolist()
+    if not (api.is_numeric_dtype(outcome) or all(v.__class__ is str for v in values)):
+        return None
+    rows = [0] * len(ids)
+    if "row" in frame.columns:
+        row = frame["row"]
+        if not api.is_integer_dtype(row) or api.is_bool_dtype(row) or (row < 0).any():
+            return None
+        rows = row.tolist()
+    arrived = [now] * len(ids)
+    if "arrived" in frame.columns:
+        when = frame["arrived"]
+        if not api.is_numeric_dtype(when) or api.is_bool_dtype(when):
+            return None
+        arrived = when.fillna(now).astype(float).tolist()
+    names = [c for c in frame.columns if c not in FIELDS]
+    if not all(api.is_numeric_dtype(frame[c]) for c in names):
+        return None
+    extras = [frame[c].tolist() for c in names]
+    items = []
+    for index, (request_id, row_at, value, came) in enumerate(
+        zip(ids, rows, values, arrived, strict=True)
+    ):
+        extra = {n: _plain(col[index]) for n, col in zip(names, extras, strict=True)
+                 if not _missing(col[index])}  # fmt: skip
+        items.append(Item(index, request_id, ((row_at, _plain(value)),), came, extra or None))
+    return items
+
+
 def parse_items(outcomes: Any, now: float) -> tuple[list[Item], list[dict[str, Any]]]:
     """The well-formed records of ``outcomes`` and a rejection for each other one."""
     items: list[Item] = []
     rejected: list[dict[str, Any]] = []
+    if hasattr(outcomes, "columns") and hasattr(outcomes, "to_dict") and len(outcomes):
+        fast = _frame_items(outcomes, now)
+        if fast is not None:
+            return fast, rejected
     records = list(_records(outcomes))
     if not records:
         raise Reject("BAD_PAYLOAD", "No outcomes sent (an empty list).")
@@ -188,6 +235,9 @@ def _like(text: str, example: Any) -> Any:
 def fit(outcome: Any, prediction: Any, proba: Mapping[str, Any] | None) -> tuple[Any, Any]:
     """``(prediction, outcome)`` as stored, or :class:`Reject` (``OUTCOME_TYPE``) when the
     outcome does not fit the model's task (see the module's docstring)."""
+    kind = prediction.__class__
+    if kind is outcome.__class__ and kind in (int, str) and proba and str(outcome) in proba:
+        return prediction, outcome  # the common case, decided at once: a known class
     if isinstance(prediction, dict) and proba is not None and list(prediction) == list(proba):
         best = max(proba, key=lambda c: proba[c] if proba[c] is not None else -1.0)
         prediction = _like(best, outcome) if not isinstance(outcome, str) else best

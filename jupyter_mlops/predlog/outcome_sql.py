@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from jupyter_mlops.predlog.base import dumps, json_text
+from jupyter_mlops.predlog.base import dumps
 from jupyter_mlops.predlog.blocks import Block, Labelled
 
 __all__ = [
@@ -110,14 +110,10 @@ def insert_block(mark: str) -> str:
 def outcome_row(item: Labelled) -> tuple[Any, ...]:
     """A labelled row as the ``outcomes`` table's values."""
     return (
-        item.request_id, item.row, item.deployment, item.arrived, _json(item.outcome),
-        item.ts, item.model_name, item.model_version, item.run_id, item.role,
-        _json(item.prediction), json_text(item.proba), json_text(item.extra or None),
+        *item[:4], dumps(item.outcome).decode(), *item[5:10], dumps(item.prediction).decode(),
+        None if item.proba is None else dumps(item.proba).decode(),
+        dumps(item.extra).decode() if item.extra else None,
     )  # fmt: skip
-
-
-def _json(value: Any) -> str:
-    return dumps(value).decode()
 
 
 def block_row(block: Block) -> tuple[Any, ...]:

@@ -168,7 +168,7 @@ def ingest_outcomes(
         raise _error(rejected)
     stored = outcome_store.add_outcomes(rows, skip_duplicates=on_error == "skip")
     if stored:
-        refused = {owners[key].index: owners[key] for key in sorted(stored)}
+        refused = {owners[key].position: owners[key] for key in sorted(stored)}
         duplicates = [
             _refusal(item, "DUPLICATE_OUTCOME", f"{item.request_id}: an outcome is already stored")
             for item in refused.values()
@@ -186,7 +186,7 @@ def ingest_outcomes(
 
 
 def _refusal(item: Item, code: str, message: str) -> dict[str, Any]:
-    return {"index": item.index, "request_id": item.request_id, "code": code, "message": message}
+    return {"index": item.position, "request_id": item.request_id, "code": code, "message": message}
 
 
 def _error(rejected: list[dict[str, Any]]) -> OutcomeError:
@@ -230,22 +230,11 @@ def _labelled(item: Item, logged: Any, deployment: str) -> list[Labelled]:
         except Reject as exc:
             raise Reject(exc.code, f"{item.request_id} row {row}: {exc.message}") from None
         labelled.append(
-            Labelled(
-                request_id=item.request_id,
-                row=row,
-                deployment=deployment,
-                arrived=item.arrived,
-                outcome=value,
-                ts=float(ts),
-                model_name=model_name,
-                model_version=model_version,
-                run_id=run_id,
-                role=role,
-                prediction=prediction,
-                proba=row_proba,
-                extra=item.extra,
+            Labelled(  # positional: a NamedTuple made 10,000 times a batch
+                item.request_id, row, deployment, item.arrived, value, float(ts), model_name,
+                model_version, run_id, role, prediction, row_proba, item.extra,
             )
-        )
+        )  # fmt: skip
     return labelled
 
 

@@ -20,6 +20,7 @@ __all__ = [
     "REGRESSION_SCORES",
     "classification_scores",
     "confusion_counts",
+    "matrix_scores",
     "regression_scores",
 ]
 
@@ -99,7 +100,17 @@ def classification_scores(
     if n == 0:
         return {}
     k = len(names)
-    matrix = np.bincount(true * k + pred, minlength=k * k).reshape(k, k)
+    out = matrix_scores(np.bincount(true * k + pred, minlength=k * k).reshape(k, k))
+    if proba is not None and classes is not None:
+        out.update(_probability_scores(true, np.asarray(proba, dtype=float), len(classes)))
+    return out
+
+
+def matrix_scores(matrix: np.ndarray) -> dict[str, float]:
+    """Accuracy and macro F1/precision/recall of a k x k confusion matrix (rows: true class,
+    columns: predicted): what a bootstrap of those scores resamples (the canary decision)."""
+    import numpy as np
+
     tp = np.diag(matrix).astype(float)
     predicted, actual = matrix.sum(axis=0), matrix.sum(axis=1)
     present = (predicted + actual) > 0  # as scikit-learn: labels seen in either
@@ -107,15 +118,12 @@ def classification_scores(
         precision = np.where(predicted > 0, tp / predicted, 0.0)
         recall = np.where(actual > 0, tp / actual, 0.0)
         f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
-    out = {
-        "accuracy": float(tp.sum() / n),
+    return {
+        "accuracy": float(tp.sum() / max(int(matrix.sum()), 1)),
         "f1": float(f1[present].mean()),
         "precision": float(precision[present].mean()),
         "recall": float(recall[present].mean()),
     }
-    if proba is not None and classes is not None:
-        out.update(_probability_scores(true, np.asarray(proba, dtype=float), len(classes)))
-    return out
 
 
 def _probability_scores(true: np.ndarray, proba: np.ndarray, k: int) -> dict[str, float]:

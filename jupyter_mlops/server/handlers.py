@@ -210,7 +210,19 @@ class DeploymentsHandler(MlopsHandler):
     get = answer(
         "deployments",
         """``{available, monitoring, message, deployments: [...]}`` with health, traffic
-        split and, while running, ``figures`` (rps, p99_ms, error_rate, drift_share).""",
+        split, while running ``figures`` (rps, p99_ms, error_rate, drift_share), and
+        ``performance`` per model version (as ``deployments/<name>/performance``, at most
+        30 s old).""",
+    )
+
+
+class DeploymentPerformanceHandler(MlopsHandler):
+    get = answer(
+        "performance",
+        """``{deployment, window, task, metric, business, versions: [...], notes}``: per model
+        version and role over the last hour, ``n_predictions``, ``n_labelled``, ``coverage``,
+        ``delay_s_median``, the task's scores (``metric`` is the headline one), estimates and
+        business metrics, from the predictions joined to their outcomes.""",
     )
 
 
@@ -258,6 +270,7 @@ ROUTES: list[tuple[str, type[MlopsHandler]]] = [
     (f"models/{_SEGMENT}/rollback", ModelRollbackHandler),
     ("deployments", DeploymentsHandler),
     (f"deployments/{_SEGMENT}/stop", DeploymentStopHandler),
+    (f"deployments/{_SEGMENT}/performance", DeploymentPerformanceHandler),
     ("pipelines", PipelinesHandler),
     (f"pipelines/{_SEGMENT}", PipelineHandler),
 ]

@@ -45,6 +45,8 @@ HISTORY_SHOWN = 50
 LIVE_WINDOW = "5m"  # requests/s, p99 and errors over this window
 DRIFT_EVERY_S = 60.0
 FIGURES = ("rps", "p99_ms", "error_rate", "drift_share", "requests")
+PERFORMANCE_WINDOW = "1h"  # model performance per version over this window of predictions
+PERFORMANCE_EVERY_S = 30.0  # the deployments list recomputes it at most this often
 _PIPELINE_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 # Recorded in the alias history: the change came from the sidebar, not a notebook.
 _CONTEXT = {"notebook": None, "source": "jupyterlab-sidebar"}
@@ -78,6 +80,25 @@ def _check_limit(limit: int) -> None:
         raise RequestError(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
 
 
+def performance_json(report: Any) -> dict[str, Any]:
+    """A ``PerformanceReport`` as the sidebar shows it: per model version and role, counts,
+    label coverage and delay, the task's scores, estimates and business metrics over the
+    whole window; ``metric`` names the headline score (accuracy, or RMSE for regressors)."""
+    versions = []
+    for record in report.totals.to_dict("records"):
+        shown = {k: v for k, v in record.items() if not hasattr(v, "isoformat")}  # times
+        versions.append(json_object(shown))
+    return {
+        "deployment": report.deployment,
+        "window": report.window,
+        "task": report.task,
+        "metric": "rmse" if report.task == "regression" else "accuracy",
+        "business": [str(getattr(m, "name", m)) for m in report.business],
+        "versions": versions,
+        "notes": {str(k): redact_text(str(v)) for k, v in report.notes.items()},
+    }
+
+
 def live_figures(monitor: LiveMonitor) -> dict[str, Any]:
     """Live figures of one running deployment as JSON: traffic over LIVE_WINDOW every
     call, drift at most every DRIFT_EVERY_S seconds (carried over in between)."""
@@ -104,6 +125,7 @@ class SidebarViews:
         self.allow_hidden = allow_hidden
         self.catalog = RunCatalog(self.config)
         self._monitors: dict[str, LiveMonitor] = {}  # one throttle per deployment
+        self._performance: dict[str, tuple[float, dict[str, Any]]] = {}  # name: (when, json)
         self.warmed = threading.Event()  # set once warm() is done (tests wait on it)
 
     @property
@@ -282,6 +304,7 @@ class SidebarViews:
             item.pop("log_file", None)  # a server path the browser has no use for
             running = dep.status == "running"
             item["figures"] = live_figures(self._monitor(dep.name)) if running else None
+            item["performance"] = self._performance_of(dep.name)
             out.append(jsonable(item))
         # A deployment whose state cannot be read is named with its path and fix.
         message = " ".join(f"{d.name}: {d}." for d in listed.damaged) or None
@@ -303,6 +326,31 @@ class SidebarViews:
                 name, last=LIVE_WINDOW, drift_every=DRIFT_EVERY_S, rules=False, config=self.config
             )
         return self._monitors[name]
+
+    def performance(self, name: str) -> dict[str, Any]:
+        """Realised performance per model version of deployment ``name`` over
+        PERFORMANCE_WINDOW, from its predictions joined to their outcomes (404: no such
+        deployment)."""
+        from jupyter_mlops.monitoring import performance
+
+        report = performance(name, last=PERFORMANCE_WINDOW, config=self.config)
+        return performance_json(report)
+
+    def _performance_of(self, name: str) -> dict[str, Any]:
+        """``performance(name)`` for the deployments list, recomputed at most every
+        PERFORMANCE_EVERY_S seconds; a failure is its ``error``, never the list's."""
+        import time
+
+        now = time.monotonic()
+        cached = self._performance.get(name)
+        if cached is not None and now - cached[0] < PERFORMANCE_EVERY_S:
+            return cached[1]
+        try:
+            shown = self.performance(name)
+        except Exception as exc:  # e.g. no prediction log: said, without hiding the rest
+            shown = {"versions": [], "error": redact_text(f"{type(exc).__name__}: {exc}")}
+        self._performance[name] = (now, shown)
+        return shown
 
     def stop_deployment(self, name: str) -> dict[str, Any]:
         from jupyter_mlops import serving

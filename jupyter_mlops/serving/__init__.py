@@ -2,7 +2,8 @@
 
 ``deploy("iris-rf@champion")`` starts a server on 127.0.0.1 and returns a
 :class:`Deployment` (URL, models, curl example); ``canary``, ``promote`` and ``rollback``
-change its routing without a restart and without failing a request; ``stop``,
+change its routing without a restart and without failing a request (``promote(...,
+when="challenger.accuracy > primary.accuracy")`` only when the live outcomes show it); ``stop``,
 ``list_deployments`` and ``get_deployment`` manage it; ``read_predictions`` reads its
 prediction log; ``batch_predict`` scores files with lineage columns.
 
@@ -24,6 +25,7 @@ from jupyter_mlops.predlog import (
 )
 from jupyter_mlops.registry.refs import ModelRef
 from jupyter_mlops.serving.batch import LINEAGE_COLUMNS, BatchResult, batch_predict
+from jupyter_mlops.serving.decision import Decision, PromotionRefused
 from jupyter_mlops.serving.deployment import Deployment, DeploymentList
 from jupyter_mlops.serving.errors import (
     DeploymentNotFoundError,
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = [
     "LINEAGE_COLUMNS",
     "BatchResult",
+    "Decision",
     "Deployment",
     "DeploymentList",
     "DeploymentNotFoundError",
@@ -51,6 +54,7 @@ __all__ = [
     "ModelRef",
     "PortInUseError",
     "PredictionStore",
+    "PromotionRefused",
     "SQLitePredictionStore",
     "ServingError",
     "batch_predict",

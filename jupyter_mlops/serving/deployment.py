@@ -110,6 +110,12 @@ class Deployment:
             raise ServingError(f"{self.name}: HTTP {exc.code}: {exc.read().decode()}") from exc
 
     @property
+    def decisions(self) -> list[dict[str, Any]]:
+        """Conditional promotions, oldest first: each event (``promote`` or ``promotion
+        refused``) with its ``decision`` (expression, reason, labels, p-values, window)."""
+        return [e for e in self.events if isinstance(e.get("decision"), dict)]
+
+    @property
     def unchecked_inputs(self) -> list[str]:
         """A warning per served model that has no signature: its inputs are not checked."""
         return [
@@ -134,6 +140,13 @@ class Deployment:
         if self.history:
             earlier = ", ".join(ModelRef.from_dict(h["model"]).label for h in self.history)
             out.append(f"  previous primaries: {earlier}")
+        for event in self.decisions[-3:]:
+            decision = event["decision"]
+            verdict = "promoted" if decision.get("promoted") else "not promoted"
+            out.append(
+                f"  decision {_utc(event.get('at'))}: {verdict} "
+                f"({decision.get('expression')}): {decision.get('reason')}"
+            )
         if self.predict_mode == "proba":
             out.append("  answers: class probabilities (?predict=label for labels)")
         if self.strict_invocations:
@@ -165,6 +178,13 @@ class Deployment:
             f"{rows}</table>"
         )
         body += "".join(f"<p>inputs: {esc(text)}</p>" for text in self.unchecked_inputs)
+        body += "".join(
+            f"<p>decision {_utc(e.get('at'))}: "
+            f"{'promoted' if e['decision'].get('promoted') else 'not promoted'} "
+            f"(<code>{esc(str(e['decision'].get('expression')))}</code>): "
+            f"{esc(str(e['decision'].get('reason')))}</p>"
+            for e in self.decisions[-3:]
+        )
         if self.status in ("running", "starting"):
             body += f"<pre>{esc(self.curl_example())}</pre>"
         else:
@@ -192,6 +212,7 @@ class Deployment:
             "predict": self.predict_mode,
             "strict_invocations": self.strict_invocations,
             "unchecked_inputs": self.unchecked_inputs,
+            "decisions": self.decisions,
         }
 
 
@@ -276,6 +297,13 @@ class DeploymentList(list[Deployment]):
             "<table><tr><th>name</th><th>status</th><th>url</th><th>models (traffic)</th>"
             f"<th>uptime</th></tr>{rows}</table>"
         )
+
+
+def _utc(epoch: Any) -> str:
+    """``2026-12-03 14:02 UTC`` for an event's time."""
+    if not isinstance(epoch, int | float):
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
 
 
 def _duration(seconds: float | None) -> str:

@@ -95,6 +95,7 @@ class Metrics:
             **reg,
         )
         self._children: dict[tuple[Any, ...], Any] = {}
+        self.collectors: list[Any] = []  # computed series (the performance gauges)
         self._served: set[tuple[str, ...]] = set()  # label values of the traffic gauges
 
     def _child(self, family: Any, labels: tuple[str, ...]) -> Any:
@@ -148,6 +149,12 @@ class Metrics:
             self.model_info.labels(*labels).set(1)
         self._served = set(served)
 
+    def add_collector(self, collector: Any) -> None:
+        """Expose ``collector``'s families (computed by this process) on ``/metrics``."""
+        self.collectors.append(collector)
+        if self.registry is not None:
+            self.registry.register(collector)
+
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""
         from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -158,6 +165,8 @@ class Metrics:
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             registry.register(WorkerProcesses(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
+            for collector in self.collectors:  # this worker's own, not in the shared files
+                registry.register(collector)
             return generate_latest(registry), CONTENT_TYPE_LATEST
         assert self.registry is not None  # one process: the registry made in __init__
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -1,6 +1,11 @@
 """Changing what a running deployment serves, without a restart and without a failed request:
 canary, promote (blue-green) and rollback.
 
+``promote(name, when="challenger.accuracy > primary.accuracy")`` promotes only when the
+canary's live outcomes show the condition, significantly
+(:mod:`jupyter_mlops.serving.decision`); the verdict and its evidence go on the
+deployment's events either way (``promote`` or ``promotion refused``).
+
 Each change only rewrites ``state.json`` as its next generation, under the deployment's lock.
 Every server worker loads any new model first, then switches its routing and acknowledges the
 generation; these functions return once all workers did. A worker that cannot load the new
@@ -20,6 +25,14 @@ from jupyter_mlops._util.layout import read_state
 from jupyter_mlops._util.processes import pid_alive
 from jupyter_mlops.config import Config
 from jupyter_mlops.registry.refs import ModelRef
+from jupyter_mlops.serving.decision import (
+    DEFAULT_ALPHA,
+    DEFAULT_MIN_LABELS,
+    Decision,
+    PromotionCondition,
+    PromotionRefused,
+    judge_canary,
+)
 from jupyter_mlops.serving.deployment import Deployment
 from jupyter_mlops.serving.errors import ServingError
 from jupyter_mlops.serving.listing import (
@@ -37,7 +50,7 @@ from jupyter_mlops.serving.state import (
 )
 from jupyter_mlops.serving.targets import resolve_target
 
-__all__ = ["SWITCH_TIMEOUT_S", "canary", "promote", "rollback"]
+__all__ = ["SWITCH_TIMEOUT_S", "PromotionRefused", "canary", "promote", "rollback"]
 
 #: How long the workers may take to load a model and switch to it.
 SWITCH_TIMEOUT_S = 120.0
@@ -124,7 +137,9 @@ def canary(
         if ref is None and not state.get("canary"):
             raise ServingError(f"Deployment {name!r} has no canary: give a target.")
         if ref is not None:
-            state["canary"] = ref.to_dict()
+            state["canary"], state["canary_since"] = ref.to_dict(), None
+        if float(weight) > 0 and not state.get("canary_since"):
+            state["canary_since"] = time.time()  # the decision's window starts here
         state["canary_weight"] = float(weight)
         label = ModelRef.from_dict(state["canary"]).label
         record_event(state, "canary", canary=label, weight=float(weight))
@@ -132,16 +147,21 @@ def canary(
     return _apply(name, change, wait=wait, timeout=timeout, config=config)
 
 
-def _replace_primary(state: dict[str, Any], model: dict[str, Any], action: str, now: float) -> None:
+def _replace_primary(
+    state: dict[str, Any], model: dict[str, Any], action: str, now: float, **details: Any
+) -> None:
     """Serve ``model`` as the primary from ``now`` on, recording ``action`` with both labels."""
     old = ModelRef.from_dict(state["primary"]).label
     state["primary"], state["primary_since"] = model, now
-    record_event(state, action, primary=ModelRef.from_dict(model).label, replaced=old)
+    record_event(state, action, primary=ModelRef.from_dict(model).label, replaced=old, **details)
 
 
 def promote(
     name: str,
     *,
+    when: str | None = None,
+    alpha: float = DEFAULT_ALPHA,
+    min_labels: int = DEFAULT_MIN_LABELS,
     wait: bool = True,
     timeout: float = SWITCH_TIMEOUT_S,
     config: Config | None = None,
@@ -149,11 +169,27 @@ def promote(
     """Blue-green switch: the canary becomes the primary for all traffic, in one step.
 
     The old primary goes on the history (and stays loaded), so :func:`rollback` is instant.
+
+    With ``when`` (e.g. ``"challenger.accuracy > primary.accuracy"``), only if the canary's
+    and the primary's live outcomes since the canary began to serve show it: the condition
+    holds and each comparison in it is significant at ``alpha``, with at least
+    ``min_labels`` labelled rows per side. Otherwise :class:`PromotionRefused` (its
+    ``decision`` says why: not enough labels, condition false, not significant). The
+    decision and its evidence are recorded in the deployment's events either way.
     """
+    condition = PromotionCondition(when) if when is not None else None
 
     def change(state: dict[str, Any]) -> None:
         if not state.get("canary"):
             raise ServingError(f"Deployment {name!r} has no canary to promote.")
+        details: dict[str, Any] = {}
+        if condition is not None:
+            decision = judge_canary(
+                name, state, condition, alpha=alpha, min_labels=min_labels, config=config
+            )
+            if not decision.promoted:
+                raise PromotionRefused(decision)
+            details["decision"] = decision.to_dict()
         now = time.time()
         history = list(state.get("history") or [])
         history.append(
@@ -161,10 +197,27 @@ def promote(
         )
         state["history"] = history
         canary = state["canary"]
-        state["canary"], state["canary_weight"] = None, 0.0
-        _replace_primary(state, canary, "promote", now)
+        state["canary"], state["canary_weight"], state["canary_since"] = None, 0.0, None
+        _replace_primary(state, canary, "promote", now, **details)
 
-    return _apply(name, change, wait=wait, timeout=timeout, config=config)
+    try:
+        return _apply(name, change, wait=wait, timeout=timeout, config=config)
+    except PromotionRefused as refused:
+        _record_refusal(name, refused.decision, config)
+        raise
+
+
+def _record_refusal(name: str, decision: Decision, config: Config | None) -> None:
+    """Put a refused promotion on the events; the same generation (nothing served changes,
+    so the workers have nothing to apply)."""
+    with locked_state(name, config) as (folder, state):
+        canary = ModelRef.from_dict(state["canary"]).label if state.get("canary") else None
+        primary = ModelRef.from_dict(state["primary"]).label
+        record_event(
+            state, "promotion refused", canary=canary, primary=primary,
+            decision=decision.to_dict(),
+        )  # fmt: skip
+        write_state(folder, state)
 
 
 def rollback(
@@ -189,6 +242,6 @@ def rollback(
             raise ServingError(
                 f"Deployment {name!r} has nothing to roll back: no earlier primary, no canary."
             )
-        state["canary"], state["canary_weight"] = None, 0.0
+        state["canary"], state["canary_weight"], state["canary_since"] = None, 0.0, None
 
     return _apply(name, change, wait=wait, timeout=timeout, config=config)

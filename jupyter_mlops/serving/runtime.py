@@ -31,6 +31,7 @@ from jupyter_mlops.predlog import LogWriter
 from jupyter_mlops.registry.refs import ModelRef
 from jupyter_mlops.serving.batching import Pending, timed_out
 from jupyter_mlops.serving.errors import InputError, PredictionError, ServingError
+from jupyter_mlops.serving.gauges import PerformanceGauges, start_gauges, stop_gauges
 from jupyter_mlops.serving.metrics import Metrics
 from jupyter_mlops.serving.models import LoadedModel, load_model
 from jupyter_mlops.serving.proba import no_proba_message, request_mode
@@ -116,6 +117,8 @@ class ServingRuntime:
         self._stamp: Any = None
         self._refused = 0  # a generation whose models could not be loaded
         self._watcher: asyncio.Task[None] | None = None
+        self.gauges: PerformanceGauges | None = None
+        self._gauges_task: asyncio.Task[None] | None = None
         self.started_at = time.time()
 
     async def start(self) -> None:
@@ -130,6 +133,9 @@ class ServingRuntime:
             )
         self._stamp = state_stamp(self.folder)
         await self.apply(self.state, initial=True)
+        if self.log is not None:  # outcomes live beside the logged predictions
+            self.gauges, self._gauges_task = start_gauges(self.name, self.folder, self.served)
+            self.metrics.add_collector(self.gauges)
         # The entry point disabled the collector for start-up; the models and modules loaded
         # so far live as long as the process, so keep them out of future collections.
         gc.freeze()
@@ -137,6 +143,7 @@ class ServingRuntime:
         self._watcher = asyncio.get_running_loop().create_task(self._watch())
 
     async def stop(self) -> None:
+        await stop_gauges(self._gauges_task)
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -163,6 +170,11 @@ class ServingRuntime:
         if self.predict_mode == "proba" and loaded.proba is None:  # refused like a bad load
             raise ServingError(no_proba_message(ref.label))
         return loaded
+
+    def served(self) -> dict[str, tuple[str, list[Any] | None]]:
+        """Per loaded model version: its model name and class order (for the gauges)."""
+        return {m.labels[1]: (m.labels[0], list(m.proba.classes) if m.proba else None)
+                for m in list(self.models.values())}  # fmt: skip
 
     def classes(self) -> list[Any] | None:
         """The primary model's class order (None when it answers labels only)."""

@@ -13,6 +13,7 @@ HTML summary in the output for nbconvert/GitHub.
 from __future__ import annotations
 
 import threading
+import time
 from html import escape
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 ROLE_DASH = {"primary": "solid", "canary": "dash"}
 PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2")
 LATENCY = (("p50_ms", "dot"), ("p95_ms", "dash"), ("p99_ms", "solid"))
+PERFORMANCE_EVERY_S = 30.0  # seconds between two performance reports of a live monitor
 
 
 def _layout(title: str, height: int = 260, **extra: Any) -> dict[str, Any]:
@@ -57,8 +59,10 @@ class MonitorWidget(widgets.VBox):  # type: ignore[misc]
         last: str = "1h",
         interval: float = 5.0,
         drift_every: float = 60.0,
+        performance: bool | None = None,
         autostart: bool = True,
         config: Config | None = None,
+        **performance_options: Any,
     ) -> None:
         import plotly.graph_objects as go
 
@@ -76,6 +80,14 @@ class MonitorWidget(widgets.VBox):  # type: ignore[misc]
         self.figures: Any = None
         self.checks: Any = None
         self.drift_report: Any = None
+        # Performance: shown when asked, or (None) as soon as the deployment has outcomes;
+        # ``performance_options`` (every, business, estimate) go to monitoring.performance.
+        self.show_performance = performance
+        self.performance_options = performance_options
+        self.performance_report: Any = None
+        self.performance_view: Any = None
+        self.performance_every = PERFORMANCE_EVERY_S
+        self._performance_at = -float("inf")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -92,7 +104,7 @@ class MonitorWidget(widgets.VBox):  # type: ignore[misc]
         self.drift_note = widgets.HTML()
         half = widgets.Layout(width="50%", min_width="320px")
         row = widgets.Layout(flex_flow="row wrap", width="100%")
-        self.children = (
+        self.children: tuple[Any, ...] = (
             self.header,
             self.alerts,
             widgets.HBox(
@@ -146,6 +158,34 @@ class MonitorWidget(widgets.VBox):  # type: ignore[misc]
         self._draw_series(series)
         self._draw_predictions(frame)
         self._show_alerts()
+        if self.show_performance is not False:
+            self._refresh_performance()
+
+    def _refresh_performance(self) -> None:
+        """Compute the performance report and show (or update) its view below the vitals."""
+        from jupyter_mlops.monitoring.performance import performance
+        from jupyter_mlops.widgets.performance import PerformanceView, has_outcomes
+
+        now = time.monotonic()
+        if now - self._performance_at < self.performance_every:
+            return  # the report is costlier than the vitals: recomputed less often
+        self._performance_at = now
+        options = dict(self.performance_options)
+        options.setdefault("every", auto_every(self.last))
+        try:
+            report = performance(self.deployment, last=self.last, config=self.config, **options)
+        except MlopsError:
+            if self.show_performance:  # asked for: the header says why it is missing
+                raise
+            return  # shown only once there are outcomes to show
+        self.performance_report = report
+        if self.performance_view is None:
+            if not (self.show_performance or has_outcomes(report)):
+                return
+            self.performance_view = PerformanceView(report)
+            self.children = (*self.children, self.performance_view)
+        else:
+            self.performance_view.update(report)
 
     def _draw_series(self, series: pd.DataFrame) -> None:
         groups = _groups(series)
@@ -306,6 +346,8 @@ class MonitorWidget(widgets.VBox):  # type: ignore[misc]
             parts.append(self.figures._repr_html_())
         if self.drift_report is not None:
             parts.append(self.drift_report.to_html())
+        if self.performance_view is not None:
+            parts.append(self.performance_view.static_html())
         parts.append(
             "<div style='color:#666'>Static copy: run the cell in a live kernel for the "
             "refreshing monitor.</div>"
@@ -329,6 +371,14 @@ def _numeric(values: pd.Series) -> pd.Series | None:
 
     converted = pd.to_numeric(values, errors="coerce")
     return converted.dropna() if converted.notna().all() else None
+
+
+def auto_every(last: str | float | None, points: int = 12) -> float | None:
+    """Windows of the performance time series: about ``points`` over ``last``."""
+    from jupyter_mlops.monitoring.window import parse_window
+
+    seconds = parse_window(last)
+    return max(60.0, seconds / points) if seconds else None
 
 
 def monitor(deployment: str, **kwargs: Any) -> MonitorWidget:

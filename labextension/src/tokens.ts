@@ -118,6 +118,31 @@ export interface IFigures {
   error?: string;
 }
 
+/** Performance of one model version and role over the window (predictions joined to
+ * outcomes): counts, label coverage (0-1), the task's scores, estimates, business metrics. */
+export interface IVersionPerformance {
+  model_version: string;
+  role: string;
+  n_predictions?: number | null;
+  n_labelled?: number | null;
+  coverage?: number | null;
+  delay_s_median?: number | null;
+  [figure: string]: string | number | null | undefined;
+}
+
+export interface IPerformance {
+  deployment?: string;
+  window?: string;
+  task?: 'classification' | 'regression';
+  /** The headline score: accuracy, or rmse for regressors. */
+  metric?: string;
+  /** Names of the business metrics (each also as `<name>_per_1k`). */
+  business?: string[];
+  versions: IVersionPerformance[];
+  notes?: Record<string, string>;
+  error?: string;
+}
+
 export interface IModelRef {
   name: string | null;
   version: string | null;
@@ -138,6 +163,7 @@ export interface IDeployment {
   stopped_at: number | null;
   uptime: number | null;
   figures: IFigures | null;
+  performance?: IPerformance | null;
 }
 
 export interface IDeployments {

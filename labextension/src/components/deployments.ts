@@ -5,7 +5,7 @@
 import { Notification } from '@jupyterlab/apputils';
 
 import { MlopsModel } from '../model';
-import { IDeployment, IFigures } from '../tokens';
+import { IDeployment, IFigures, IPerformance, IVersionPerformance } from '../tokens';
 import { formatNumber, formatPercent } from '../format';
 import { errorMessage } from '../request';
 import { confirm } from './dialogs';
@@ -100,7 +100,8 @@ export class DeploymentsSection extends Section {
             })
           : null
       ),
-      keyValues(rows)
+      keyValues(rows),
+      performanceTable(dep.performance)
     );
   }
 
@@ -115,6 +116,73 @@ export class DeploymentsSection extends Section {
       Notification.error(errorMessage(error), { autoClose: false });
     }
   }
+}
+
+/** Performance per model version and role: the headline score (accuracy or RMSE) with
+ * the estimate and its band when there is one, label coverage, and business metrics. Shown
+ * once the deployment has outcomes (nothing before). */
+export function performanceTable(perf: IPerformance | null | undefined): HTMLElement | null {
+  if (!perf || !perf.versions || perf.versions.length === 0) {
+    return null;
+  }
+  const metric = perf.metric ?? 'accuracy';
+  const business = perf.business ?? [];
+  const head = ['version', metric, 'labels', ...business];
+  const number = (row: IVersionPerformance, key: string): number | null => {
+    const v = row[key];
+    return typeof v === 'number' ? v : null;
+  };
+  const score = (row: IVersionPerformance): string => {
+    const realised = number(row, metric);
+    const text = realised === null ? 'n/a' : formatNumber(realised, 3);
+    const estimate = number(row, `estimated_${metric}`);
+    if (estimate === null) {
+      return text;
+    }
+    const low = number(row, `estimated_${metric}_low`);
+    const high = number(row, `estimated_${metric}_high`);
+    const band =
+      low !== null && high !== null ? ` [${formatNumber(low, 3)}, ${formatNumber(high, 3)}]` : '';
+    return `${text} (est. ${formatNumber(estimate, 3)}${band})`;
+  };
+  const rows = perf.versions.map(row =>
+    h(
+      'tr',
+      {
+        className: 'jp-mlops-performance-row',
+        attrs: { 'data-version': String(row.model_version), 'data-role': String(row.role) }
+      },
+      h('td', {}, `v${row.model_version} ${row.role}`),
+      h('td', { className: 'jp-mlops-performance-score' }, score(row)),
+      h(
+        'td',
+        {
+          className: 'jp-mlops-performance-coverage',
+          title: `${formatNumber(number(row, 'n_labelled'))} labelled of ${formatNumber(
+            number(row, 'n_predictions')
+          )} predicted rows`
+        },
+        formatPercent(number(row, 'coverage'))
+      ),
+      ...business.map(name => {
+        const per1k = number(row, `${name}_per_1k`);
+        return h(
+          'td',
+          { title: per1k === null ? '' : `${formatNumber(per1k, 3)} per 1k labelled` },
+          formatNumber(number(row, name), 3)
+        );
+      })
+    )
+  );
+  return h(
+    'table',
+    {
+      className: 'jp-mlops-performance',
+      attrs: { 'aria-label': `Performance per model version (${perf.window ?? ''})` }
+    },
+    h('thead', {}, h('tr', {}, ...head.map(text => h('th', {}, text)))),
+    h('tbody', {}, ...rows)
+  );
 }
 
 function driftText(share: number): string {
