@@ -243,6 +243,11 @@ def test_estimate_beside_the_realised_accuracy(
     rules = ["estimated_accuracy < 0.88", "accuracy < 0.9"]
     assert [monitoring.alerts.evaluate(monitoring.AlertRule(r), figs, figs.notes).status
             for r in rules] == ["quiet", "firing"]  # fmt: skip
+    # the same rules checked as `monitor check` checks them: the estimate is computed for
+    # the rule that reads it (without it, that rule would be "unknown")
+    checked = monitoring.check(DEP, rules, last=window, notify=False, config=live.config)
+    assert [r.status for r in checked] == ["quiet", "firing"]
+    assert checked[0].value == pytest.approx(figs["estimated_accuracy"], abs=0.02)
     # over all time there is no "before": said, not made up
     everything = monitoring.performance(DEP, last=None, estimate=True, config=live.config)
     assert "estimated_accuracy" not in everything.figures()

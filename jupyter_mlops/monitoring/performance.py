@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from jupyter_mlops.errors import MonitoringError
+from jupyter_mlops.errors import MlopsError, MonitoringError
 from jupyter_mlops.monitoring.business import BusinessMetric, get_business
 from jupyter_mlops.monitoring.vitals import Figures
 from jupyter_mlops.monitoring.window import parse_window
@@ -389,14 +389,21 @@ def _pooled(
 
 
 def add_performance(
-    out: Figures, deployment: str, *, last: str | float | None, config: Config
+    out: Figures,
+    deployment: str,
+    *,
+    last: str | float | None,
+    estimate: bool | None = None,
+    config: Config,
 ) -> PerformanceReport | None:
     """Add the performance figures of ``deployment`` to ``out`` (what
     :func:`~jupyter_mlops.monitoring.figures` calls); when there are none, notes say why."""
     why = None
     report: PerformanceReport | None = None
     try:
-        report = performance(deployment, last=last, config=config)
+        if estimate is None:  # by default: when a stored alert rule reads an estimate
+            estimate = _rules_estimate(deployment, config)
+        report = performance(deployment, last=last, estimate=estimate, config=config)
     except MonitoringError as exc:
         why = str(exc)
     else:
@@ -410,3 +417,14 @@ def add_performance(
             if name not in out and name != "n_labelled":
                 out.notes.setdefault(name, why)
     return report
+
+
+def _rules_estimate(deployment: str, config: Config) -> bool:
+    """Whether a stored alert rule of ``deployment`` reads an estimated figure."""
+    from jupyter_mlops.monitoring.rules import get_rules
+
+    try:
+        rules = get_rules(deployment, config=config).rules
+    except MlopsError:  # unreadable rules are reported by the check itself
+        return False
+    return any(name.startswith("estimated_") for rule in rules for name in rule.metrics)
