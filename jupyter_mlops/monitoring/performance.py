@@ -61,7 +61,7 @@ _SCORES = {
 NO_OUTCOMES = "no outcomes recorded in the window (POST /feedback or record_outcomes)"
 
 
-@dataclass
+@dataclass(repr=False)
 class PerformanceReport:
     """Realised (and estimated) performance of a deployment's model versions.
 
@@ -116,6 +116,9 @@ class PerformanceReport:
             return "\n".join([head, *(f"  {k}: {v}" for k, v in sorted(self.notes.items()))])
         shown = self.totals.drop(columns=["window_start"], errors="ignore")
         return f"{head}\n{shown.to_string(index=False, float_format=lambda v: f'{v:.4g}')}"
+
+    def __repr__(self) -> str:  # the table, not pages of frames, where no HTML is shown
+        return f"<PerformanceReport {self}>"
 
     def _repr_html_(self) -> str:
         from html import escape
