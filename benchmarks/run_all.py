@@ -41,6 +41,7 @@ BENCHMARKS: list[tuple[str, str, list[str]]] = [
     ("pipelines", "bench_pipelines.py", ["--quick"]),
     ("compare", "bench_compare.py", ["--quick"]),
     ("serving", "bench_serving.py", []),
+    ("outcomes", "bench_outcomes.py", ["--quick"]),
     ("team", "bench_team.py", ["--quick"]),
     ("performance", "bench_performance.py", ["--quick"]),
 ]

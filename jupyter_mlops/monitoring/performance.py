@@ -185,13 +185,12 @@ def performance(
     predictions from before the window.
     """
     from jupyter_mlops.config import load_config
+    from jupyter_mlops.predlog import prediction_counts, read_outcomes
 
     config = config or load_config()
     seconds = parse_window(last)
     every_s = parse_window(every) if every is not None else None
     since = time.time() - seconds if seconds is not None else None
-    from jupyter_mlops.predlog import prediction_counts, read_outcomes
-
     outcomes = read_outcomes(deployment, since=since, config=config)
     counts = prediction_counts(deployment, since=since, bucket_s=every_s, config=config)
     metrics = _merge_business(get_business(deployment, config=config), business)
@@ -276,6 +275,7 @@ def score_outcomes(
         labelled = labelled.assign(window_start=labelled["timestamp"].dt.floor(f"{int(every)}s"))
         predicted = predicted.assign(window_start=predicted["bucket"])
     groups: dict[Any, Any] = labelled.groupby(keys, sort=True, dropna=False).indices
+    keys_grouped = list(keys)
     predicted_rows = predicted.groupby(keys, dropna=False)["n"].sum()
     all_keys: list[Any] = sorted(set(groups) | set(predicted_rows.index), key=str)
     rows = []
@@ -292,7 +292,7 @@ def score_outcomes(
                *_SCORES[task]]  # fmt: skip
     frame = pd.DataFrame(rows)
     rows_frame = frame.reindex(columns=[*columns, *_extra(frame, columns)])
-    totals, by_role, by_version, overall = _pooled(scorer, labelled, predicted, columns)
+    totals, by_role, by_version, overall = _pooled(scorer, groups, keys_grouped, predicted, columns)
     if not len(outcomes):
         for name in _SCORES[task]:
             notes.setdefault(name, NO_OUTCOMES)
@@ -343,22 +343,38 @@ def _extra(frame: pd.DataFrame, columns: list[str]) -> list[str]:
 
 
 def _pooled(
-    scorer: Any, labelled: pd.DataFrame, predicted: pd.DataFrame, columns: list[str]
+    scorer: Any,
+    groups: dict[Any, Any],
+    keys: list[str],
+    predicted: pd.DataFrame,
+    columns: list[str],
 ) -> tuple[pd.DataFrame, dict[str, dict[str, Any]], dict[str, dict[str, Any]], dict[str, Any]]:
-    """Totals per version and role, per role, per version and overall (the scorer scores a
-    set of rows once, however many of these groups it is: one version, one pass)."""
+    """Totals per version and role, per role, per version and overall, from the rows of the
+    finest ``groups`` (keyed by ``keys``) put together: no other pass over the frame, and
+    the scorer scores a set of rows once however many of these groups it is."""
     import numpy as np
     import pandas as pd
 
-    overall = _row({}, scorer.score(np.arange(len(labelled))), int(predicted["n"].sum()))
+    everything = np.arange(scorer.size)
+    overall = _row({}, scorer.score(everything), int(predicted["n"].sum()))
 
     def pooled(by: list[str]) -> dict[Any, dict[str, Any]]:
-        groups = labelled.groupby(by, sort=True, dropna=False).indices
+        at = [keys.index(b) for b in by]
+        parts: dict[Any, list[Any]] = {}
+        for key, idx in groups.items():
+            fine = key if isinstance(key, tuple) else (key,)
+            parts.setdefault(tuple(fine[i] for i in at), []).append(idx)
         made = predicted.groupby(by, dropna=False)["n"].sum()
+        made_keys = {k if isinstance(k, tuple) else (k,) for k in made.index}
         out = {}
-        for key in sorted(set(groups) | set(made.index), key=str):
-            names = dict(zip(by, key if isinstance(key, tuple) else (key,), strict=True))
-            out[key] = _row(names, scorer.score(groups.get(key)), int(made.get(key, 0)))
+        for key in sorted(set(parts) | made_keys, key=str):
+            found = parts.get(key)
+            idx = None
+            if found:  # rows ascending, as the scorer keeps them ordered
+                idx = found[0] if len(found) == 1 else np.sort(np.concatenate(found), kind="stable")
+            lookup = key if len(by) > 1 else key[0]
+            out[lookup] = _row(dict(zip(by, key, strict=True)), scorer.score(idx),
+                               int(made.get(lookup, 0)))  # fmt: skip
         return out
 
     totals = pooled(list(KEYS))

@@ -7,7 +7,8 @@ is also written, in the same transaction, as a few *blocks*: one per model versi
 and class set, each an Arrow IPC stream (ids, rows, times, prediction, outcome,
 ``proba_<class>``, extra fields as typed columns; the version, role and run id in the
 schema's metadata). Reading is one ``SELECT`` of a few hundred blobs, zero-copy Arrow
-buffers, one concatenation, one sort by prediction time: no per-row Python. Never pickle: a
+buffers (zstd-compressed), one concatenation, one sort by prediction time: no per-row
+Python. Never pickle: a
 team's database is shared, and unpickling runs code; Arrow IPC is data only.
 """
 
@@ -119,11 +120,20 @@ def encode_blocks(rows: Sequence[Labelled]) -> list[Block]:
             meta = {k: v for k, v in zip(SERVED, key[:5], strict=True)}
             table = pa.table(columns, metadata={"served": json.dumps(meta)})
             sink = pa.BufferOutputStream()
-            with pa.ipc.new_stream(sink, table.schema) as writer:
+            with pa.ipc.new_stream(sink, table.schema, options=_options()) as writer:
                 writer.write_table(table)
             data = sink.getvalue().to_pybytes()
             blocks.append(Block(str(key[0]), float(ts.min()), float(ts.max()), n, data))
     return blocks
+
+
+def _options() -> Any:
+    """zstd-compressed buffers (a sixth of the bytes, read as fast) where the codec is
+    built in, as in every pyarrow wheel; plain buffers otherwise."""
+    import pyarrow as pa
+
+    codec = "zstd" if pa.Codec.is_available("zstd") else None
+    return pa.ipc.IpcWriteOptions(compression=codec)
 
 
 def _str_column(array: pa.Array | pa.ChunkedArray) -> Any:

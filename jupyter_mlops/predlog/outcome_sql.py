@@ -68,15 +68,18 @@ def create_statements(sql_types: Mapping[str, str], *, serial: str, blob: str) -
     )
     return [
         f"CREATE TABLE IF NOT EXISTS outcomes ({columns}, PRIMARY KEY (request_id, row))",
-        "CREATE INDEX IF NOT EXISTS outcomes_deployment_ts ON outcomes (deployment, ts)",
+        # reads go to the blocks: no index beyond the key, so each outcome costs one insert
+        "DROP INDEX IF EXISTS outcomes_deployment_ts",
         f"CREATE TABLE IF NOT EXISTS outcome_blocks (id {serial}, deployment "
         f"{sql_types['text']} NOT NULL, ts_min {sql_types['real']} NOT NULL, ts_max "
         f"{sql_types['real']} NOT NULL, n {sql_types['integer']} NOT NULL, data {blob} NOT NULL)",
         "CREATE INDEX IF NOT EXISTS outcome_blocks_deployment"
         " ON outcome_blocks (deployment, ts_min, ts_max)",
-        # prediction_counts scans this index alone (a covering index), not the payloads
-        "CREATE INDEX IF NOT EXISTS predictions_counts"
-        " ON predictions (deployment, ts, model_version, role, n_rows)",
+        # prediction_counts scans this index alone (a covering index, already grouped by
+        # version and role: no sort), not the payloads
+        "DROP INDEX IF EXISTS predictions_counts",  # its first form (ts before version)
+        "CREATE INDEX IF NOT EXISTS predictions_version_ts"
+        " ON predictions (deployment, model_version, role, ts, n_rows)",
     ]
 
 

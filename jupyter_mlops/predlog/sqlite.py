@@ -9,6 +9,7 @@ gets it when opened.
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 import threading
@@ -165,11 +166,36 @@ class SQLitePredictionStore(SQLPredictionStore):
         until: float | None = None,
         bucket_s: float | None = None,
     ) -> list[tuple[Any, ...]]:
-        """Predicted rows per model version and role (and bucket start)."""
+        """Predicted rows per model version and role (and bucket start).
+
+        Buckets are summed by one range scan of the covering index per bucket: grouping by
+        a computed bucket would sort every row in a temporary b-tree, several times slower.
+        """
+        conn = self._conn()
         sql, args = osql.counts_query(
-            deployment, since, until, bucket_s, mark="?", floor="CAST({} AS INTEGER)"
+            deployment, since, until, None, mark="?", floor="CAST({} AS INTEGER)"
         )
-        return self._conn().execute(sql, args).fetchall()
+        if bucket_s is None:
+            return conn.execute(sql, args).fetchall()
+        width = float(bucket_s)
+        spans = conn.execute(
+            sql.replace("SUM(COALESCE(n_rows, 1))", "MIN(ts), MAX(ts)"), args
+        ).fetchall()
+        one = (
+            "SELECT SUM(COALESCE(n_rows, 1)) FROM predictions WHERE deployment = ? AND"
+            " model_version IS ? AND role IS ? AND ts >= ? AND ts < ?"
+        )
+        found = []
+        for version, role, first, last in spans:
+            base = math.floor(first / width)
+            for k in range(base, math.floor(last / width) + 1):
+                start = k * width
+                low = start if since is None else max(start, since)
+                high = start + width if until is None else min(start + width, until)
+                (count,) = conn.execute(one, (deployment, version, role, low, high)).fetchone()
+                if count:
+                    found.append((version, role, start, count))
+        return found
 
     def _select(self, sql: str, args: Sequence[Any]) -> list[Any]:
         return self._conn().execute(sql, args).fetchall()
