@@ -30,10 +30,12 @@ window's scores fall). A window whose labels then arrive shows the realised valu
 the estimate; a gap beyond the band is the sign that an assumption broke (usually concept
 drift). The band covers sampling error only, not a broken assumption.
 
-Regressors: nothing is estimated. A regressor gives one number per row and no spread, so
-there is no confidence to turn into an expected error; NannyML's way (DLE: a second model
-trained on the reference to predict each row's error) needs the input features and a model
-fitted per deployment. Their realised RMSE/MAE/R2 come with the outcomes instead.
+Regressors: ``%monitor --estimate`` estimates nothing for them. A regressor gives one
+number per row and no spread, so there is no confidence to turn into an expected error;
+NannyML's way (DLE: a second model trained on the reference to predict each row's error
+from the inputs) needs the inputs of the reference and window rows, which the outcome store
+does not keep: ``monitoring.estimation_regression.fit_error_estimator`` does it from
+Python given them. Their realised RMSE/MAE/R2 come with the outcomes.
 """
 
 from __future__ import annotations
