@@ -254,6 +254,46 @@ def test_estimate_beside_the_realised_accuracy(
     assert "no reference" in everything.notes["estimated_accuracy"]
 
 
+def test_estimate_calibrated_on_a_holdout_scored_by_the_served_model(
+    live: Live, honest: pd.DataFrame, drifted: pd.DataFrame
+) -> None:
+    """``reference=`` a plain holdout (inputs and target): the served version's own
+    ``predict_proba`` scores it, and the estimate is the one fitted on those scores."""
+    import mlflow.sklearn
+    from sklearn.datasets import load_iris
+
+    from jupyter_mlops.predlog import read_predictions
+
+    holdout = load_iris(as_frame=True).frame.sample(60, random_state=3)
+    window = time.time() - live.drift_started
+    report = monitoring.performance(
+        DEP, last=window, estimate=True, reference=holdout, target="target", config=live.config
+    )
+    (total,) = report.totals.to_dict("records")
+    # by hand: the registered model's probabilities of the holdout calibrate the estimator
+    mlflow.set_tracking_uri(live.config.tracking_uri)
+    forest = mlflow.sklearn.load_model("models:/iris-rf/1")
+    classes = [str(c) for c in forest.classes_]
+    estimator = monitoring.fit_estimator(
+        forest.predict_proba(holdout[FEATURES]), holdout["target"].astype(str), classes
+    )
+    logged = read_predictions(DEP, since=live.drift_started, config=live.config)
+    proba = logged[[f"proba_{c}" for c in classes]].to_numpy(dtype=float)
+    expected = estimator.estimate(proba, y_pred=logged["prediction"].astype(str).to_numpy())
+    assert len(logged) == total["n_predictions"]
+    assert total["estimated_accuracy"] == pytest.approx(expected["estimated_accuracy"])
+    # without its target column the holdout cannot calibrate: a note, not a crash
+    unlabelled = monitoring.performance(
+        DEP, last=window, estimate=True, reference=holdout[FEATURES], config=live.config
+    )
+    assert "estimated_accuracy" not in unlabelled.figures()
+    assert "target column" in unlabelled.notes["estimated_accuracy"]
+    # the command line: --reference/--target only with --estimate (a usage error, exit 2)
+    path = live.config.root / "holdout.csv"
+    holdout.to_csv(path, index=False)
+    assert main(["monitor", "performance", DEP, "--reference", str(path)]) == 2
+
+
 def test_business_metric_alert_fires_to_the_webhook(
     live: Live, honest: pd.DataFrame, drifted: pd.DataFrame, capsys: pytest.CaptureFixture[str]
 ) -> None:

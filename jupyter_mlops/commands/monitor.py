@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from jupyter_mlops.commands.base import Arguments, Context, ModalCommand
 from jupyter_mlops.commands.options import COOLDOWN, INTERVAL, json_option
-from jupyter_mlops.errors import EXIT_ERROR, EXIT_OK, EXIT_UNJUDGED
+from jupyter_mlops.errors import EXIT_ERROR, EXIT_OK, EXIT_UNJUDGED, UsageError
 
 
 def _deployment(parser: Arguments, help: str | None = None) -> None:
@@ -90,6 +90,17 @@ def _performance_options(parser: Arguments) -> None:
         scope=scope,
         help="also the accuracy estimated from predicted probabilities, before labels arrive",
     )
+    scope = "With --estimate"
+    parser.add_argument(
+        "--reference",
+        metavar="PATH",
+        scope=scope,
+        help="calibrate the estimate on this labelled CSV/Parquet (a holdout: the model's "
+        "inputs and --target) instead of the labelled predictions before the window",
+    )
+    parser.add_argument(
+        "--target", metavar="COLUMN", scope=scope, help="the --reference's label column"
+    )
 
 
 def performance(args: argparse.Namespace, context: Context) -> Any:
@@ -99,8 +110,15 @@ def performance(args: argparse.Namespace, context: Context) -> Any:
     if args.business:
         stored = monitoring.set_business(args.deployment, args.business)
         context.say(f"{len(stored)} business metric(s) for {args.deployment}")
+    if (args.reference or args.target) and not args.estimate:
+        raise UsageError("--reference and --target calibrate --estimate: add --estimate")
     return monitoring.performance(
-        args.deployment, last=args.last, every=args.every, estimate=args.estimate
+        args.deployment,
+        last=args.last,
+        every=args.every,
+        estimate=args.estimate,
+        reference=args.reference,
+        target=args.target,
     )
 
 

@@ -32,6 +32,7 @@ def add_estimates(
     since: float | None,
     every: float | None,
     reference: Any = None,
+    target: str | None = None,
     config: Config,
 ) -> None:
     """Put ``estimated_accuracy`` (its band, and what else the estimator gives) into
@@ -69,6 +70,7 @@ def add_estimates(
                 model_version=version,
                 before=since,
                 reference=reference,
+                target=target,
                 outcomes=earlier,
                 config=config,
             )

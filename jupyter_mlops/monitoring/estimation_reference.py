@@ -5,8 +5,10 @@ on rows whose true class is known. For a deployment these are, by default, its o
 labelled predictions: the outcomes recorded for the **same model version** (another version
 has other probabilities) **before the analysed window** (the estimate must not see the
 labels of the rows it estimates). Or the caller gives the reference: a DataFrame or a
-CSV/Parquet path with ``proba_<class>`` columns and a target column (a holdout set scored
-by the model, say).
+CSV/Parquet path with a target column and either ``proba_<class>`` columns or the model's
+input columns. A plain holdout (inputs and target, as the model was evaluated on before it
+was registered) is scored by each version's own model, so every version is calibrated on
+its own probabilities of the same rows.
 
 Frames are the prediction log's and the outcome store's: ``proba_<class>`` columns (one per
 class, the model's ``predict_proba``), ``prediction`` (the predicted class), ``outcome``
@@ -129,7 +131,14 @@ def estimator_for(
     the analysed window). ``outcomes`` is the deployment's outcome frame when the caller
     has already read it (else it is read from the outcome store)."""
     if reference is not None:
-        return estimator_from_frame(reference, target=target)
+        table = reference
+        if isinstance(table, str | os.PathLike):
+            from jupyter_mlops.monitoring.reference import read_table
+
+            table = read_table(table)
+        if not any(str(c).startswith(PROBA_PREFIX) for c in table.columns):
+            table = scored_holdout(deployment, model_version, table, target, config)
+        return estimator_from_frame(table, target=target)
     if outcomes is None:
         outcomes = _read_outcomes(deployment, until=before, config=config)
     version = f"{deployment} v{model_version}"
@@ -152,6 +161,51 @@ def estimator_for(
     except MonitoringError as exc:  # too few rows, labels that are not classes: say whose
         message = str(exc)
         raise MonitoringError(f"{version}: {message[:1].lower()}{message[1:]}") from None
+
+
+def scored_holdout(
+    deployment: str,
+    model_version: Any,
+    table: pd.DataFrame,
+    target: str | None,
+    config: Config | None,
+) -> pd.DataFrame:
+    """``table`` (model inputs and a target column) with ``proba_<class>`` columns from the
+    ``predict_proba`` of ``deployment``'s model ``model_version``."""
+    import numpy as np
+
+    from jupyter_mlops.registry.refs import ModelRef
+    from jupyter_mlops.serving import get_deployment
+    from jupyter_mlops.serving.proba import proba_of
+    from jupyter_mlops.serving.targets import load_pyfunc
+    from jupyter_mlops.serving.validation import InputSpec
+
+    dep = get_deployment(deployment, config=config)
+    refs = [dep.primary, dep.canary, *(ModelRef.from_dict(h["model"]) for h in dep.history)]
+    ref = next((r for r in refs if r is not None and r.version == str(model_version)), None)
+    if ref is None:
+        raise MonitoringError(
+            f"{deployment} v{model_version} is no longer among the deployment's models: "
+            "give its reference with proba_<class> columns"
+        )
+    if target is None:
+        target = next((t for t in _TARGETS if t in table.columns), None)
+    model = load_pyfunc(ref)
+    proba = proba_of(model)
+    if proba is None:
+        raise MonitoringError(f"{ref.label} has no predict_proba: nothing to estimate from")
+    names = InputSpec.from_model(model).names or [c for c in table.columns if c != target]
+    missing = [n for n in names if n not in table.columns]
+    if missing:
+        raise MonitoringError(
+            f"The reference lacks the model's input column(s) {missing} (and has no "
+            "proba_<class> columns)"
+        )
+    matrix = np.asarray(proba.fn(table[list(names)]), dtype=float)
+    scored = table.copy()
+    for i, label in enumerate(proba.classes):
+        scored[f"{PROBA_PREFIX}{label}"] = matrix[:, i]
+    return scored
 
 
 def _read_outcomes(deployment: str, *, until: Any, config: Config | None) -> pd.DataFrame:

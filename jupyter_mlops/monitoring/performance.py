@@ -173,6 +173,7 @@ def performance(
     task: str | None = None,
     positive: Any = None,
     reference: Any = None,
+    target: str | None = None,
     config: Config | None = None,
 ) -> PerformanceReport:
     """Performance of ``deployment`` over the last ``last`` (None = all), per ``every``.
@@ -183,9 +184,10 @@ def performance(
     probabilities of every prediction of the window, labelled or not. ``task``:
     ``"classification"`` or ``"regression"`` when the outcomes alone do not tell.
     ``positive``: the class ``tp``/``fp``... count (default: the last class).
-    ``reference``: what the estimate calibrates on (a DataFrame or CSV/Parquet path with
-    ``proba_<class>`` columns and a target column) instead of each version's labelled
-    predictions from before the window.
+    ``reference``: what the estimate calibrates on instead of each version's labelled
+    predictions from before the window: a DataFrame or CSV/Parquet path with a ``target``
+    column and ``proba_<class>`` columns, or the model's inputs (a holdout set, scored by
+    each version's model).
     """
     from jupyter_mlops.config import load_config
     from jupyter_mlops.predlog import prediction_counts, read_outcomes
@@ -212,7 +214,13 @@ def performance(
         from jupyter_mlops.monitoring.estimated import add_estimates
 
         add_estimates(
-            report, deployment, since=since, every=every_s, reference=reference, config=config
+            report,
+            deployment,
+            since=since,
+            every=every_s,
+            reference=reference,
+            target=target,
+            config=config,
         )
     return report
 
