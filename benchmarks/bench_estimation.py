@@ -12,7 +12,9 @@ DataFrames its CBPE takes (built before timing), ours as numpy arrays.
   created on first use: NannyML 0.13 wants pandas < 2.3), after the same warm-up; one run
   (it is the slow side).
 
-Rows: fit + estimate seconds and the ratio (target >= 10x at 1,000,000 rows), with the
+Rows: fit + estimate in process CPU seconds and their ratio (target >= 10x at 1,000,000
+rows; both sides run single-threaded, and CPU time does not swell with the load of a shared
+machine as the wall clock does: wall seconds and their ratio are in the notes), with the
 metric set ``accuracy`` (the target) and ``accuracy, f1, roc_auc``; the agreement of the
 estimated accuracy (target: within 0.01) and of its band. ``--quick``: 100,000 rows.
 """
@@ -37,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NANNYML_VENV = ROOT / "build" / "bench-venvs" / "nannyml"
 NANNYML_PINS = ["nannyml==0.13.1", "statsmodels", "pandas<2.3"]
 TARGET_RATIO = 10.0
+TARGET_ROWS = 1_000_000  # the speed target is at this size (smaller: INFO)
 TOLERANCE = 0.01
 SHIFT = 0.5
 
@@ -89,20 +92,25 @@ def ours(data: dict[str, Any], metrics: list[str], reps: int) -> dict[str, Any]:
     )
     wanted = None if "roc_auc" in metrics else ("accuracy",)
 
-    def work(n: int | None = None) -> tuple[float, dict[str, float], Any]:
+    def work(n: int | None = None) -> tuple[float, float, dict[str, float], Any]:
         cut = slice(None, n)
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         estimator = fit_estimator(
             data["ref_proba"][cut], ref_y[cut], classes, reference_pred=ref_pred[cut]
         )
         result = estimator.estimate(data["ana_proba"][cut], ana_pred[cut], metrics=wanted)
-        return time.perf_counter() - started, result, estimator
+        wall, cpu = time.perf_counter() - started, time.process_time() - started_cpu
+        return wall, cpu, result, estimator
 
     work(2000)
     runs = [work() for _ in range(reps)]
-    seconds = statistics.median(r[0] for r in runs)
-    _, result, estimator = runs[0]
-    return {"seconds": seconds, **result, "calibrated": estimator.calibrated}
+    _, _, result, estimator = runs[0]
+    return {
+        "seconds": statistics.median(r[0] for r in runs),
+        "cpu_seconds": statistics.median(r[1] for r in runs),
+        **result,
+        "calibrated": estimator.calibrated,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,18 +166,22 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 )
                 continue
-            nannyml_s = theirs["fit_s"] + theirs["estimate_s"]
-            ratio = nannyml_s / mine["seconds"]
+            nannyml_cpu = theirs["fit_cpu_s"] + theirs["estimate_cpu_s"]
+            nannyml_wall = theirs["fit_s"] + theirs["estimate_s"]
+            ratio = nannyml_cpu / mine["cpu_seconds"]
             rows.append(
                 row(
-                    f"{label}: fit + estimate vs NannyML CBPE",
-                    round(mine["seconds"], 3),
-                    round(nannyml_s, 3),
+                    f"{label}: fit + estimate CPU vs NannyML CBPE",
+                    round(mine["cpu_seconds"], 3),
+                    round(nannyml_cpu, 3),
                     ratio=round(ratio, 1),
-                    target=f">= {TARGET_RATIO:g}x",
-                    verdict=verdict(ratio >= TARGET_RATIO),
-                    note=f"NannyML fit {theirs['fit_s']:.2f} s + estimate "
-                    f"{theirs['estimate_s']:.2f} s",
+                    target=f">= {TARGET_RATIO:g}x" if n >= TARGET_ROWS else "-",
+                    verdict=verdict(ratio >= TARGET_RATIO) if n >= TARGET_ROWS else "INFO",
+                    note=f"process CPU seconds (both single-threaded; the wall clock of a "
+                    f"shared machine varies with its load): NannyML fit "
+                    f"{theirs['fit_cpu_s']:.2f} + estimate {theirs['estimate_cpu_s']:.2f}; "
+                    f"wall: ours {mine['seconds']:.2f} s, NannyML {nannyml_wall:.2f} s "
+                    f"({nannyml_wall / mine['seconds']:.1f}x)",
                 )
             )
             gap = abs(mine["estimated_accuracy"] - theirs["accuracy"])

@@ -166,9 +166,13 @@ def test_labels_frames_and_missing_values() -> None:
         < 0.7 * base["estimated_accuracy"]
     )
     assert estimator.estimate(data["ana_proba"][:0]) == {"n": 0}
-    # Labels match classes as text: 0/1 integers against classes "0"/"1".
+    # Labels match classes as text: 0/1 integers against classes "0"/"1", booleans against
+    # "False"/"True" (prediction-log frames name classes by their text).
     numeric = fit_estimator(data["ref_proba"], data["ref_y"], ["0", "1"])
     assert numeric.n_reference == 3_000
+    flags = fit_estimator(data["ref_proba"], data["ref_y"] == 1, ["False", "True"])
+    assert flags.reference_accuracy == numeric.reference_accuracy
+    assert flags.estimate(data["ana_proba"]) == numeric.estimate(data["ana_proba"])
 
 
 def test_one_line_errors() -> None:

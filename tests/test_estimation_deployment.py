@@ -130,5 +130,5 @@ def test_monitor_performance_estimate_puts_the_estimate_beside_the_realised(
     assert figures["estimated_accuracy_v1"] < figures["estimated_accuracy_high_v1"]
     # v4 has 5 labelled rows before the window: no estimate for it, a note says why.
     assert "estimated_accuracy_v4" not in figures
-    assert "version 4" in report.notes["estimated_accuracy"]
+    assert "dep v4: the reference has 5 labelled rows" in report.notes["estimated_accuracy"]
     assert "at least 20" in report.notes["estimated_accuracy"]

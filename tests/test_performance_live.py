@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from sklearn import metrics
 
 from jupyter_mlops import monitoring, record_outcomes
@@ -39,6 +42,7 @@ from .conftest import IRIS_CELL, git
 pytestmark = pytest.mark.slow
 
 DEP = "iris-live"
+EXAMPLES = Path(__file__).resolve().parents[1] / "notebooks" / "pipeline"
 ROWS = 10  # per request
 
 
@@ -201,6 +205,20 @@ def test_concept_drift_is_caught_by_performance_not_by_input_drift(
     # the retraining trigger reads the same figures
     trigger = Condition("accuracy < 0.9 or drift_share > 0.3").evaluate(figs)
     assert trigger.passed and "accuracy" in trigger.explain()
+    from jupyter_mlops import pipelines
+
+    root = live.config.root
+    (root / "nb").mkdir(exist_ok=True)
+    shutil.copy(EXAMPLES / "train.ipynb", root / "nb" / "train.ipynb")
+    spec = {"name": "p", "steps": {"train": {"notebook": "nb/train.ipynb"}}}
+    (root / "retrain.yaml").write_text(yaml.safe_dump(spec))
+    quiet = pipelines.retrain(
+        "iris-rf", root / "retrain.yaml", when="accuracy < 0.1 or drift_share > 0.3",
+        deployment=DEP, config=live.config,
+    )  # fmt: skip
+    assert quiet.action == "not-triggered" and quiet.pipeline_run is None
+    assert quiet.figures["accuracy"] == pytest.approx(figs["accuracy"])
+    assert "accuracy = " in quiet.reason and "< 0.1: FAILED" in quiet.reason
     # the window of phase 2 alone says the same, per window
     report = monitoring.performance(DEP, last="1h", every="1h", config=live.config)
     assert report.rows["accuracy"].min() < 0.9
@@ -225,6 +243,11 @@ def test_estimate_beside_the_realised_accuracy(
     rules = ["estimated_accuracy < 0.88", "accuracy < 0.9"]
     assert [monitoring.alerts.evaluate(monitoring.AlertRule(r), figs, figs.notes).status
             for r in rules] == ["quiet", "firing"]  # fmt: skip
+    # the same rules checked as `monitor check` checks them: the estimate is computed for
+    # the rule that reads it (without it, that rule would be "unknown")
+    checked = monitoring.check(DEP, rules, last=window, notify=False, config=live.config)
+    assert [r.status for r in checked] == ["quiet", "firing"]
+    assert checked[0].value == pytest.approx(figs["estimated_accuracy"], abs=0.02)
     # over all time there is no "before": said, not made up
     everything = monitoring.performance(DEP, last=None, estimate=True, config=live.config)
     assert "estimated_accuracy" not in everything.figures()
@@ -273,8 +296,10 @@ def test_business_metric_alert_fires_to_the_webhook(
 def test_magic_performance_and_bad_business_expression(
     live: Live, honest: pd.DataFrame, _shell: Any
 ) -> None:
-    report = _shell.run_line_magic("monitor", f"{DEP} --performance --every 30m")
+    view = _shell.run_line_magic("monitor", f"{DEP} --performance --every 30m")
+    report = view.report  # the widget over the report
     assert report.task == "classification" and not report.rows.empty
+    assert "accuracy" in view.static_html()
     with pytest.raises(ConditionError, match="only \\+ - \\* /"):
         monitoring.set_business(DEP, ["x = tp ** 2"], config=live.config)
     assert monitoring.get_business(DEP, config=live.config) == []  # nothing stored

@@ -253,7 +253,11 @@ class Monitor(ModalCommand):
         if args.figures:
             return figures(args)
         if args.performance or args.business or args.estimate:
-            return performance(args, context)
+            from jupyter_mlops.widgets.performance import performance_view
+
+            # per version over time, the estimate beside the realised value; .report holds
+            # the numbers (rows, totals, figures())
+            return performance_view(performance(args, context))
         from jupyter_mlops.serving import get_deployment
         from jupyter_mlops.widgets.monitor import monitor
 

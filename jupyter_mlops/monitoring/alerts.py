@@ -216,7 +216,15 @@ def check(
             for r in chosen
             for m in r.metrics
         )
-        figs = vitals.figures(deployment, last=last, config=config, drift=needs_drift, token=token)
+        estimate = any(m.startswith("estimated_") for r in chosen for m in r.metrics)
+        figs = vitals.figures(
+            deployment,
+            last=last,
+            config=config,
+            drift=needs_drift,
+            token=token,
+            estimate=estimate,
+        )
     else:
         figs = vitals.Figures(figures, deployment=deployment, window=str(last))
     notes = getattr(figs, "notes", {})

@@ -73,7 +73,7 @@ def add_estimates(
                 config=config,
             )
         except MonitoringError as exc:
-            report.notes.setdefault("estimated_accuracy", str(exc))
+            report.notes.setdefault("estimated_accuracy", str(exc))  # it names the version
     if estimators:
         _apply(report, predictions, proba, estimators, every)
 

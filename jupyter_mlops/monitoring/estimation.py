@@ -278,10 +278,12 @@ def _codes(labels: Any, classes: Sequence[Any], n: int) -> np.ndarray:
     values = np.asarray(labels).reshape(-1)
     if values.size != n:
         raise MonitoringError(f"{values.size} labels for {n} rows of probabilities")
-    if values.dtype.kind in "biufUS":
+    if values.dtype.kind == "b":  # True/False labels, classes named "True"/"False"
+        values = np.where(values, "True", "False")
+    if values.dtype.kind in "iufUS":
         # Numbers or fixed-width text: one vectorized comparison per class.
         codes = np.full(n, -1, dtype=np.int64)
-        numeric = values.dtype.kind in "biuf"
+        numeric = values.dtype.kind in "iuf"
         for j, c in enumerate(classes):
             wanted = _label_number(c) if numeric else _label_text(c)
             if wanted is not None:

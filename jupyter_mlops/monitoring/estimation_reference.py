@@ -147,7 +147,11 @@ def estimator_for(
             "record outcomes (record_outcomes, POST /feedback) or pass reference= a table "
             "with proba_<class> columns and a target column"
         )
-    return estimator_from_frame(mine, target=target)
+    try:
+        return estimator_from_frame(mine, target=target)
+    except MonitoringError as exc:  # too few rows, labels that are not classes: say whose
+        message = str(exc)
+        raise MonitoringError(f"{version}: {message[:1].lower()}{message[1:]}") from None
 
 
 def _read_outcomes(deployment: str, *, until: Any, config: Config | None) -> pd.DataFrame:

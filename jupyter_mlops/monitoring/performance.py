@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from jupyter_mlops.errors import MonitoringError
+from jupyter_mlops.errors import MlopsError, MonitoringError
 from jupyter_mlops.monitoring.business import BusinessMetric, get_business
 from jupyter_mlops.monitoring.vitals import Figures
 from jupyter_mlops.monitoring.window import parse_window
@@ -61,7 +61,7 @@ _SCORES = {
 NO_OUTCOMES = "no outcomes recorded in the window (POST /feedback or record_outcomes)"
 
 
-@dataclass
+@dataclass(repr=False)
 class PerformanceReport:
     """Realised (and estimated) performance of a deployment's model versions.
 
@@ -116,6 +116,9 @@ class PerformanceReport:
             return "\n".join([head, *(f"  {k}: {v}" for k, v in sorted(self.notes.items()))])
         shown = self.totals.drop(columns=["window_start"], errors="ignore")
         return f"{head}\n{shown.to_string(index=False, float_format=lambda v: f'{v:.4g}')}"
+
+    def __repr__(self) -> str:  # the table, not pages of frames, where no HTML is shown
+        return f"<PerformanceReport {self}>"
 
     def _repr_html_(self) -> str:
         from html import escape
@@ -185,13 +188,12 @@ def performance(
     predictions from before the window.
     """
     from jupyter_mlops.config import load_config
+    from jupyter_mlops.predlog import prediction_counts, read_outcomes
 
     config = config or load_config()
     seconds = parse_window(last)
     every_s = parse_window(every) if every is not None else None
     since = time.time() - seconds if seconds is not None else None
-    from jupyter_mlops.predlog import prediction_counts, read_outcomes
-
     outcomes = read_outcomes(deployment, since=since, config=config)
     counts = prediction_counts(deployment, since=since, bucket_s=every_s, config=config)
     metrics = _merge_business(get_business(deployment, config=config), business)
@@ -276,6 +278,7 @@ def score_outcomes(
         labelled = labelled.assign(window_start=labelled["timestamp"].dt.floor(f"{int(every)}s"))
         predicted = predicted.assign(window_start=predicted["bucket"])
     groups: dict[Any, Any] = labelled.groupby(keys, sort=True, dropna=False).indices
+    keys_grouped = list(keys)
     predicted_rows = predicted.groupby(keys, dropna=False)["n"].sum()
     all_keys: list[Any] = sorted(set(groups) | set(predicted_rows.index), key=str)
     rows = []
@@ -292,7 +295,7 @@ def score_outcomes(
                *_SCORES[task]]  # fmt: skip
     frame = pd.DataFrame(rows)
     rows_frame = frame.reindex(columns=[*columns, *_extra(frame, columns)])
-    totals, by_role, by_version, overall = _pooled(scorer, labelled, predicted, columns)
+    totals, by_role, by_version, overall = _pooled(scorer, groups, keys_grouped, predicted, columns)
     if not len(outcomes):
         for name in _SCORES[task]:
             notes.setdefault(name, NO_OUTCOMES)
@@ -343,22 +346,38 @@ def _extra(frame: pd.DataFrame, columns: list[str]) -> list[str]:
 
 
 def _pooled(
-    scorer: Any, labelled: pd.DataFrame, predicted: pd.DataFrame, columns: list[str]
+    scorer: Any,
+    groups: dict[Any, Any],
+    keys: list[str],
+    predicted: pd.DataFrame,
+    columns: list[str],
 ) -> tuple[pd.DataFrame, dict[str, dict[str, Any]], dict[str, dict[str, Any]], dict[str, Any]]:
-    """Totals per version and role, per role, per version and overall (the scorer scores a
-    set of rows once, however many of these groups it is: one version, one pass)."""
+    """Totals per version and role, per role, per version and overall, from the rows of the
+    finest ``groups`` (keyed by ``keys``) put together: no other pass over the frame, and
+    the scorer scores a set of rows once however many of these groups it is."""
     import numpy as np
     import pandas as pd
 
-    overall = _row({}, scorer.score(np.arange(len(labelled))), int(predicted["n"].sum()))
+    everything = np.arange(scorer.size)
+    overall = _row({}, scorer.score(everything), int(predicted["n"].sum()))
 
     def pooled(by: list[str]) -> dict[Any, dict[str, Any]]:
-        groups = labelled.groupby(by, sort=True, dropna=False).indices
+        at = [keys.index(b) for b in by]
+        parts: dict[Any, list[Any]] = {}
+        for key, idx in groups.items():
+            fine = key if isinstance(key, tuple) else (key,)
+            parts.setdefault(tuple(fine[i] for i in at), []).append(idx)
         made = predicted.groupby(by, dropna=False)["n"].sum()
+        made_keys = {k if isinstance(k, tuple) else (k,) for k in made.index}
         out = {}
-        for key in sorted(set(groups) | set(made.index), key=str):
-            names = dict(zip(by, key if isinstance(key, tuple) else (key,), strict=True))
-            out[key] = _row(names, scorer.score(groups.get(key)), int(made.get(key, 0)))
+        for key in sorted(set(parts) | made_keys, key=str):
+            found = parts.get(key)
+            idx = None
+            if found:  # rows ascending, as the scorer keeps them ordered
+                idx = found[0] if len(found) == 1 else np.sort(np.concatenate(found), kind="stable")
+            lookup = key if len(by) > 1 else key[0]
+            out[lookup] = _row(dict(zip(by, key, strict=True)), scorer.score(idx),
+                               int(made.get(lookup, 0)))  # fmt: skip
         return out
 
     totals = pooled(list(KEYS))
@@ -373,14 +392,21 @@ def _pooled(
 
 
 def add_performance(
-    out: Figures, deployment: str, *, last: str | float | None, config: Config
+    out: Figures,
+    deployment: str,
+    *,
+    last: str | float | None,
+    estimate: bool | None = None,
+    config: Config,
 ) -> PerformanceReport | None:
     """Add the performance figures of ``deployment`` to ``out`` (what
     :func:`~jupyter_mlops.monitoring.figures` calls); when there are none, notes say why."""
     why = None
     report: PerformanceReport | None = None
     try:
-        report = performance(deployment, last=last, config=config)
+        if estimate is None:  # by default: when a stored alert rule reads an estimate
+            estimate = _rules_estimate(deployment, config)
+        report = performance(deployment, last=last, estimate=estimate, config=config)
     except MonitoringError as exc:
         why = str(exc)
     else:
@@ -394,3 +420,14 @@ def add_performance(
             if name not in out and name != "n_labelled":
                 out.notes.setdefault(name, why)
     return report
+
+
+def _rules_estimate(deployment: str, config: Config) -> bool:
+    """Whether a stored alert rule of ``deployment`` reads an estimated figure."""
+    from jupyter_mlops.monitoring.rules import get_rules
+
+    try:
+        rules = get_rules(deployment, config=config).rules
+    except MlopsError:  # unreadable rules are reported by the check itself
+        return False
+    return any(name.startswith("estimated_") for rule in rules for name in rule.metrics)

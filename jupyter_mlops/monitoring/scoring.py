@@ -64,6 +64,7 @@ class GroupScorer:
                 "role": outcomes["role"].astype(str).astype("category"),
             }
         ).reset_index(drop=True)
+        self.size = len(self.frame)
         if order is not None:
             self.frame = self.frame.take(order).reset_index(drop=True)
             frame = frame.take(order).reset_index(drop=True)

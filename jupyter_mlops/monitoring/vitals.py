@@ -229,14 +229,17 @@ def figures(
     token: str | None = None,
     predictions: pd.DataFrame | None = None,
     performance: bool = True,
+    estimate: bool | None = None,
 ) -> Figures:
     """The monitored figures of ``deployment`` over the last ``last`` (None = all).
 
     Always: ``requests``, ``rps``; with requests: ``p50_ms``, ``p95_ms``, ``p99_ms``; with
     the server running: ``errors``, ``error_rate``; with a reference: ``drift_share``,
     ``n_drifted`` (``drift=False`` skips the drift computation); with outcomes, the
-    performance figures (``performance=False`` skips them). Plus per-role and per-version
-    variants. Absent figures are explained in ``.notes``.
+    performance figures (``performance=False`` skips them), and ``estimated_accuracy`` with
+    its band when ``estimate`` (by default: when a stored alert rule names an ``estimated_``
+    figure). Plus per-role and per-version variants. Absent figures are explained in
+    ``.notes``.
     """
     from jupyter_mlops.config import load_config
     from jupyter_mlops.predlog import read_predictions
@@ -287,7 +290,9 @@ def figures(
     if performance:
         from jupyter_mlops.monitoring.performance import add_performance
 
-        out.performance_report = add_performance(out, deployment, last=last, config=config)
+        out.performance_report = add_performance(
+            out, deployment, last=last, estimate=estimate, config=config
+        )
     return out
 
 

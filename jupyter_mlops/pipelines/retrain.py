@@ -131,7 +131,10 @@ def _check_trigger(
         elif condition is not None or decision.deployment:
             from jupyter_mlops.monitoring import figures as monitoring_figures
 
-            figures_seen = monitoring_figures(target, last=last)
+            estimated = condition is not None and any(
+                name.startswith("estimated_") for name in condition.metrics
+            )
+            figures_seen = monitoring_figures(target, last=last, estimate=estimated)
     except MlopsError as exc:
         if not force:
             decision.reason = f"cannot read monitoring figures: {exc}"

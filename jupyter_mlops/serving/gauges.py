@@ -137,7 +137,9 @@ def score_window(
     if not outcomes.empty:
         proba_columns = [c for c in outcomes.columns if str(c).startswith("proba_")]
         keys = ["model_name", "model_version", "role"]
-        for (name, version, role), part in outcomes.groupby(keys, sort=True, dropna=False):
+        used = [*keys, "prediction", "outcome", "arrived", "delay_s", *proba_columns]
+        frame = outcomes[[c for c in used if c in outcomes.columns]]  # split less per group
+        for (name, version, role), part in frame.groupby(keys, sort=True, dropna=False):
             version, role, name = str(version), str(role), str(name)
             names[version] = name
             known = served.get(version, (name, None))[1]
