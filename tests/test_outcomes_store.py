@@ -209,3 +209,21 @@ def test_cli_and_magic_record_outcomes(
     frame = read_outcomes("dep", config=logged)
     assert frame.request_id.tolist() == ["r00001", "r00002", "r00003"]
     assert frame.order_value.tolist()[:2] == [12.5, 3.0]
+
+
+def test_probability_answers_and_other_deployments(project: Path) -> None:
+    config = load_config(project)
+    (deployments_root(config.mlops_dir) / "dep").mkdir(parents=True)
+    store = SQLitePredictionStore(config.mlops_dir / "predictions.db")
+    answered = [{"0": 0.1, "1": 0.7, "2": 0.2}]  # a ?predict=proba answer, logged as such
+    store.write(
+        [
+            {**_record(1), "outputs": answered, "proba": answered},
+            {**_record(2), "deployment": "other"},
+        ]
+    )
+    record_outcomes("dep", {"request_id": "r00001", "outcome": 1}, config=config)
+    frame = read_outcomes("dep", config=config)
+    assert frame.prediction.tolist() == [1] and frame.outcome.tolist() == [1]  # the argmax
+    with pytest.raises(OutcomeError, match="answered by deployment 'other', not 'dep'"):
+        record_outcomes("dep", {"request_id": "r00002", "outcome": 1}, config=config)

@@ -150,7 +150,6 @@ def ingest_outcomes(
     logged = _logged(outcome_store, list(dict.fromkeys(i.request_id for i in items)), folder)
     rows: list[Labelled] = []
     owners: dict[tuple[str, int], Item] = {}
-    good: list[Item] = []
     for item in items:
         try:
             labelled = _labelled(item, logged.get(item.request_id), deployment)
@@ -160,9 +159,9 @@ def ingest_outcomes(
         except Reject as exc:
             rejected.append(_refusal(item, exc.code, exc.message))
             continue
-        owners.update({(one.request_id, one.row): item for one in labelled})
+        for one in labelled:
+            owners[one.request_id, one.row] = item
         rows.extend(labelled)
-        good.append(item)
     rejected.sort(key=lambda r: r["index"])
     if rejected and on_error == "raise":
         raise _error(rejected)
