@@ -89,7 +89,7 @@ class Condition:
             ) from None
         except (RecursionError, MemoryError, ValueError):  # too deep or odd for the parser
             raise self._too_complex() from None
-        if _depth(self._tree) > MAX_DEPTH:
+        if tree_depth(self._tree) > MAX_DEPTH:
             raise self._too_complex()
         self.metrics = sorted(self._validate(self._tree))
 
@@ -258,13 +258,14 @@ def _short(text: str, limit: int = 80) -> str:
     return shown if len(shown) <= limit else f"{shown[: limit - 5]}...{shown[-1]}"
 
 
-def _depth(tree: ast.AST) -> int:
-    """The nesting depth of ``tree``, walked without recursion."""
+def tree_depth(tree: ast.AST, limit: int = MAX_DEPTH) -> int:
+    """The nesting depth of ``tree``, walked without recursion (the walk stops once it is
+    past ``limit``: deeper than that is all a caller needs to know)."""
     deepest, stack = 0, [(tree, 1)]
     while stack:
         node, depth = stack.pop()
         deepest = max(deepest, depth)
-        if depth > MAX_DEPTH:
+        if depth > limit:
             break
         stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
     return deepest

@@ -28,6 +28,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from jupyter_mlops.conditions import tree_depth
 from jupyter_mlops.errors import ConditionError, MonitoringError
 
 if TYPE_CHECKING:
@@ -134,7 +135,7 @@ class BusinessMetric:
             ) from None
         except (RecursionError, MemoryError, ValueError):
             raise self._error(f"nested too deeply (at most {MAX_DEPTH} levels)") from None
-        if _depth(self._tree) > MAX_DEPTH:
+        if tree_depth(self._tree, MAX_DEPTH) > MAX_DEPTH:
             raise self._error(f"nested too deeply (at most {MAX_DEPTH} levels)")
         self.names: set[str] = set()  # counts and scores named
         self.columns: set[str] = set()  # outcome columns aggregated
@@ -257,17 +258,6 @@ def _boolean(value: Any) -> Any:
     if isinstance(value, str) and value.lower() in ("true", "false"):
         return value.lower() == "true"
     return value
-
-
-def _depth(tree: ast.AST) -> int:
-    deepest, stack = 0, [(tree, 1)]
-    while stack:
-        node, depth = stack.pop()
-        deepest = max(deepest, depth)
-        if depth > MAX_DEPTH:
-            break
-        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
-    return deepest
 
 
 def _short(text: Any, limit: int = 60) -> str:

@@ -155,6 +155,22 @@ def counts_query(
     return sql, args
 
 
+def blocks_query(
+    deployment: str, since: float | None, until: float | None, mark: str
+) -> tuple[str, list[Any]]:
+    """The ``SELECT`` (and its arguments) of the outcome blocks of ``deployment`` that may
+    hold rows with ``since <= ts < until``, oldest first."""
+    sql = f"SELECT data FROM outcome_blocks WHERE deployment = {mark}"
+    args: list[Any] = [deployment]
+    if since is not None:
+        sql += f" AND ts_max >= {mark}"
+        args.append(since)
+    if until is not None:
+        sql += f" AND ts_min < {mark}"
+        args.append(until)
+    return sql + " ORDER BY id", args
+
+
 def chunks(values: Sequence[Any], size: int = 500) -> list[Sequence[Any]]:
     """``values`` in slices of ``size`` (the placeholders of one ``IN (...)``)."""
     return [values[i : i + size] for i in range(0, len(values), size)]

@@ -263,15 +263,8 @@ class PostgresPredictionStore(SQLPredictionStore):
     ) -> list[bytes]:
         """The outcome blocks of ``deployment`` that may hold rows with
         ``since <= ts < until``, oldest first."""
-        sql = "SELECT data FROM outcome_blocks WHERE deployment = %s"
-        args: list[Any] = [deployment]
-        if since is not None:
-            sql += " AND ts_max >= %s"
-            args.append(since)
-        if until is not None:
-            sql += " AND ts_min < %s"
-            args.append(until)
-        return [bytes(row[0]) for row in self._select(sql + " ORDER BY id", args)]
+        sql, args = osql.blocks_query(deployment, since, until, "%s")
+        return [bytes(row[0]) for row in self._select(sql, args)]
 
     def prediction_counts(
         self,

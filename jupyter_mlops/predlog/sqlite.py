@@ -149,15 +149,8 @@ class SQLitePredictionStore(SQLPredictionStore):
     ) -> list[bytes]:
         """The outcome blocks of ``deployment`` that may hold rows with
         ``since <= ts < until``, oldest first."""
-        sql = "SELECT data FROM outcome_blocks WHERE deployment = ?"
-        args: list[Any] = [deployment]
-        if since is not None:
-            sql += " AND ts_max >= ?"
-            args.append(since)
-        if until is not None:
-            sql += " AND ts_min < ?"
-            args.append(until)
-        return [row[0] for row in self._conn().execute(sql + " ORDER BY id", args)]
+        sql, args = osql.blocks_query(deployment, since, until, "?")
+        return [row[0] for row in self._conn().execute(sql, args)]
 
     def prediction_counts(
         self,
