@@ -304,3 +304,15 @@ def history(
             }
         )
     return traces
+
+
+def panel_layout(title: str, height: int = 260, **extra: Any) -> dict[str, Any]:
+    """The plotly layout of one small panel of the monitor and performance views."""
+    return {
+        "height": height,
+        "margin": {"l": 50, "r": 20, "t": 40, "b": 35},
+        "title": {"text": title, "font": {"size": 13}},
+        "template": "plotly_white",
+        "legend": {"font": {"size": 10}},
+        **extra,
+    }

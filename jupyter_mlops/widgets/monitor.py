@@ -26,6 +26,7 @@ from jupyter_mlops.monitoring.live import LiveMonitor
 from jupyter_mlops.monitoring.report import STATUS_COLOURS
 from jupyter_mlops.monitoring.vitals import timeseries
 from jupyter_mlops.monitoring.window import predictions_window
+from jupyter_mlops.widgets.figures import panel_layout
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -36,17 +37,6 @@ ROLE_DASH = {"primary": "solid", "canary": "dash"}
 PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2")
 LATENCY = (("p50_ms", "dot"), ("p95_ms", "dash"), ("p99_ms", "solid"))
 PERFORMANCE_EVERY_S = 30.0  # seconds between two performance reports of a live monitor
-
-
-def _layout(title: str, height: int = 260, **extra: Any) -> dict[str, Any]:
-    return {
-        "height": height,
-        "margin": {"l": 50, "r": 20, "t": 40, "b": 35},
-        "title": {"text": title, "font": {"size": 13}},
-        "template": "plotly_white",
-        "legend": {"font": {"size": 10}},
-        **extra,
-    }
 
 
 class MonitorWidget(widgets.VBox):  # type: ignore[misc]
@@ -94,13 +84,17 @@ class MonitorWidget(widgets.VBox):  # type: ignore[misc]
 
         self.header = widgets.HTML()
         self.alerts = widgets.HTML()
-        self.rps = go.FigureWidget(layout=_layout("Requests per second"))
-        self.latency = go.FigureWidget(layout=_layout("Latency (ms): p50 dotted, p95 dashed, p99"))
-        self.errors = go.FigureWidget(layout=_layout("Error rate", yaxis={"tickformat": ".1%"}))
-        self.predictions = go.FigureWidget(
-            layout=_layout("Predictions", barmode="group", yaxis={"tickformat": ".0%"})
+        self.rps = go.FigureWidget(layout=panel_layout("Requests per second"))
+        self.latency = go.FigureWidget(
+            layout=panel_layout("Latency (ms): p50 dotted, p95 dashed, p99")
         )
-        self.drift = go.FigureWidget(layout=_layout("Drift per feature (PSI)", height=240))
+        self.errors = go.FigureWidget(
+            layout=panel_layout("Error rate", yaxis={"tickformat": ".1%"})
+        )
+        self.predictions = go.FigureWidget(
+            layout=panel_layout("Predictions", barmode="group", yaxis={"tickformat": ".0%"})
+        )
+        self.drift = go.FigureWidget(layout=panel_layout("Drift per feature (PSI)", height=240))
         self.drift_note = widgets.HTML()
         half = widgets.Layout(width="50%", min_width="320px")
         row = widgets.Layout(flex_flow="row wrap", width="100%")

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
+from jupyter_mlops.widgets.figures import panel_layout
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -69,17 +71,6 @@ def has_outcomes(report: Any) -> bool:
 def primary_metric(task: str) -> str:
     """The score a view plots over time: accuracy for classifiers, RMSE for regressors."""
     return "rmse" if task == "regression" else "accuracy"
-
-
-def _layout(title: str, height: int = 260, **extra: Any) -> dict[str, Any]:
-    return {
-        "height": height,
-        "margin": {"l": 50, "r": 20, "t": 40, "b": 35},
-        "title": {"text": title, "font": {"size": 13}},
-        "template": "plotly_white",
-        "legend": {"font": {"size": 10}},
-        **extra,
-    }
 
 
 def _numbers(values: Iterable[Any]) -> list[float | None]:
@@ -301,11 +292,13 @@ class PerformanceView(widgets.VBox):  # type: ignore[misc]
         self.report: Any = None
         self.title = title
         self.header = widgets.HTML()
-        self.quality = go.FigureWidget(layout=_layout("Accuracy"))
+        self.quality = go.FigureWidget(layout=panel_layout("Accuracy"))
         self.coverage = go.FigureWidget(
-            layout=_layout("Label coverage", yaxis={"tickformat": ".0%", "rangemode": "tozero"})
+            layout=panel_layout(
+                "Label coverage", yaxis={"tickformat": ".0%", "rangemode": "tozero"}
+            )
         )
-        self.business = go.FigureWidget(layout=_layout("Business metrics"))
+        self.business = go.FigureWidget(layout=panel_layout("Business metrics"))
         self.business_box = widgets.VBox([self.business])  # hidden without business metrics
         self.table = widgets.HTML()
         half = widgets.Layout(width="50%", min_width="320px")
