@@ -456,6 +456,10 @@ def test_faces_refuse_in_one_line_and_show_the_decision(
     assert "\n" not in err and "Traceback" not in err
     assert main(["deploy", "status", "live"]) == 0
     assert "decision " in capsys.readouterr().out
+    assert main(["deploy", "status", "live", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)["decisions"][-1]
+    assert shown["action"] == "promotion refused" and shown["at"].endswith("+00:00")
+    assert shown["decision"]["min_labels"] == 100000
     assert main(["deploy", "promote", "live", "--if", WHEN, "--alpha", "1"]) == 2
     assert "alpha must be below 1" in capsys.readouterr().err
     with pytest.raises(MagicUsageError, match="not enough labels"):

@@ -113,6 +113,7 @@ LISTINGS: dict[str, Listing] = {
             "token_required",
             "started_at",
             "uptime_s",
+            "decisions",
             "problem",
         ),
         (("primary, canary", _MODEL_REF),),
@@ -348,6 +349,7 @@ def _deployment(d: Any) -> dict[str, Any]:
         token_required=d.token_required,
         started_at=_iso(d.started_at),
         uptime_s=d.uptime,
+        decisions=[{**e, "at": _iso(e.get("at"))} for e in d.decisions],
         problem=None,
     )
 
