@@ -365,7 +365,14 @@ async def test_deployments_listing_figures_and_stop(jp_fetch, sidebar_project, m
 
     calls: list[dict[str, Any]] = []
 
-    def figures(deployment: str, *, last: Any = "1h", config: Any = None, drift: bool = True):
+    def figures(
+        deployment: str,
+        *,
+        last: Any = "1h",
+        config: Any = None,
+        drift: bool = True,
+        performance: bool = True,
+    ):
         calls.append({"deployment": deployment, "last": last, "drift": drift})
         values = {"rps": 12.5, "p99_ms": 41.0, "error_rate": 0.01, "requests": 3750.0}
         if drift:
