@@ -245,6 +245,7 @@ def test_estimate_beside_the_realised_accuracy(
             for r in rules] == ["quiet", "firing"]  # fmt: skip
     # the same rules checked as `monitor check` checks them: the estimate is computed for
     # the rule that reads it (without it, that rule would be "unknown")
+    window = time.time() - live.drift_started  # the same rows: the drift phase alone
     checked = monitoring.check(DEP, rules, last=window, notify=False, config=live.config)
     assert [r.status for r in checked] == ["quiet", "firing"]
     assert checked[0].value == pytest.approx(figs["estimated_accuracy"], abs=0.02)
