@@ -227,3 +227,23 @@ def test_probability_answers_and_other_deployments(project: Path) -> None:
     assert frame.prediction.tolist() == [1] and frame.outcome.tolist() == [1]  # the argmax
     with pytest.raises(OutcomeError, match="answered by deployment 'other', not 'dep'"):
         record_outcomes("dep", {"request_id": "r00002", "outcome": 1}, config=config)
+
+
+def test_a_damaged_block_hides_no_other(logged: Config, caplog: pytest.LogCaptureFixture) -> None:
+    """One outcome block garbled on disk: the others are read, the damage is counted and
+    logged in one line (never a pyarrow traceback to the user)."""
+    for start in (0, 10):  # two batches: two blocks
+        batch = [{"request_id": f"r{i:05d}", "outcome": i % 3} for i in range(start, start + 10)]
+        record_outcomes("dep", batch, config=logged)
+    whole = read_outcomes("dep", config=logged)
+    assert len(whole) == 20 and whole.attrs["damaged_blocks"] == 0
+    db = sqlite3.connect(logged.mlops_dir / "predictions.db")
+    with db:
+        first = db.execute("SELECT MIN(id) FROM outcome_blocks").fetchone()[0]
+        db.execute("UPDATE outcome_blocks SET data = ? WHERE id = ?", (b"\x00garbled", first))
+    db.close()
+    with caplog.at_level("WARNING"):
+        left = read_outcomes("dep", config=logged)
+    assert len(left) == 10 and left.attrs["damaged_blocks"] == 1
+    assert set(left["request_id"]) == {f"r{i:05d}" for i in range(10, 20)}
+    assert "1 outcome block(s) could not be read" in caplog.text

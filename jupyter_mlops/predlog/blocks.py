@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from jupyter_mlops._util.urls import safe_logger
 from jupyter_mlops.predlog.base import dumps, loads
 
 if TYPE_CHECKING:
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 __all__ = ["Block", "Labelled", "decode_blocks", "encode_blocks"]
+
+_log = safe_logger(__name__)
 
 #: Rows per block at most (a big batch is cut in several).
 BLOCK_ROWS = 50_000
@@ -155,13 +158,26 @@ def decode_blocks(
     import pandas as pd
     import pyarrow as pa
 
-    tables = []
-    for blob in blobs:
-        with pa.ipc.open_stream(pa.py_buffer(blob)) as reader:
-            tables.append(reader.read_all())
+    tables, served, damaged = [], [], 0
+    for blob in blobs:  # a damaged block is left out and counted: it hides no other
+        try:
+            with pa.ipc.open_stream(pa.py_buffer(blob)) as reader:
+                table = reader.read_all()
+            served.append(loads(table.schema.metadata[b"served"]))
+        except Exception:  # whatever the damage, the other blocks are read
+            damaged += 1
+            continue
+        tables.append(table)
+    if damaged:
+        _log.warning(
+            "%d outcome block(s) could not be read and were left out (damaged, or written "
+            "by another version of jupyter-mlops); their rows stay in the outcomes table",
+            damaged,
+        )
     if not tables:
-        return _empty()
-    served = [loads(t.schema.metadata[b"served"]) for t in tables]
+        frame = _empty()
+        frame.attrs["damaged_blocks"] = damaged
+        return frame
     group = np.repeat(np.arange(len(tables), dtype=np.int32), [t.num_rows for t in tables])
     try:
         table = pa.concat_tables(tables, promote_options="permissive")
@@ -204,7 +220,9 @@ def decode_blocks(
         else:
             data = column.to_pandas().to_numpy()
         columns[label if label not in columns else f"extra_{label}"] = data
-    return pd.DataFrame(columns)
+    frame = pd.DataFrame(columns)
+    frame.attrs["damaged_blocks"] = damaged
+    return frame
 
 
 def _utc(seconds: np.ndarray) -> pd.DatetimeIndex:
