@@ -33,7 +33,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from run_all import format_table, machine, row, verdict, write_json
+from run_all import format_table, machine, reference_python, row, verdict, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 EVIDENTLY_VENV = ROOT / "build" / "bench-venvs" / "evidently"
@@ -128,32 +128,7 @@ def _measure(python: str, mode: str, folder: Path, reps: int) -> dict[str, Any]:
 
 def _evidently_python() -> tuple[str | None, str]:
     """The Evidently venv's python (created on first use), or None and why not."""
-    python = EVIDENTLY_VENV / "bin" / "python"
-    if not python.exists():
-        try:
-            subprocess.run([sys.executable, "-m", "venv", str(EVIDENTLY_VENV)], check=True)
-            subprocess.run(
-                [str(python), "-m", "pip", "install", "-q", *EVIDENTLY_PINS],
-                check=True,
-                capture_output=True,
-                text=True,
-                timeout=1800,
-            )
-        except (subprocess.SubprocessError, OSError) as exc:
-            detail = getattr(exc, "stderr", "") or str(exc)
-            return None, f"cannot install {' '.join(EVIDENTLY_PINS)}: {detail.strip()[-300:]}"
-    probe = subprocess.run(
-        [
-            str(python),
-            "-c",
-            "import evidently, pandas; print(evidently.__version__, pandas.__version__)",
-        ],
-        capture_output=True,
-        text=True,
-    )
-    if probe.returncode != 0:
-        return None, f"Evidently does not import: {probe.stderr.strip().splitlines()[-1:]}"
-    return str(python), f"Evidently {probe.stdout.split()[0]} with pandas {probe.stdout.split()[1]}"
+    return reference_python(EVIDENTLY_VENV, EVIDENTLY_PINS, "evidently", "Evidently")
 
 
 def _write_data(folder: Path, n: int, parquet: bool) -> None:

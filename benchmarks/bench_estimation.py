@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from estimation_scenarios import save, scenario
-from run_all import format_table, machine, row, verdict, write_json
+from run_all import format_table, machine, reference_python, row, verdict, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 NANNYML_VENV = ROOT / "build" / "bench-venvs" / "nannyml"
@@ -47,33 +47,11 @@ SHIFT = 0.5
 def nannyml_python() -> tuple[str | None, str]:
     """NannyML's interpreter (its venv created on first use), or None and why not."""
     named = os.environ.get("NANNYML_PYTHON")
-    python = Path(named) if named else NANNYML_VENV / "bin" / "python"
-    if not python.exists() and not named:
-        try:
-            subprocess.run([sys.executable, "-m", "venv", str(NANNYML_VENV)], check=True)
-            subprocess.run(
-                [str(python), "-m", "pip", "install", "-q", *NANNYML_PINS],
-                check=True,
-                capture_output=True,
-                text=True,
-                timeout=1800,
-            )
-        except (subprocess.SubprocessError, OSError) as exc:
-            detail = getattr(exc, "stderr", "") or str(exc)
-            return None, f"cannot install {' '.join(NANNYML_PINS)}: {detail.strip()[-300:]}"
-    probe = subprocess.run(
-        [
-            str(python),
-            "-c",
-            "import nannyml, pandas; print(nannyml.__version__, pandas.__version__)",
-        ],
-        capture_output=True,
-        text=True,
+    if named and not Path(named).exists():
+        return None, f"NANNYML_PYTHON={named} does not exist"
+    return reference_python(
+        NANNYML_VENV, NANNYML_PINS, "nannyml", "NannyML", Path(named) if named else None
     )
-    if probe.returncode != 0:
-        return None, f"NannyML does not import: {probe.stderr.strip().splitlines()[-1:]}"
-    version, pandas = probe.stdout.split()[:2]
-    return str(python), f"NannyML {version} with pandas {pandas}"
 
 
 def ours(data: dict[str, Any], metrics: list[str], reps: int) -> dict[str, Any]:

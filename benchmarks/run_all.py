@@ -102,6 +102,41 @@ def ok_seconds(timed: tuple[float, str | None]) -> float:
     return seconds
 
 
+def reference_python(
+    venv: Path, pins: Sequence[str], module: str, label: str, python: Path | None = None
+) -> tuple[str | None, str]:
+    """The interpreter of a reference tool kept in a venv of its own (``venv``, created with
+    ``pins`` on first use; or ``python`` when given), with ``module`` and pandas importable;
+    or None and why not. The note names the tool's and pandas' versions."""
+    python = python or venv / "bin" / "python"
+    if not python.exists():
+        try:
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+            subprocess.run(
+                [str(python), "-m", "pip", "install", "-q", *pins],
+                check=True,
+                capture_output=True,
+                text=True,
+                timeout=1800,
+            )
+        except (subprocess.SubprocessError, OSError) as exc:
+            detail = getattr(exc, "stderr", "") or str(exc)
+            return None, f"cannot install {' '.join(pins)}: {detail.strip()[-300:]}"
+    probe = subprocess.run(
+        [
+            str(python),
+            "-c",
+            f"import {module}, pandas; print({module}.__version__, pandas.__version__)",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if probe.returncode != 0:
+        return None, f"{label} does not import: {probe.stderr.strip().splitlines()[-1:]}"
+    version, pandas = probe.stdout.split()[:2]
+    return str(python), f"{label} {version} with pandas {pandas}"
+
+
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
 
