@@ -116,6 +116,7 @@ def execute_notebook(
     km.launch_env = {**(env or {}), NOTEBOOK_ENV: str(src)}
     km.launch_cwd = str(workdir)
     extra = [f"--IPKernelApp.exec_lines={_ATTACH_LINE}"] if _is_ipykernel(name) else []
+    sockets = _use_ipc(km) if _is_ipykernel(name) else None
     try:
         papermill.execute_notebook(
             str(src),
@@ -147,7 +148,29 @@ def execute_notebook(
         raise NotebookExecutionError(f"{src.name}: {what} (executed copy: {out})", out) from None
     finally:
         _shutdown_kernel(km)
+        if sockets:
+            import shutil
+
+            shutil.rmtree(sockets, ignore_errors=True)
     return out
+
+
+def _use_ipc(km: Any) -> str | None:
+    """Talk to an ipykernel over Unix sockets in a private folder instead of TCP ports.
+
+    TCP ports are picked free and only bound later by the kernel, so two kernels started
+    at once (a sweep, parallel tests) can race for one port and a kernel dies with
+    "Address already in use"; IPC files cannot collide, and the kernel no longer prints
+    its "running over TCP without encryption" warning into every step's output.
+    """
+    if os.name != "posix":
+        return None
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="mlops-k")  # short: a socket path has ~100 bytes
+    km.transport = "ipc"
+    km.ip = str(Path(folder) / "k")
+    return folder
 
 
 def _shutdown_kernel(km: Any) -> None:
