@@ -13,7 +13,8 @@ from typing import Any, ClassVar
 #: CLI exit code of a command that did what it was asked.
 EXIT_OK = 0
 #: CLI exit code of a domain error (the command was understood but could not be done), and
-#: of a check that fired (``monitor check``, ``drift --fail-on-drift``, a failed pipeline).
+#: of a check that fired (``monitor check``, ``drift --fail-on-drift``, a failed pipeline,
+#: a ``reproduce`` that did not reproduce).
 EXIT_ERROR = 1
 #: CLI exit code of a usage error (the command line itself is wrong), as argparse uses.
 EXIT_USAGE = 2
@@ -25,7 +26,8 @@ EXIT_UNJUDGED = 3
 EXIT_CODES: dict[int, str] = {
     EXIT_OK: "done",
     EXIT_ERROR: "the command could not be done (an error of the jupyter-mlops family), or a "
-    "check fired: `monitor check`, `drift --fail-on-drift`, a failed `pipeline run`/`retrain`",
+    "check fired: `monitor check`, `drift --fail-on-drift`, a failed `pipeline run`/`retrain`, "
+    "a `reproduce` whose verdict is DIFFERENT or FAILED",
     EXIT_USAGE: "usage error: the command line is wrong (argparse's status) or its options "
     "contradict each other",
     EXIT_UNJUDGED: "`monitor check --strict`: a rule names a figure the deployment lacks",

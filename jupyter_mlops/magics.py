@@ -153,7 +153,7 @@ def _trait(name: str) -> TraitType[Any, Any]:
 
 @_with_commands
 class MlopsMagics(Magics):
-    """%%track, %register, %deploy, %monitor, %drift, %pipeline, %compare, %mlops.
+    """%%track, %register, %deploy, %monitor, %drift, %pipeline, %compare, %reproduce, %mlops.
 
     Its traits are the magic settings (``%config MlopsMagics``): each presets one option
     of one magic when the line does not give it; docs/commands.md lists them.

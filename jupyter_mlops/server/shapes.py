@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from jupyter_mlops.errors import RequestError
+from jupyter_mlops.reproduce.result import TAG_AT, TAG_BY, TAG_REPRODUCES, TAG_VERDICT
 from jupyter_mlops.tracking.run import TAG_DATA, TAG_MODELS, TAG_NOTEBOOK, TAG_SOURCE_HASH
 from jupyter_mlops.tracking.runs.catalog import RunDetails, epoch_ms
 
@@ -82,8 +83,18 @@ def run_row(record: Mapping[str, Any]) -> dict[str, Any]:
             "data": record.get("data"),
             "notebook": record.get(f"tags.{TAG_NOTEBOOK}"),
             "models": models,
+            "reproduced": record.get(f"tags.{TAG_VERDICT}") or None,
         }
     )
+
+
+def reproduction_json(tags: Mapping[str, str]) -> dict[str, Any] | None:
+    """The verdict ``%reproduce`` recorded on a run: verdict, the reproducing run, when
+    (ISO 8601, UTC); None when the run was never reproduced."""
+    verdict = tags.get(TAG_VERDICT)
+    if not verdict:
+        return None
+    return {"verdict": verdict, "run_id": tags.get(TAG_BY) or None, "at": tags.get(TAG_AT) or None}
 
 
 def run_json(
@@ -130,6 +141,8 @@ def run_json(
             "notebook_path": notebook_path(notebook),
             "git_commit": tags.get("mlflow.source.git.commit"),
             "git_dirty": tags.get("mlops.git.dirty"),
+            "reproduction": reproduction_json(tags),
+            "reproduces": tags.get(TAG_REPRODUCES) or None,
         }
     )
 

@@ -259,7 +259,7 @@ class CompareWidget(widgets.VBox):  # type: ignore[misc]
     def _columns(self) -> list[dict[str, str]]:
         kinds = self._encodings(self.params)
         numeric = {p for p in self.params if kinds[p].kind == "num"}
-        return run_columns(self.metrics, self.metric, self.params, numeric)
+        return run_columns(self.metrics, self.metric, self.params, numeric, self.frame.columns)
 
     def show_page(self, page: int) -> None:
         """Show rows ``page * page_size`` onwards in the table."""

@@ -22,6 +22,10 @@ from jupyter_mlops.widgets.figures import short
 if TYPE_CHECKING:
     import pandas as pd
 
+#: The verdict ``%reproduce`` records on a run (``reproduce.result.TAG_VERDICT``; widgets
+#: sit beside ``reproduce`` in the layers, so the name is spelt here).
+REPRODUCED_COLUMN = "tags.mlops.reproduced"
+
 _ESM = r"""
 function render({ model, el }) {
   const root = document.createElement("div");
@@ -115,10 +119,15 @@ class RunTable(anywidget.AnyWidget):
 
 
 def run_columns(
-    metrics: Sequence[str], metric: str | None, params: Sequence[str], numeric: Collection[str]
+    metrics: Sequence[str],
+    metric: str | None,
+    params: Sequence[str],
+    numeric: Collection[str],
+    present: Collection[str] = (),
 ) -> list[dict[str, str]]:
     """The table's columns ({key, label, kind}): the run, ``metrics`` (``metric`` first),
-    ``params`` (right-aligned if in ``numeric``), data and models."""
+    ``params`` (right-aligned if in ``numeric``), data and models; and the verdict of
+    ``%reproduce`` when the frame's columns (``present``) say some run was reproduced."""
     columns = [
         {"key": "run_name", "label": "run", "kind": "text"},
         {"key": "run_id", "label": "id", "kind": "text"},
@@ -134,6 +143,8 @@ def run_columns(
         {"key": "data", "label": "data", "kind": "text"},
         {"key": "models", "label": "models", "kind": "text"},
     ]
+    if REPRODUCED_COLUMN in present:
+        columns.append({"key": REPRODUCED_COLUMN, "label": "reproduced", "kind": "text"})
     return columns
 
 

@@ -34,6 +34,8 @@ export interface IRunSummary {
   data: string | null;
   notebook: string | null;
   models: string[];
+  /** The verdict of the run's last `%reproduce`; null when never reproduced. */
+  reproduced: string | null;
 }
 
 export interface IRunsPage {
@@ -73,6 +75,19 @@ export interface IRunDetail {
   notebook_path: string | null;
   git_commit: string | null;
   git_dirty: string | null;
+  /** The run's last `%reproduce`; null when never reproduced. */
+  reproduction: IReproduction | null;
+  /** For a reproduction: the run it reproduces. */
+  reproduces: string | null;
+}
+
+/** What `%reproduce` recorded on a run (tags mlops.reproduced, .by, .at). */
+export interface IReproduction {
+  verdict: string;
+  /** The reproducing run; null when it could not be tracked. */
+  run_id: string | null;
+  /** ISO 8601, UTC. */
+  at: string | null;
 }
 
 export interface IModelVersion {

@@ -4,6 +4,49 @@ import { formatBytes, formatNumber, formatTime, shortId } from '../format';
 import { Child, button, h, keyValues, statusBadge } from './dom';
 import { IActions } from './section';
 
+/** The verdict badge of `%reproduce`, coloured as run statuses are. */
+export function verdictBadge(verdict: string): HTMLSpanElement {
+  const tone: Record<string, string> = { REPRODUCED: 'finished', DIFFERENT: 'pending' };
+  return h(
+    'span',
+    {
+      className: `jp-mlops-status jp-mlops-status-${tone[verdict] ?? 'failed'} jp-mlops-verdict`,
+      title: 'Verdict of %reproduce'
+    },
+    verdict.toLowerCase()
+  );
+}
+
+/** Whether the run reproduces: its verdict, by which run and when, or how to find out. */
+function reproduction(run: IRunDetail): Child {
+  const done = run.reproduction;
+  if (done) {
+    const when = done.at ? formatTime(Date.parse(done.at)) : '';
+    return h(
+      'span',
+      { className: 'jp-mlops-reproduction' },
+      verdictBadge(done.verdict),
+      done.run_id ? ' by ' : '',
+      done.run_id ? h('code', { title: done.run_id }, shortId(done.run_id)) : '',
+      when ? ` at ${when}` : ''
+    );
+  }
+  if (run.reproduces) {
+    return h(
+      'span',
+      { className: 'jp-mlops-reproduction' },
+      'reproduction of ',
+      h('code', { title: run.reproduces }, shortId(run.reproduces))
+    );
+  }
+  return h(
+    'span',
+    { className: 'jp-mlops-reproduction jp-mlops-muted', title: 'Run this in a notebook or terminal' },
+    'never checked: ',
+    h('code', {}, `%reproduce ${shortId(run.run_id)}`)
+  );
+}
+
 function block(title: string, ...content: Child[]): HTMLElement {
   return h('div', { className: 'jp-mlops-detail-block' }, h('h4', {}, title), ...content);
 }
@@ -31,7 +74,8 @@ export function renderRunDetails(run: IRunDetail, actions: IActions): HTMLElemen
         run.git_commit
           ? `${shortId(run.git_commit, 10)}${run.git_dirty === 'true' ? ' (dirty)' : ''}`
           : '–'
-      ]
+      ],
+      ['reproduced', reproduction(run)]
     ])
   ];
   const params = Object.entries(run.params);

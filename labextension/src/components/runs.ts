@@ -5,7 +5,7 @@
 import { MlopsModel } from '../model';
 import { Section as SectionName } from '../tokens';
 import { formatAgo, formatNumber, shortId } from '../format';
-import { renderRunDetails } from './details';
+import { renderRunDetails, verdictBadge } from './details';
 import { button, h, replaceChildren, statusBadge } from './dom';
 import { IActions, Section, emptyLine, errorLine } from './section';
 
@@ -130,6 +130,7 @@ export class RunsSection extends Section {
           { className: 'jp-mlops-run-line' },
           h('span', { className: 'jp-mlops-run-name' }, label),
           statusBadge(run.status),
+          run.reproduced ? verdictBadge(run.reproduced) : null,
           h('span', { className: 'jp-mlops-muted' }, formatAgo(run.start_time))
         ),
         h(
