@@ -137,6 +137,10 @@ def test_workdir_must_be_a_folder(project: Path, capsys: pytest.CaptureFixture[s
     (project / "taken.txt").write_text("a file\n")
     assert main(["reproduce", "3f2a", "--workdir", "taken.txt"]) == 2
     assert "--workdir 'taken.txt' is an existing file" in capsys.readouterr().err
+    (project / "full").mkdir()
+    (project / "full" / "kept.txt").write_text("not to be mixed with a scratch copy\n")
+    assert main(["reproduce", "3f2a", "--workdir", "full"]) == 2
+    assert "--workdir 'full' is not empty" in capsys.readouterr().err
 
 
 def test_options_reach_the_function_parsed() -> None:

@@ -34,8 +34,17 @@ def _env_mode(value: Any) -> str:
 ENV = converter(_env_mode, "env")
 #: ``--tolerance``: a finite number, 0 or more (0: metrics must be equal).
 TOLERANCE = converter(lambda v: checks.non_negative(v, "tolerance"), "tolerance")
-#: ``--workdir``: a folder to rebuild the project in (absent, or an existing folder).
-WORKDIR = converter(lambda v: str(checks.out_folder(v, "--workdir")), "folder")
+
+
+def _workdir(value: Any) -> str:
+    folder = checks.out_folder(value, "--workdir")
+    if folder.is_dir() and any(folder.iterdir()):
+        raise UsageError(f"--workdir {str(value)!r} is not empty; give a new or empty folder")
+    return str(folder)
+
+
+#: ``--workdir``: a folder to rebuild the project in, new or empty.
+WORKDIR = converter(_workdir, "folder")
 
 
 CLI_DESCRIPTION = (
@@ -123,7 +132,8 @@ class Reproduce(Command):
             "--workdir",
             type=WORKDIR,
             metavar="DIR",
-            help="rebuild the project in DIR and keep it (default: a new temporary folder)",
+            help="rebuild the project in DIR, new or empty (default: a new folder under "
+            ".mlops/reproductions/); it is kept",
         )
         if not parser.magic:
             add("--json", action="store_true", help="print the comparison as JSON")
