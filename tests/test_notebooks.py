@@ -91,10 +91,19 @@ def quickstart_did(root: Path, config: Config, text: str) -> None:
     client = MlflowClient(config.tracking_uri)
     experiment = client.get_experiment_by_name("Iris_Classification")
     assert experiment is not None
-    (run,) = client.search_runs([experiment.experiment_id])
+    tracked = client.search_runs([experiment.experiment_id])
+    (run,) = [r for r in tracked if "mlops.reproduces" not in r.data.tags]
     assert run.info.status == "FINISHED" and run.data.metrics["acc"] >= 0.9
     assert run.data.tags["mlflow.source.name"] == "notebooks/01-quickstart.ipynb"
+    # %reproduce re-executed the cell as a second run of the experiment, and said so
+    (again,) = [r for r in tracked if r.data.tags.get("mlops.reproduces") == run.info.run_id]
+    assert run.data.tags["mlops.reproduced"] == "REPRODUCED"
+    assert run.data.tags["mlops.reproduced.by"] == again.info.run_id
+    assert f"REPRODUCED: run {run.info.run_id} as {again.info.run_id}" in text
+    assert again.data.metrics["acc"] == run.data.metrics["acc"]
     assert aliases(config, "iris-rf") == {"champion": "1"}
+    # %register's "last run" is the one trained, not its reproduction
+    assert client.get_model_version("iris-rf", "1").run_id == run.info.run_id
     assert get_deployment("iris-prod", config=config).status == "stopped"
     logged = read_predictions("iris-prod", config=config)
     assert len(logged) == 3 and logged.request_id.nunique() == 1  # one request of 3 rows
