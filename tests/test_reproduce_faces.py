@@ -225,18 +225,22 @@ def tracked(tmp_path_factory: pytest.TempPathFactory, _shell: Any) -> Iterator[T
         git(root, "add", ".gitignore", "train.ipynb")
         git(root, "commit", "-q", "-m", "init")
 
+        # Cells as a kernel runs them (in its history): the imports are the context the
+        # tracked cell depends on, which its reproduction runs first.
         _shell.reset(new_session=False)
-        _shell.run_cell(
+        cells = [
             "import pandas as pd\n"
             "from sklearn.ensemble import RandomForestClassifier\n"
             "from sklearn.metrics import accuracy_score\n"
-            "from sklearn.model_selection import train_test_split\n"
-        )
+            "from sklearn.model_selection import train_test_split\n",
+            f"%%track -e iris --quiet --data data/iris.csv\n{IRIS_CELL}",
+            f"%%track -e noisy --quiet --no-model\n{RANDOM_CELL}",
+        ]
         config = load_config(root)
-        _shell.run_cell_magic("track", "-e iris --quiet --data data/iris.csv", IRIS_CELL)
+        for cell in cells:
+            assert _shell.run_cell(cell, store_history=True).success, cell
         iris_id = _newest(config, "iris")
         jupyter_mlops.register(iris_id, name="iris-rf", aliases=["champion"], config=config)
-        _shell.run_cell_magic("track", "-e noisy --quiet --no-model", RANDOM_CELL)
         try:
             yield Tracked(root, config, _shell, iris_id, _newest(config, "noisy"))
         finally:
