@@ -278,6 +278,10 @@ def test_magic_reproduces_the_notebooks_last_run_and_every_view_shows_it(
     tags = _tags(tracked.config, tracked.iris)
     assert tags[TAG_VERDICT] == REPRODUCED and tags[TAG_BY] == result.run_id and tags[TAG_AT]
     assert _tags(tracked.config, result.run_id)[TAG_REPRODUCES] == tracked.iris
+    # the reproduction is now the newest run with a model; "last" still means the trained one
+    from jupyter_mlops.tracking.runs.refs import find_run
+
+    assert find_run("last", config=tracked.config).info.run_id == tracked.iris
 
     widget = jupyter_mlops.compare("iris", ui_probe=(), config=tracked.config)
     rows = dict(zip(widget.table.row_ids, widget.table.rows, strict=True))

@@ -118,8 +118,10 @@ def get_run(run_id: str, config: Config | None = None) -> Run:
 
 def find_run(run: str = LAST, *, notebook: str | None = None, config: Config | None = None) -> Run:
     """A run to act on: ``last`` (the newest finished run with a model, of ``notebook`` or
-    else of the current notebook, if known), or an id or a prefix of one."""
+    else of the current notebook, if known; never a reproduction, which is a check of a
+    run, not a result of its own), or an id or a prefix of one."""
     from jupyter_mlops.tracking.environment import notebook_path
+    from jupyter_mlops.tracking.lifecycle import TAG_REPRODUCES
 
     config = config or load_config()
     if run != LAST:
@@ -142,7 +144,8 @@ def find_run(run: str = LAST, *, notebook: str | None = None, config: Config | N
         else []
     )
     for candidate in runs:
-        if candidate.data.tags.get(TAG_MODELS):
+        tags = candidate.data.tags
+        if tags.get(TAG_MODELS) and not tags.get(TAG_REPRODUCES):
             return candidate
     where = f" of notebook {notebook}" if notebook else ""
     raise NotFoundError(
