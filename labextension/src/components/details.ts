@@ -43,7 +43,10 @@ function reproduction(run: IRunDetail): Child {
     'span',
     { className: 'jp-mlops-reproduction jp-mlops-muted', title: 'Run this in a notebook or terminal' },
     'never checked: ',
-    h('code', {}, `%reproduce ${shortId(run.run_id)}`)
+    // two words, so a narrow panel breaks the line between them, not inside one
+    h('code', {}, '%reproduce'),
+    ' ',
+    h('code', { title: run.run_id }, shortId(run.run_id))
   );
 }
 
