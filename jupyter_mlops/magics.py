@@ -67,6 +67,13 @@ class ShellCells:
         return handle.update if handle is not None else (lambda _obj: None)
 
 
+def _earlier_inputs(shell: InteractiveShell) -> list[str]:
+    """The kernel's earlier cells as typed, ``[In[1], In[2], ...]`` up to the running one
+    (which IPython stores before running it; a cell run without history is not there)."""
+    raw: list[str] = list(shell.history_manager.input_hist_raw)  # type: ignore[union-attr]
+    return raw[1 : shell.execution_count]
+
+
 def _parse(parser: MagicArgumentParser, line: str) -> argparse.Namespace:
     try:
         args: argparse.Namespace = parser.parse_argstring(line)  # type: ignore[no-untyped-call]
@@ -99,6 +106,9 @@ def _magic(command: Command) -> Callable[..., Any]:
         if cell is not None:
             assert shell is not None
             args.cell, context.cells = cell, ShellCells(shell)
+            # As typed (after IPython's $var expansion): what a reproduction replays.
+            args.line = line
+            args.history = _earlier_inputs(shell)
         try:
             for setting in presets:
                 if getattr(args, setting.dest) is None:

@@ -115,5 +115,7 @@ class Track(Command):
             raw_source=args.cell,
             on_run=show,
             live=cells.show_live,
+            history=getattr(args, "history", None),
+            track_args=getattr(args, "line", None),
         )
         return result.value

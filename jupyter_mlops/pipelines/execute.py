@@ -25,6 +25,10 @@ from jupyter_mlops.tracking.environment import NOTEBOOK_ENV
 # each %%track cell of a pipeline step logs into the step's run (see pipelines/context.py).
 _ATTACH_LINE = "__import__('jupyter_mlops.pipelines.context', fromlist=['attach']).attach()"
 
+# Settings of this interpreter a kernel of another one must not inherit: its packages
+# would shadow the other environment's (a reproduction's fresh environment).
+_INTERPRETER_VARS = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "CONDA_PREFIX")
+
 
 class NotebookExecutionError(MlopsError):
     """A cell of an executed notebook raised; the executed copy is kept for inspection."""
@@ -58,9 +62,14 @@ def _kernel_manager_class() -> type[Any]:
 
         launch_env: Mapping[str, str] = {}
         launch_cwd: str | None = None
+        isolated: bool = False  # another interpreter: this one's import paths stay out
 
         async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
-            kw["env"] = {**os.environ, **self.launch_env}
+            inherited = dict(os.environ)
+            if self.isolated:
+                for key in _INTERPRETER_VARS:
+                    inherited.pop(key, None)
+            kw["env"] = {**inherited, **self.launch_env}
             if self.launch_cwd:
                 kw["cwd"] = self.launch_cwd
             await super().start_kernel(**kw)
@@ -97,12 +106,15 @@ def execute_notebook(
     kernel_name: str | None = None,
     timeout: float | None = None,
     env: Mapping[str, str] | None = None,
+    python: str | None = None,
 ) -> Path:
     """Run ``notebook`` top to bottom with papermill and return the executed copy's path.
 
     Runs tracked inside record ``notebook`` as their source. ``env`` is added to the
     kernel's environment; ``cwd`` is its working directory (default: the notebook's
-    folder). Raises ``NotebookExecutionError`` naming the failing cell when a cell raises,
+    folder). ``python``: run an ipykernel of that interpreter instead of the notebook's
+    kernel (a reproduction's environment; it must have ipykernel). Raises
+    ``NotebookExecutionError`` naming the failing cell when a cell raises,
     or saying the kernel died; the executed copy is kept either way.
     """
     import papermill  # ~0.6 s to import: only when a notebook is executed
@@ -111,12 +123,19 @@ def execute_notebook(
     out = Path(output).resolve() if output else src.with_name(f"{src.stem}.out.ipynb")
     out.parent.mkdir(parents=True, exist_ok=True)
     workdir = Path(cwd).resolve() if cwd else src.parent
-    name = _kernel_name(src, kernel_name)
-    km = _kernel_manager_class()(kernel_name=name)
+    specs = _interpreter_kernel(python) if python else None
+    if specs is not None:
+        name, ipykernel = _PYTHON_KERNEL, True
+        km = _kernel_manager_class()(kernel_name=name, kernel_spec_manager=specs)
+        km.isolated = True
+    else:
+        name = _kernel_name(src, kernel_name)
+        ipykernel = _is_ipykernel(name)
+        km = _kernel_manager_class()(kernel_name=name)
     km.launch_env = {**(env or {}), NOTEBOOK_ENV: str(src)}
     km.launch_cwd = str(workdir)
-    extra = [f"--IPKernelApp.exec_lines={_ATTACH_LINE}"] if _is_ipykernel(name) else []
-    sockets = _use_ipc(km) if _is_ipykernel(name) else None
+    extra = [f"--IPKernelApp.exec_lines={_ATTACH_LINE}"] if ipykernel else []
+    sockets = _use_ipc(km) if ipykernel else None
     try:
         papermill.execute_notebook(
             str(src),
@@ -127,6 +146,8 @@ def execute_notebook(
             execution_timeout=timeout,
             km=km,
             extra_arguments=extra,
+            # the spec above is not among the installed kernels papermill would ask
+            language="python" if specs is not None else None,
         )
     except papermill.PapermillExecutionError as exc:
         raise NotebookExecutionError(
@@ -148,11 +169,37 @@ def execute_notebook(
         raise NotebookExecutionError(f"{src.name}: {what} (executed copy: {out})", out) from None
     finally:
         _shutdown_kernel(km)
-        if sockets:
-            import shutil
+        import shutil
 
-            shutil.rmtree(sockets, ignore_errors=True)
+        for folder in (sockets, specs.kernel_dirs[0] if specs is not None else None):
+            if folder:
+                shutil.rmtree(folder, ignore_errors=True)
     return out
+
+
+_PYTHON_KERNEL = "mlops-python"
+
+
+def _interpreter_kernel(python: str) -> Any:
+    """A kernel spec manager that knows one kernel: an ipykernel of ``python`` (made on
+    the fly in a temporary folder, removed after the execution)."""
+    import json
+    import tempfile
+
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    if not Path(python).exists():
+        raise MlopsError(f"No Python interpreter at {python}")
+    folder = Path(tempfile.mkdtemp(prefix="mlops-spec-"))
+    spec = {
+        "argv": [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": f"Python ({python})",
+        "language": "python",
+        "metadata": {"debugger": False},
+    }
+    (folder / _PYTHON_KERNEL).mkdir()
+    (folder / _PYTHON_KERNEL / "kernel.json").write_text(json.dumps(spec), encoding="utf-8")
+    return KernelSpecManager(kernel_dirs=[str(folder)], ensure_native_kernel=False)
 
 
 def _use_ipc(km: Any) -> str | None:
@@ -201,6 +248,7 @@ class StepTask:
     env: dict[str, str] = field(default_factory=dict)
     kernel_name: str | None = None
     timeout: float | None = None
+    python: str | None = None  # another interpreter's ipykernel (a reproduction's env)
 
 
 @dataclass(frozen=True)
@@ -227,6 +275,7 @@ def run_step_task(task: StepTask) -> StepOutcome:
             kernel_name=task.kernel_name,
             timeout=task.timeout,
             env=task.env,
+            python=task.python,
         )
     except MlopsError as exc:
         error = str(exc)

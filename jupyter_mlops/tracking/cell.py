@@ -14,10 +14,11 @@ import contextlib
 import dataclasses
 import inspect
 import os
-from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from jupyter_mlops._util.urls import safe_logger
 from jupyter_mlops.config import Config
 from jupyter_mlops.tracking.capture import Captured, CellFacts, analyse_cell, capture
 from jupyter_mlops.tracking.lifecycle import track
@@ -27,6 +28,12 @@ from jupyter_mlops.tracking.run import TrackedRun
 from jupyter_mlops.tracking.usermlflow import UserLogged, joined
 
 Transform = Callable[[ast.Module], ast.Module]
+
+# What a run records so it can be re-executed (the reproduce package reads these back).
+TAG_TRACK_ARGS = "mlops.track.args"  # the %%track line as typed
+CONTEXT_ARTIFACT = "mlops/context.py"  # the earlier cells the cell depends on
+_CONTEXT_HEADER = "# The earlier kernel cells this run's cell depends on, in execution order.\n"
+_log = safe_logger(__name__)
 
 
 @dataclass
@@ -55,6 +62,8 @@ def track_code(
     config: Config | None = None,
     on_run: Callable[[TrackedRun], None] | None = None,
     live: Show | None = None,
+    history: Sequence[str] | None = None,
+    track_args: str | None = None,
 ) -> CellResult:
     """Run ``execute(transform)`` inside a tracked run and log what the code assigned.
 
@@ -68,6 +77,10 @@ def track_code(
     propagates. ``on_run`` is called with the run once it has ended, successful or not.
     ``live(chart)`` shows the step-metrics chart and returns its updater (notebooks).
     ``search_runs`` logs one child run per candidate of a hyperparameter search.
+
+    For a reproduction: ``history`` is the kernel's earlier cells as typed (``history[0]``
+    is ``In[1]``); the ones the code depends on are stored as ``mlops/context.py``.
+    ``track_args`` is the ``%%track`` line as typed (tag ``mlops.track.args``).
     """
     facts = analyse_cell(source)  # a SyntaxError surfaces before any run exists
     recorder = Recorder(live=LiveChart(live) if live is not None else None)
@@ -108,10 +121,33 @@ def track_code(
                         with_models=log_models and not failed,
                     )
                     run.log_captured(captured, with_models=log_models and not failed, user=user)
+                _record_rebuild(run, source, history=history, track_args=track_args)
         return CellResult(value=value, run=run)
     finally:
         if run_ref is not None and on_run is not None:
             on_run(run_ref)
+
+
+def _record_rebuild(
+    run: TrackedRun, source: str, *, history: Sequence[str] | None, track_args: str | None
+) -> None:
+    """Record what re-executing the code elsewhere needs. Best effort: a failure here is
+    logged, never the cell's (its params, metrics and models are already recorded)."""
+    tags: dict[str, str] = {}
+    if track_args is not None:
+        tags[TAG_TRACK_ARGS] = track_args
+    if history is not None:
+        try:
+            from jupyter_mlops.tracking.slicing import context_source, dependency_slice
+
+            context = context_source(dependency_slice(source, history))
+            run.log_text(_CONTEXT_HEADER + context, CONTEXT_ARTIFACT)
+        except Exception as exc:
+            _log.warning("jupyter-mlops: the cell's context was not recorded: %r", exc)
+    try:
+        run.set_tags(tags)
+    except Exception as exc:
+        _log.warning("jupyter-mlops: the reproduction tags were not recorded: %r", exc)
 
 
 def _execute(

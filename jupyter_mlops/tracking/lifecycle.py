@@ -27,6 +27,12 @@ from jupyter_mlops.tracking.environment import capture_environment, git_state
 from jupyter_mlops.tracking.notebook import NotebookSource, find_notebook, tag_logged_models
 from jupyter_mlops.tracking.run import PENDING_PREFIX, TAG_NOTEBOOK, TrackedRun, fluent_run_stack
 
+# A reproduction's kernel runs with this variable set to the original run's id, so the run it
+# records says what it reproduces. The same strings as ``reproduce.result`` (a layer above,
+# which tracking cannot import); a test keeps them equal.
+ENV_REPRODUCES = "JUPYTER_MLOPS_REPRODUCES"
+TAG_REPRODUCES = "mlops.reproduces"
+
 
 def resolve_experiment(
     explicit: str | None, config: Config, notebook: str | None, *, offline: bool = False
@@ -103,6 +109,9 @@ def _run_tags(
     }
     if notebook:
         run_tags[TAG_NOTEBOOK] = notebook
+    reproduces = os.environ.get(ENV_REPRODUCES, "").strip()
+    if reproduces:
+        run_tags[TAG_REPRODUCES] = reproduces
     if source is not None:
         run_tags.update(source.tags(config.root))
     if git is not None:
