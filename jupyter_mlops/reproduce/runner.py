@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -109,7 +110,7 @@ def reproduce(
     first = copy.causes + book.causes
     if error is not None:
         differences.insert(0, Difference("execution", "notebook", None, None, error))
-        first = [Cause("execution", book.path.name, error), *first]
+        first = [Cause("execution", book.path.name, error), *_undefined(error), *first]
     elif new is None:
         why = "the re-executed cell recorded no run"
         differences.insert(0, Difference("execution", "run", None, None, why))
@@ -155,16 +156,41 @@ def _execute(
 
     env = {ENV_REPRODUCES: original.run_id, "MLFLOW_TRACKING_URI": config.tracking_uri}
     output = notebook.with_name(f"{notebook.stem}.out.ipynb")
+    # The running interpreter's kernel keeps this process's environment (its PYTHONPATH);
+    # another interpreter's gets a kernel of its own.
+    python = environment.python if environment.mode == "fresh" else None
     try:
-        execute_notebook(notebook, output, cwd=cwd, env=env)
+        execute_notebook(notebook, output, cwd=cwd, env=env, python=python)
     except NotebookExecutionError as exc:
         return str(exc)
     return None
 
 
 def _environment(original: Recorded, config: Config, env: str | None) -> EnvironmentReport:
-    """The interpreter the reproduction runs in (stand-in until environment.py lands)."""
-    return EnvironmentReport(mode="current", python=sys.executable)
+    """The interpreter the reproduction runs in: the running one, or a fresh environment
+    built from the run's pinned packages (see :mod:`.environment`)."""
+    from jupyter_mlops.client import quiet_mlflow
+    from jupyter_mlops.reproduce.environment import prepare_environment, recorded_packages
+
+    with quiet_mlflow():  # no artifact download bars
+        pins = recorded_packages(original.run_id, config)
+    return prepare_environment(pins, mode=env, python_version=original.tags.get("mlops.python"))
+
+
+def _undefined(error: str) -> list[Cause]:
+    """A cause for a name the re-executed code used but nothing recorded defined."""
+    found = re.search(r"NameError: name '(\w+)' is not defined", error)
+    if found is None:
+        return []
+    name = found.group(1)
+    return [
+        Cause(
+            "code",
+            name,
+            f"The cell uses {name!r}, which none of the recorded earlier cells defines: "
+            "define it in the tracked cell (or run the cell that does first) and track again.",
+        )
+    ]
 
 
 def _no_cell(original: Recorded) -> Cause:

@@ -16,11 +16,15 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jupyter_mlops.config import MLOPS_DIR, Config
 from jupyter_mlops.errors import DataError, MlopsError, NotFoundError
 from jupyter_mlops.reproduce.result import Cause
 from jupyter_mlops.reproduce.source import Recorded
+
+if TYPE_CHECKING:
+    from jupyter_mlops.data import DataSnapshot
 
 REPRODUCTIONS = "reproductions"  # <project>/.mlops/reproductions/<run id>-<time>/
 # Never copied when the project is not a git repository (or the commit is unknown).
@@ -222,10 +226,7 @@ def restore_data(recorded: Recorded, project: Path, config: Config) -> list[Caus
     return missing
 
 
-def _missing(snap: object, recorded: Recorded, config: Config, exc: Exception) -> str:
-    from jupyter_mlops.data import DataSnapshot
-
-    assert isinstance(snap, DataSnapshot)
+def _missing(snap: DataSnapshot, recorded: Recorded, config: Config, exc: Exception) -> str:
     what = f"{'folder' if snap.is_dir else 'file'} {snap.path} (md5 {snap.md5}, {snap.size} bytes)"
     reason = str(exc)
     where = recorded.project_root
