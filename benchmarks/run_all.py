@@ -44,6 +44,7 @@ BENCHMARKS: list[tuple[str, str, list[str]]] = [
     ("outcomes", "bench_outcomes.py", ["--quick"]),
     ("team", "bench_team.py", ["--quick"]),
     ("performance", "bench_performance.py", ["--quick"]),
+    ("reproduce", "bench_reproduce.py", ["--quick"]),
 ]
 VERDICTS = ("PASS", "MISS", "INFO", "CRASH", "MISSING")
 PACKAGES = ("jupyter-mlops", "mlflow", "ipython", "scikit-learn", "pandas", "dvc")
