@@ -41,6 +41,12 @@ model.fit(X_train, y_train)
 test_loss = log_loss(y_test, model.predict_proba(X_test))
 """
 
+# Reads a file that is neither committed nor snapshotted: gone later, the re-execution fails.
+EXTRA_CELL = """\
+extra = pd.read_csv("extra.csv")
+n_rows = len(extra)
+"""
+
 
 @dataclass
 class Project:
@@ -48,6 +54,7 @@ class Project:
     config: Config
     seeded: str  # run id of the seeded iris forest
     unseeded: str  # run id of the unseeded forest on noisy data
+    reader: str  # run id of the cell reading extra.csv (neither committed nor snapshotted)
     cell_seconds: dict[str, float]  # how long each original run was open
 
 
@@ -98,9 +105,16 @@ def proj(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
             setup,
             "%%track -e noisy --data data/noisy.csv\n" + NOISY_CELL,
         )
-        git(root, "add", ".gitignore", "iris.ipynb", "noisy.ipynb")
+        reader = _notebook(
+            root / "reader.ipynb",
+            "%load_ext jupyter_mlops",
+            "import pandas as pd",
+            "%%track -e reader --no-model\n" + EXTRA_CELL,
+        )
+        (root / "extra.csv").write_text("a,b\n1,2\n")
+        git(root, "add", ".gitignore", "iris.ipynb", "noisy.ipynb", "reader.ipynb")
         git(root, "commit", "-q", "-m", "notebooks")
-        for nb in (iris, noisy):
+        for nb in (iris, noisy, reader):
             execute_notebook(nb, root / ".mlops" / f"{nb.stem}.out.ipynb")
         git(root, "add", "-A")  # the .dvc files the snapshots wrote
         git(root, "commit", "-q", "-m", "data pointers")
@@ -111,7 +125,7 @@ def proj(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
         for run_id in (seeded, unseeded):
             info = client.get_run(run_id).info
             seconds[run_id] = (info.end_time - info.start_time) / 1000
-        yield Project(root, config, seeded, unseeded, seconds)
+        yield Project(root, config, seeded, unseeded, _only_run(client, "reader"), seconds)
 
 
 def test_a_seeded_iris_run_reproduces_and_is_recorded_on_the_original(proj: Project) -> None:
@@ -246,3 +260,46 @@ def test_f_unknown_and_ambiguous_references_are_one_line_errors(proj: Project) -
     assert not any(
         p.name.startswith(twins[0]) for p in (proj.root / ".mlops" / "reproductions").iterdir()
     )
+
+
+def test_g_a_cell_that_raises_fails_with_its_error_line_and_notebook(proj: Project) -> None:
+    (proj.root / "extra.csv").unlink()  # read by the cell, never committed nor snapshotted
+    result = reproduce(proj.reader, env="current", config=proj.config)
+    assert result.verdict == FAILED, str(result)
+    assert result.run_id is not None  # the tracked cell raised: its run exists, FAILED
+    run = MlflowClient(proj.config.tracking_uri).get_run(result.run_id)
+    assert run.info.status == "FAILED"
+    execution = result.causes[0]
+    assert execution.kind == "execution"
+    assert "FileNotFoundError" in execution.message and "extra.csv" in execution.message
+    assert result.workdir is not None
+    executed = Path(execution.message.rsplit("executed copy: ", 1)[1].rstrip(")"))
+    assert executed.is_file() and executed.is_relative_to(result.workdir)
+    assert result.differences[0].kind == "execution"
+    reads = [c for c in result.causes if c.kind == "unsnapshotted_read"]
+    assert [c.subject for c in reads] == ["extra.csv"], str(result)
+    assert "--data extra.csv" in reads[0].message
+
+
+def test_h_an_old_run_reproduces_from_its_notebook_copy(proj: Project) -> None:
+    """A run recorded before #19 has no ``%%track`` line nor context: the line is rebuilt
+    from its experiment and data, the earlier cells come from its notebook copy."""
+    import nbformat
+
+    client = MlflowClient(proj.config.tracking_uri)
+    run = client.get_run(proj.seeded)
+    client.delete_tag(proj.seeded, "mlops.track.args")
+    artifacts = Path(run.info.artifact_uri.removeprefix("file://")) / "mlops"
+    (artifacts / "context.py").unlink(missing_ok=True)
+    (artifacts / "requirements.txt").unlink(missing_ok=True)
+
+    result = reproduce(proj.seeded, env="current", config=proj.config)
+    assert result.verdict == REPRODUCED, str(result)
+    assert result.checked["predictions"] == 2 and result.checked["data"] == 1
+    assert result.workdir is not None
+    book = nbformat.read(result.workdir / f"reproduce-{proj.seeded[:8]}.ipynb", as_version=4)
+    sources = [c.source for c in book.cells]
+    assert sources[0] == "%load_ext jupyter_mlops"
+    assert "from sklearn.metrics import log_loss" in sources[1]  # the copy's imports cell
+    assert sources[2].startswith("%%track --data data/iris.csv -e iris -n ")
+    assert sources[2].endswith(IRIS_CELL)

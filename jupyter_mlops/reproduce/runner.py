@@ -110,7 +110,7 @@ def reproduce(
     first = copy.causes + book.causes
     if error is not None:
         differences.insert(0, Difference("execution", "notebook", None, None, error))
-        first = [Cause("execution", book.path.name, error), *_undefined(error), *first]
+        first = [Cause("execution", book.path.name, error), *_explained(error, reads), *first]
     elif new is None:
         why = "the re-executed cell recorded no run"
         differences.insert(0, Difference("execution", "run", None, None, why))
@@ -177,20 +177,26 @@ def _environment(original: Recorded, config: Config, env: str | None) -> Environ
     return prepare_environment(pins, mode=env, python_version=original.tags.get("mlops.python"))
 
 
-def _undefined(error: str) -> list[Cause]:
-    """A cause for a name the re-executed code used but nothing recorded defined."""
-    found = re.search(r"NameError: name '(\w+)' is not defined", error)
-    if found is None:
-        return []
-    name = found.group(1)
-    return [
-        Cause(
-            "code",
-            name,
+def _explained(error: str, reads: list[Cause]) -> list[Cause]:
+    """A cause read off the execution's error: a name nothing recorded defined, or a file
+    the cell read that neither the commit nor a snapshot holds (unless a risk said so)."""
+    undefined = re.search(r"NameError: name '(\w+)' is not defined", error)
+    if undefined is not None:
+        name = undefined.group(1)
+        message = (
             f"The cell uses {name!r}, which none of the recorded earlier cells defines: "
-            "define it in the tracked cell (or run the cell that does first) and track again.",
+            "define it in the tracked cell (or run the cell that does first) and track again."
         )
-    ]
+        return [Cause("code", name, message)]
+    missing = re.search(r"No such file or directory: '([^']+)'", error)
+    if missing is None or any(c.subject == missing.group(1) for c in reads):
+        return []
+    path = missing.group(1)
+    message = (
+        f"The cell read {path}, which is neither in the recorded commit nor snapshotted: "
+        f"add --data {path} to the %%track line (or commit it) and track again."
+    )
+    return [Cause("unsnapshotted_read", path, message)]
 
 
 def _no_cell(original: Recorded) -> Cause:
