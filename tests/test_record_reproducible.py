@@ -7,6 +7,8 @@ notebook history; read back with plain MLflow.
 
 from __future__ import annotations
 
+import json
+import platform
 import tempfile
 from pathlib import Path
 
@@ -14,9 +16,12 @@ import pytest
 from mlflow import MlflowClient
 
 import jupyter_mlops
+from jupyter_mlops.commands import track as track_command
 from jupyter_mlops.config import load_config
 from jupyter_mlops.reproduce import result
 from jupyter_mlops.tracking import cell, lifecycle
+from jupyter_mlops.tracking.environment import REQUIREMENTS_ARTIFACT
+from jupyter_mlops.tracking.risks import TAG_RISKS
 
 from .conftest import IRIS_CELL
 from .test_kernel import _notebook
@@ -63,17 +68,17 @@ def test_the_track_line_is_recorded_as_typed(ip, iris_csv: Path) -> None:
     ip.run_cell_magic("track", line, IRIS_CELL)
     ip.run_cell_magic("track", "", "b = 2")  # no options: an empty line, still recorded
     (run,) = _runs("iris")
-    assert run.data.tags[cell.TAG_TRACK_ARGS] == line
+    assert run.data.tags[lifecycle.TAG_TRACK_ARGS] == line
     assert run.info.run_name == "first one"
     (bare,) = [r for r in _runs("Default")]
-    assert bare.data.tags[cell.TAG_TRACK_ARGS] == ""
+    assert bare.data.tags[lifecycle.TAG_TRACK_ARGS] == ""
 
 
 def test_the_api_without_a_line_or_history_records_neither(project: Path) -> None:
     ns: dict[str, object] = {}
     result_ = jupyter_mlops.track_code("x = 3", ns, lambda: exec("x = 3", ns), experiment="api")
     run = _client().get_run(result_.run.run_id)
-    assert cell.TAG_TRACK_ARGS not in run.data.tags
+    assert lifecycle.TAG_TRACK_ARGS not in run.data.tags
     assert _artifact(run.info.run_id, cell.CONTEXT_ARTIFACT) is None
 
 
@@ -129,7 +134,7 @@ def test_a_papermill_kernel_records_the_context_of_its_tracked_cell(project: Pat
 
     execute_notebook(nb, project / "ctx.out.ipynb")
     (run,) = _runs("nb-ctx")
-    assert run.data.tags[cell.TAG_TRACK_ARGS] == "-e nb-ctx --name tree"
+    assert run.data.tags[lifecycle.TAG_TRACK_ARGS] == "-e nb-ctx --name tree"
     context = _artifact(run.info.run_id, cell.CONTEXT_ARTIFACT)
     assert context is not None
     assert "load_ext" not in context and "plot_me" not in context
@@ -138,3 +143,92 @@ def test_a_papermill_kernel_records_the_context_of_its_tracked_cell(project: Pat
     fresh: dict[str, object] = {}
     exec(compile(context, "context.py", "exec"), fresh)
     assert list(fresh["split"](fresh["df"])[1]) == [0, 0, 0, 1, 1, 1]  # type: ignore[operator,index]
+
+
+def test_requirements_pin_what_the_cell_used_with_what_that_requires(ip, iris_csv: Path) -> None:
+    import joblib
+    import numpy
+    import pandas
+    import sklearn
+
+    # An import inside a function binds nothing in the namespace: read off the code.
+    cell_ = IRIS_CELL + "def later():\n    import yaml\n    return yaml\n"
+    ip.run_cell_magic("track", "-e reqs --data data/iris.csv --quiet", cell_)
+    (run,) = _runs("reqs")
+    text = _artifact(run.info.run_id, REQUIREMENTS_ARTIFACT)
+    assert text is not None
+    header = [line for line in text.splitlines() if line.startswith("#")]
+    assert f"# python {platform.python_version()}" in header
+    pins = dict(line.split("==") for line in text.splitlines() if not line.startswith("#"))
+    assert pins["scikit-learn"] == sklearn.__version__  # used by the cell
+    assert pins["pandas"] == pandas.__version__ and pins["numpy"] == numpy.__version__
+    assert pins["joblib"] == joblib.__version__  # required by scikit-learn
+    assert "scipy" in pins and "threadpoolctl" in pins
+    assert "PyYAML" in pins  # imported in the code only
+    assert "jupyter-mlops" not in pins and "mlflow" not in pins  # the toolkit's own
+    assert list(pins) == sorted(pins, key=str.lower)
+    # environment.json is unchanged: the namespace's packages as the cell started
+    env = json.loads(_artifact(run.info.run_id, "mlops/environment.json") or "{}")
+    assert env["packages"]["scikit-learn"] == sklearn.__version__
+
+
+def test_an_unseeded_estimator_is_recorded_shown_and_warned_once(
+    ip, iris_csv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    track_command.WARNED.clear()
+    unseeded = IRIS_CELL.replace(", random_state=42", "")
+    shown = []
+    ip.run_cell_magic("track", "-e risky --data data/iris.csv --quiet", unseeded)
+    shown.append(capsys.readouterr().err)
+    ip.run_cell_magic("track", "-e risky --data data/iris.csv", unseeded)
+    out = capsys.readouterr()
+    shown.append(out.err)
+    first, second = _runs("risky")
+    risks = json.loads(first.data.tags[TAG_RISKS])
+    assert [(r["kind"], r["subject"]) for r in risks] == [("unseeded", "RandomForestClassifier")]
+    assert second.data.tags[TAG_RISKS] == first.data.tags[TAG_RISKS]
+    warning = "jupyter-mlops: this run may not reproduce: RandomForestClassifier is called"
+    assert [err.count(warning) for err in shown] == [1, 0]  # once per kernel
+    assert "may not reproduce: RandomForestClassifier" in out.out  # the card's notes
+    # The same cell seeded (the iris cell, train_test_split seeded too) records no risk.
+    ip.run_cell_magic("track", "-e seeded --data data/iris.csv --quiet", IRIS_CELL)
+    (seeded,) = _runs("seeded")
+    assert TAG_RISKS not in seeded.data.tags
+    assert capsys.readouterr().err == ""
+
+
+def test_an_unsnapshotted_read_is_recorded_and_a_snapshotted_one_is_not(
+    ip, iris_csv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    track_command.WARNED.clear()
+    ip.run_cell_magic("track", "-e reads --quiet", IRIS_CELL)
+    ip.run_cell_magic("track", "-e reads --quiet --data data/iris.csv", IRIS_CELL)
+    loose, snapped = _runs("reads")
+    risks = json.loads(loose.data.tags[TAG_RISKS])
+    assert [(r["kind"], r["subject"]) for r in risks] == [("unsnapshotted_read", "data/iris.csv")]
+    assert "add --data data/iris.csv" in risks[0]["message"]
+    assert TAG_RISKS not in snapped.data.tags
+    assert capsys.readouterr().err.count("data/iris.csv is read but not recorded") == 1
+
+
+def test_a_failure_in_the_risk_check_is_logged_and_the_run_recorded(
+    ip, project: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A callable whose signature cannot be read raises inside find_risks.
+    ip.run_cell(
+        "class Odd:\n"
+        "    @property\n"
+        "    def __signature__(self):\n"
+        "        raise RuntimeError('no signature here')\n"
+        "    def __call__(self, random_state=None):\n"
+        "        return 1\n"
+        "odd = Odd()\n"
+    )
+    ip.run_cell_magic("track", "-e odd --quiet", "acc = odd() * 0.5")
+    (run,) = _runs("odd")
+    assert run.info.status == "FINISHED" and run.data.metrics["acc"] == 0.5
+    assert ip.user_ns["acc"] == 0.5
+    assert TAG_RISKS not in run.data.tags
+    assert run.data.tags[lifecycle.TAG_TRACK_ARGS] == "-e odd --quiet"  # recorded all the same
+    assert _artifact(run.info.run_id, REQUIREMENTS_ARTIFACT) is not None
+    assert any("risks not recorded" in r.getMessage() for r in caplog.records)

@@ -8,11 +8,26 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from jupyter_mlops.commands.base import Arguments, Command, Context
 from jupyter_mlops.commands.options import EXPERIMENT, tags, variable_names
 from jupyter_mlops.errors import UsageError
+
+#: The (kind, subject) of each reproducibility risk this kernel has warned about.
+WARNED: set[tuple[str, str]] = set()
+
+
+def warn_risks(tags: Mapping[str, str]) -> None:
+    """One line on stderr per risk the run records that this kernel has not warned about
+    yet (the run card lists them all, every time)."""
+    from jupyter_mlops.tracking.risks import recorded_risks
+
+    for risk in recorded_risks(tags):
+        if (risk.kind, risk.subject) not in WARNED:
+            WARNED.add((risk.kind, risk.subject))
+            print(f"jupyter-mlops: this run may not reproduce: {risk.message}", file=sys.stderr)
 
 
 class Track(Command):
@@ -98,6 +113,7 @@ class Track(Command):
                 )
             if not args.quiet:
                 context.say(run.card())
+            warn_risks(run.tags)
 
         result = track_code(
             source,

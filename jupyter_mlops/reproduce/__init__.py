@@ -16,6 +16,7 @@ from jupyter_mlops.reproduce.result import (
     PackageChange,
     Reproduction,
 )
+from jupyter_mlops.reproduce.runner import reproduce
 
 __all__ = [
     "DIFFERENT",
@@ -26,4 +27,5 @@ __all__ = [
     "EnvironmentReport",
     "PackageChange",
     "Reproduction",
+    "reproduce",
 ]

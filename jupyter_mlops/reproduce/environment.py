@@ -8,7 +8,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from jupyter_mlops.config import Config, load_config
@@ -19,12 +19,17 @@ REQUIREMENTS = "mlops/requirements.txt"
 ENVIRONMENT = "mlops/environment.json"
 MODES = ("current", "fresh")
 
-# Lists every installed distribution of the interpreter that runs it, as JSON.
-_LIST_SCRIPT = (
-    "import json, importlib.metadata as m\n"
-    "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()"
-    " if d.metadata['Name']}))"
-)
+# The installed version (or None) of each distribution named in argv, as JSON: looked up
+# by name (a few ms each; listing every distribution costs most of a second).
+_VERSIONS_SCRIPT = """
+import json, sys, importlib.metadata as m
+def version(name):
+    try:
+        return m.version(name)
+    except m.PackageNotFoundError:
+        return None
+print(json.dumps({name: version(name) for name in sys.argv[1:]}))
+"""
 
 
 def parse_pins(text: str) -> dict[str, str]:
@@ -47,23 +52,39 @@ def parse_pins(text: str) -> dict[str, str]:
 
 
 def _artifact_text(run_id: str, path: str, config: Config) -> str | None:
-    """A run's (or, with a ``models:/`` uri as ``path``, a model's) artifact as text."""
+    """A run's artifact as text (None when the run has none)."""
     import mlflow
 
     from jupyter_mlops.client import quiet_mlflow
 
     try:
         with quiet_mlflow():
-            if path.startswith("models:/"):
-                local = mlflow.artifacts.download_artifacts(
-                    artifact_uri=path, tracking_uri=config.tracking_uri
-                )
-            else:
-                local = mlflow.artifacts.download_artifacts(
-                    run_id=run_id, artifact_path=path, tracking_uri=config.tracking_uri
-                )
+            local = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=path, tracking_uri=config.tracking_uri
+            )
         return Path(local).read_text(encoding="utf-8")
-    except Exception:  # an older run without it, or a model without requirements
+    except Exception:  # an older run without it, or an unreachable artifact store
+        return None
+
+
+def _model_requirements(uri: str, config: Config) -> str | None:
+    """The ``requirements.txt`` MLflow logged with the model at ``uri`` (a logged model
+    ``models:/m-...`` or a ``runs:/`` path), or None."""
+    import mlflow
+
+    from jupyter_mlops.client import client, quiet_mlflow
+
+    try:
+        with quiet_mlflow():
+            if uri.startswith("models:/m-"):  # a logged model, not a registered name
+                model = client(config).get_logged_model(uri.removeprefix("models:/"))
+                uri = model.artifact_location
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=f"{uri.rstrip('/')}/requirements.txt",
+                tracking_uri=config.tracking_uri,
+            )
+        return Path(local).read_text(encoding="utf-8")
+    except Exception:  # a model logged without requirements, or gone
         return None
 
 
@@ -98,8 +119,7 @@ def recorded_packages(run_id: str, config: Config | None = None) -> dict[str, st
         models = {}
     have = {_canonical(name) for name in pins}
     for uri in models.values() if isinstance(models, dict) else []:
-        model_text = _artifact_text(run_id, f"{str(uri).rstrip('/')}/requirements.txt", config)
-        for name, version in parse_pins(model_text or "").items():
+        for name, version in parse_pins(_model_requirements(str(uri), config) or "").items():
             if _canonical(name) not in have:
                 pins[name] = version
                 have.add(_canonical(name))
@@ -112,35 +132,36 @@ def _canonical(name: str) -> str:
     return str(canonicalize_name(name))
 
 
-def installed_packages(python: str | None = None) -> dict[str, str]:
-    """{canonical name: version} of the distributions installed for ``python`` (default:
-    this interpreter); another interpreter is asked once, in a small subprocess."""
-    if python is None or Path(python).resolve() == Path(sys.executable).resolve():
-        from importlib import metadata
+def installed_versions(names: Iterable[str], python: str | None = None) -> dict[str, str | None]:
+    """{name: installed version, or None} for ``python`` (default: this interpreter);
+    another interpreter is asked once, in a small subprocess. Names match as
+    importlib.metadata matches them (case, ``-``/``_``/``.`` insensitive)."""
+    wanted = list(dict.fromkeys(names))
+    # Not resolved: a venv's python links to its base interpreter, shared by other venvs.
+    if python is None or Path(python).absolute() == Path(sys.executable).absolute():
+        return {name: _version_here(name) for name in wanted}
+    try:
+        done = subprocess.run(
+            [python, "-I", "-c", _VERSIONS_SCRIPT, *wanted],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        found: dict[str, str | None] = json.loads(done.stdout)
+    except (OSError, subprocess.SubprocessError, ValueError) as exc:
+        detail = (getattr(exc, "stderr", "") or str(exc)).strip().splitlines()[-1:] or [""]
+        raise MlopsError(f"Could not list the packages of {python}: {detail[0]}") from None
+    return found
 
-        found = {
-            dist.metadata["Name"]: dist.version
-            for dist in metadata.distributions()
-            if dist.metadata["Name"]
-        }
-    else:
-        try:
-            done = subprocess.run(
-                [python, "-I", "-c", _LIST_SCRIPT],
-                capture_output=True,
-                text=True,
-                timeout=120,
-                check=True,
-            )
-            found = json.loads(done.stdout)
-        except (OSError, subprocess.SubprocessError, ValueError) as exc:
-            detail = getattr(exc, "stderr", "") or str(exc)
-            last = detail.strip().splitlines()[-1:] or [""]
-            raise MlopsError(f"Could not list the packages of {python}: {last[0]}") from None
-    canonical: dict[str, str] = {}
-    for name, version in found.items():
-        canonical.setdefault(_canonical(name), version)  # the first on sys.path wins
-    return canonical
+
+def _version_here(name: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def _same_version(a: str, b: str) -> bool:
@@ -157,10 +178,10 @@ def package_differences(
 ) -> list[PackageChange]:
     """The recorded pins that ``python`` (default: this interpreter) does not satisfy, by
     canonical name: another version, or absent (``current`` None). Sorted by name."""
-    installed = installed_packages(python)
+    installed = installed_versions(recorded, python)
     changes = []
     for name, version in sorted(recorded.items(), key=lambda item: _canonical(item[0])):
-        current = installed.get(_canonical(name))
+        current = installed.get(name)
         if current is None or not _same_version(version, current):
             changes.append(PackageChange(name=name, recorded=version, current=current))
     return changes

@@ -13,8 +13,9 @@ import ast
 import contextlib
 import dataclasses
 import inspect
+import json
 import os
-from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +31,6 @@ from jupyter_mlops.tracking.usermlflow import UserLogged, joined
 Transform = Callable[[ast.Module], ast.Module]
 
 # What a run records so it can be re-executed (the reproduce package reads these back).
-TAG_TRACK_ARGS = "mlops.track.args"  # the %%track line as typed
 CONTEXT_ARTIFACT = "mlops/context.py"  # the earlier cells the cell depends on
 _CONTEXT_HEADER = "# The earlier kernel cells this run's cell depends on, in execution order.\n"
 _log = safe_logger(__name__)
@@ -95,6 +95,7 @@ def track_code(
             namespace=namespace,
             search_runs=search_runs,
             config=config,
+            track_args=track_args,
         ) as run:
             run_ref = run
             failed = True
@@ -121,7 +122,7 @@ def track_code(
                         with_models=log_models and not failed,
                     )
                     run.log_captured(captured, with_models=log_models and not failed, user=user)
-                _record_rebuild(run, source, history=history, track_args=track_args)
+                _record_rebuild(run, source, namespace, history=history)
         return CellResult(value=value, run=run)
     finally:
         if run_ref is not None and on_run is not None:
@@ -129,25 +130,53 @@ def track_code(
 
 
 def _record_rebuild(
-    run: TrackedRun, source: str, *, history: Sequence[str] | None, track_args: str | None
+    run: TrackedRun,
+    source: str,
+    namespace: Mapping[str, Any],
+    *,
+    history: Sequence[str] | None,
 ) -> None:
-    """Record what re-executing the code elsewhere needs. Best effort: a failure here is
-    logged, never the cell's (its params, metrics and models are already recorded)."""
-    tags: dict[str, str] = {}
-    if track_args is not None:
-        tags[TAG_TRACK_ARGS] = track_args
-    if history is not None:
-        try:
+    """Record what re-executing the code elsewhere needs, and what may keep it from giving
+    the same results. Best effort: a failure here is logged, never the cell's (its params,
+    metrics and models are recorded already)."""
+    context = ""
+    with _logged("the cell's context (mlops/context.py)"):
+        if history is not None:
             from jupyter_mlops.tracking.slicing import context_source, dependency_slice
 
             context = context_source(dependency_slice(source, history))
             run.log_text(_CONTEXT_HEADER + context, CONTEXT_ARTIFACT)
-        except Exception as exc:
-            _log.warning("jupyter-mlops: the cell's context was not recorded: %r", exc)
+    with _logged("the packages the cell used (mlops/requirements.txt)"):
+        from jupyter_mlops.tracking.environment import (
+            REQUIREMENTS_ARTIFACT,
+            requirements,
+            requirements_text,
+        )
+
+        pins = requirements(namespace, [source, context])
+        run.log_text(requirements_text(pins), REQUIREMENTS_ARTIFACT)
+    with _logged("the reproducibility risks"):
+        from jupyter_mlops.tracking.risks import TAG_RISKS, find_risks
+
+        found = find_risks(
+            source,
+            namespace,
+            data_paths=[s.path for s in run.data],
+            root=run.config.root,
+            context_source=context,
+        )
+        if found:
+            run.notes.extend(f"may not reproduce: {risk.message}" for risk in found)
+            run.set_tags({TAG_RISKS: json.dumps([risk.to_dict() for risk in found])})
+
+
+@contextlib.contextmanager
+def _logged(what: str) -> Iterator[None]:
+    """Run the block; an exception in it is logged as ``what`` not recorded, not raised."""
     try:
-        run.set_tags(tags)
+        yield
     except Exception as exc:
-        _log.warning("jupyter-mlops: the reproduction tags were not recorded: %r", exc)
+        _log.warning("jupyter-mlops: %s not recorded: %r", what, exc)
 
 
 def _execute(

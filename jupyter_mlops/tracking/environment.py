@@ -7,7 +7,7 @@ import platform
 import subprocess
 import sys
 import types
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,8 +66,13 @@ def _module_distributions() -> Mapping[str, list[str]]:
     return metadata.packages_distributions()
 
 
+@functools.cache
 def distribution_version(module: str) -> tuple[str, str] | None:
-    """(distribution name, version) providing top-level ``module``; None if unknown."""
+    """(distribution name, version) providing top-level ``module``; None if unknown.
+
+    Read once per process: parsing a distribution's metadata costs milliseconds, and every
+    tracked cell asks for the same few (a package upgraded in a running kernel needs a
+    restart to be imported anyway)."""
     from importlib import metadata
 
     for dist in _module_distributions().get(module, []):
@@ -116,3 +121,113 @@ class Environment:
 def capture_environment(namespace: Mapping[str, Any]) -> Environment:
     """The interpreter and the versions of the packages the namespace uses."""
     return Environment(packages=used_packages(namespace))
+
+
+# -- pinned requirements: what a reproduction installs -----------------------------------
+REQUIREMENTS_ARTIFACT = "mlops/requirements.txt"
+# Names the IPython shell puts in every namespace: the shell's, not the cell's, packages.
+_SHELL_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "open"})
+_SELF = "jupyter-mlops"  # the toolkit: the reproduction brings its own
+
+
+def requirements(namespace: Mapping[str, Any], sources: Iterable[str] = ()) -> dict[str, str]:
+    """{distribution: version} that re-running the code needs: the distributions whose
+    modules or objects ``namespace`` holds and those the code in ``sources`` imports, with
+    everything they require (``Requires-Dist`` of the installed distributions, markers
+    evaluated for this interpreter). jupyter-mlops and its own requirements are left out.
+    """
+    modules = {_top_module(value) for name, value in list(namespace.items())
+               if not name.startswith("_") and name not in _SHELL_NAMES}  # fmt: skip
+    for source in sources:
+        modules |= imported_modules(source)
+    todo = []
+    for module in sorted(m for m in modules if m and m not in sys.stdlib_module_names):
+        dist = distribution_version(module)
+        if dist is not None:
+            todo.append(_canonical(dist[0]))
+    found: dict[str, str] = {}
+    seen: set[str] = {_SELF}
+    while todo:
+        key = todo.pop()
+        if key in seen:
+            continue
+        seen.add(key)
+        info = _distribution(key)
+        if info is None:  # required but not installed (an optional dependency)
+            continue
+        name, version, requires = info
+        found[name] = version
+        todo.extend(requires)
+    return dict(sorted(found.items(), key=lambda item: item[0].lower()))
+
+
+def requirements_text(pins: Mapping[str, str]) -> str:
+    """``pins`` as a requirements file: ``name==version`` lines under a comment header."""
+    head = (
+        "# The packages this run used and what they require, as installed when it ran.\n"
+        f"# python {platform.python_version()}\n"
+    )
+    return head + "".join(f"{name}=={version}\n" for name, version in pins.items())
+
+
+def imported_modules(source: str) -> set[str]:
+    """Top-level modules plain-Python ``source`` imports (none if it does not parse)."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return set()
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".", 1)[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module.split(".", 1)[0])
+    return found
+
+
+def _top_module(value: Any) -> str:
+    if isinstance(value, types.ModuleType):
+        mod = value.__name__
+    else:
+        mod = getattr(type(value), "__module__", None) or ""
+        if isinstance(value, type | types.FunctionType | types.BuiltinFunctionType):
+            mod = getattr(value, "__module__", None) or mod
+    top = str(mod).split(".", 1)[0]
+    return "" if top == "builtins" else top
+
+
+def _canonical(name: str) -> str:
+    import re
+
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+@functools.cache
+def _distribution(key: str) -> tuple[str, str, tuple[str, ...]] | None:
+    """(name as the distribution spells it, version, canonical names of what it requires
+    here) of installed distribution ``key``; read once per process (metadata files)."""
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution(key)
+    except metadata.PackageNotFoundError:
+        return None
+    requires = tuple(dict.fromkeys(r for r in map(_required, dist.requires or []) if r is not None))
+    return str(dist.metadata["Name"]), dist.version, requires
+
+
+@functools.cache
+def _required(spec: str) -> str | None:
+    """The canonical name a ``Requires-Dist`` line needs here (None: its marker is false,
+    e.g. an extra or another platform's dependency)."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        req = Requirement(spec)
+    except InvalidRequirement:
+        return None
+    if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+        return None
+    return _canonical(req.name)

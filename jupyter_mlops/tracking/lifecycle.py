@@ -32,6 +32,7 @@ from jupyter_mlops.tracking.run import PENDING_PREFIX, TAG_NOTEBOOK, TrackedRun,
 # which tracking cannot import); a test keeps them equal.
 ENV_REPRODUCES = "JUPYTER_MLOPS_REPRODUCES"
 TAG_REPRODUCES = "mlops.reproduces"
+TAG_TRACK_ARGS = "mlops.track.args"  # the %%track line as typed
 
 
 def resolve_experiment(
@@ -134,6 +135,7 @@ def track(
     namespace: Mapping[str, Any] | None = None,
     search_runs: bool = False,
     config: Config | None = None,
+    track_args: str | None = None,
 ) -> Iterator[TrackedRun]:
     """Record the enclosed work as an MLflow run and end it FINISHED or FAILED.
 
@@ -142,7 +144,8 @@ def track(
     FAILED with the traceback as an artifact, what was logged is kept, and the exception
     propagates. ``namespace`` (e.g. a notebook's globals) is used to find the notebook
     and the package versions in use. ``search_runs`` logs one child run per candidate of
-    each hyperparameter search logged as a model.
+    each hyperparameter search logged as a model. ``track_args`` is the ``%%track`` line
+    the run comes from, as typed (tag ``mlops.track.args``: a reproduction replays it).
     """
     import mlflow
 
@@ -162,6 +165,8 @@ def track(
     notebook = notebook or (source.relative(config.root) if source else None)
     client(config)  # also points MLflow's fluent API at the project's store
     run_tags, env, git = _run_tags(config, notebook, namespace, tags, source)
+    if track_args is not None:
+        run_tags[TAG_TRACK_ARGS] = track_args
     active = mlflow.active_run()
     try:
         down = store.still_unavailable(config.tracking_uri)

@@ -46,6 +46,7 @@ class CellNames:
     late: frozenset[str]
 
 
+@functools.lru_cache(maxsize=1024)  # the same history is read again by each tracked cell
 def plain_python(cell: str) -> str | None:
     """``cell`` as plain Python: IPython syntax removed (None: a cell magic whose body is
     not Python run in the namespace, such as ``%%bash`` or ``%%writefile``)."""
