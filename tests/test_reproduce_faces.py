@@ -190,6 +190,24 @@ def test_compare_shows_a_reproduced_column_only_when_a_run_has_a_verdict(project
     assert widget.table.row_ids[0] == ids[0]
 
 
+def test_the_run_card_shows_a_verdict_and_what_a_reproduction_reproduces(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = load_config(project)
+    with jupyter_mlops.track("card", config=config) as run:
+        run.log_metrics({"acc": 0.9})
+    assert "reproduc" not in str(run.card())
+    run.set_tags({TAG_VERDICT: DIFFERENT, TAG_BY: "0a1b2c", TAG_AT: "2025-06-01T12:00:00Z"})
+    assert "  reproduced: DIFFERENT by 0a1b2c at 2025-06-01T12:00:00Z" in str(run.card())
+    assert ">reproduced</th><td style='text-align:left'>DIFFERENT by 0a1b2c" in (
+        run.card()._repr_html_()
+    )
+    monkeypatch.setenv("JUPYTER_MLOPS_REPRODUCES", run.run_id)  # as in a reproduction's kernel
+    with jupyter_mlops.track("card", config=config) as again:
+        again.log_metrics({"acc": 0.9})
+    assert f"  reproduces: run {run.run_id}" in str(again.card())
+
+
 def test_the_widget_column_is_the_recorded_tag() -> None:
     assert f"tags.{TAG_VERDICT}" == REPRODUCED_COLUMN
 
@@ -233,7 +251,7 @@ def tracked(tmp_path_factory: pytest.TempPathFactory, _shell: Any) -> Iterator[T
             "from sklearn.ensemble import RandomForestClassifier\n"
             "from sklearn.metrics import accuracy_score\n"
             "from sklearn.model_selection import train_test_split\n",
-            f"%%track -e iris --quiet --data data/iris.csv\n{IRIS_CELL}",
+            f"%%track -e iris --data data/iris.csv\n{IRIS_CELL}",  # a card, shown again
             f"%%track -e noisy --quiet --no-model\n{RANDOM_CELL}",
         ]
         config = load_config(root)
@@ -316,6 +334,8 @@ def test_cli_exit_0_with_json_and_the_project_rebuilt_in_workdir(
     assert Path(out["workdir"]) == workdir
     restored = workdir / "data" / "iris.csv"
     assert restored.read_bytes() == (tracked.root / "data" / "iris.csv").read_bytes()
+    (executed,) = workdir.rglob("*.out.ipynb")  # the reproduction's card names the original
+    assert f"reproduces: run {tracked.iris}" in executed.read_text()
 
 
 def test_cli_exit_1_when_the_run_does_not_reproduce(

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from jupyter_mlops.tracking.run import TrackedRun
 
 MAX_PARAMS_SHOWN = 12
+# What ``%reproduce`` records on a run (``reproduce.result``, a layer above this one).
+_TAG_VERDICT, _TAG_BY, _TAG_AT = "mlops.reproduced", "mlops.reproduced.by", "mlops.reproduced.at"
 _STATUS_COLOURS = {
     "FINISHED": "#2e7d32",
     "FAILED": "#c62828",
@@ -34,6 +36,21 @@ def _fmt_size(size: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{size} B"
+
+
+def _reproduction_rows(tags: dict[str, str]) -> list[tuple[str, list[str]]]:
+    """``reproduced: VERDICT by RUN at TIME`` for a run ``%reproduce`` checked, and
+    ``reproduces: run ID`` for a reproduction."""
+    from jupyter_mlops.tracking.lifecycle import TAG_REPRODUCES
+
+    rows: list[tuple[str, list[str]]] = []
+    if tags.get(_TAG_VERDICT):
+        by = f" by {tags[_TAG_BY]}" if tags.get(_TAG_BY) else ""
+        at = f" at {tags[_TAG_AT]}" if tags.get(_TAG_AT) else ""
+        rows.append(("reproduced", [f"{tags[_TAG_VERDICT]}{by}{at}"]))
+    if tags.get(TAG_REPRODUCES):
+        rows.append(("reproduces", [f"run {tags[TAG_REPRODUCES]}"]))
+    return rows
 
 
 class RunCard:
@@ -82,6 +99,7 @@ class RunCard:
         if run.git_commit:
             source.append(f"git {run.git_commit[:10]}{' (dirty)' if run.git_dirty else ''}")
         rows.append(("source", source))
+        rows += _reproduction_rows(run.tags)
         if run.notes:  # error texts: they may quote the store's URL or a token
             rows.append(("notes", [redact_text(note) for note in run.notes]))
         return rows
