@@ -84,6 +84,9 @@ __all__ = [
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
+    # For type checkers, which know no module-level property: the function (see _Package).
+    from jupyter_mlops.reproduce import reproduce as reproduce
+
 
 def load_ipython_extension(ipython: InteractiveShell) -> None:
     """``%load_ext jupyter_mlops``: register the magics."""
