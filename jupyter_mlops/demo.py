@@ -43,7 +43,8 @@ def run_demo(folder: Path) -> None:
     print(f"Executing {QUICKSTART} in {folder} ...", flush=True)
     out = execute_notebook(notebook, folder / "01-quickstart.out.ipynb", cwd=folder)
     config = load_config(folder)
-    runs = latest_runs(config=config, limit=1)
+    # The quickstart's own run: not its reproduction, which is newer and has its own notebook.
+    runs = latest_runs(config=config, notebook=QUICKSTART, limit=1)
     if not runs:
         raise MlopsError("The quickstart ran but recorded no run")
     run = runs[0]
