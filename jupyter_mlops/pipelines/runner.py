@@ -45,8 +45,9 @@ def run(
     ``params`` override the defaults (``name`` or ``step.name``); ``steps`` runs a subset
     (their inputs from other steps must exist). Input data produced by no step is
     snapshotted with DVC first. ``python``: every step's kernel runs that interpreter (a
-    reproduction's environment) instead of the notebook's kernelspec. Raises :class:`PipelineError` before anything runs if the
-    definition or the parameters are invalid.
+    reproduction's environment) instead of the notebook's kernelspec. Raises
+    :class:`PipelineError` before anything runs if the definition or the parameters are
+    invalid.
     """
     workers = None if workers is None else values.workers(workers)
     spec = load_pipeline(pipeline)
