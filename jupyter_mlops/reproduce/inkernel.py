@@ -100,7 +100,7 @@ def _check_model(
     training, how = _training_data(name, namespace, spec.get("cell") or "", content_hash)
     out["training"] = how
     if training is not None:
-        inputs.append((f"training data ({how})", _head(training)))
+        inputs.append((f"training data ({how.split(',')[0]})", _head(training)))
     tolerance = float(spec["tolerance"])
     for label, X in inputs:
         try:
@@ -134,7 +134,9 @@ def _load(uri: str, *, with_example: bool) -> tuple[Any, Any]:
 def _training_data(
     name: str, namespace: Mapping[str, Any], cell: str, content_hash: str | None
 ) -> tuple[Any, str]:
-    """The data the reproduction's model ``name`` was fitted on, and how it was found."""
+    """The data the reproduction's model ``name`` was fitted on, and what it is: the
+    kernel's object whose content hash is the recorded training set's, else the fit
+    call's input read off the cell."""
     from jupyter_mlops.tracking.datasets import fingerprint_data
     from jupyter_mlops.tracking.models import fit_inputs_from_cell
 
@@ -142,22 +144,19 @@ def _training_data(
         fitted = fit_inputs_from_cell(ast.parse(cell), namespace).get(name, (None, None))[0]
     except SyntaxError:
         fitted = None
+    named = [(k, v) for k, v in namespace.items() if not k.startswith("_") and hasattr(v, "shape")]
+    label = next((k for k, v in named if v is fitted), "the fit call's input")
     if content_hash is not None:
-        candidates = [("the fit call's input", fitted)] if fitted is not None else []
-        candidates += [
-            (key, value)
-            for key, value in list(namespace.items())
-            if not key.startswith("_") and hasattr(value, "shape")
-        ]
-        for label, value in candidates:
+        candidates = [(label, fitted)] if fitted is not None else []
+        for key, value in [*candidates, *named]:
             try:
                 fingerprint = fingerprint_data(value)
             except Exception:
                 continue
             if fingerprint is not None and fingerprint[0] == content_hash:
-                return value, f"{label}, the run's recorded training set"
+                return value, f"{key}, the recorded training set"
     if fitted is not None:
-        return fitted, "the fit call's input read off the cell"
+        return fitted, f"{label}, read off the fit call"
     return None, "not found: only the input example was compared"
 
 
