@@ -5,7 +5,8 @@ papermill in a git + DVC project) is reproduced (a) in the running environment
 (``env="current"``) and (b) in a fresh uv environment already in the cache (``env="fresh"``,
 after one build that is reported but not judged). Reference, in the same run: re-executing
 the same notebook with the papermill CLI (what one does by hand: no data restored, nothing
-compared). The cell's own time is its body executed in this process, warm.
+compared): the cell's own time in a fresh kernel, imports and ``%%track`` included (a
+reproduction needs a fresh kernel; the body alone, warm in this process, is reported too).
 
 Targets (issue #19): current <= the cell's own time + 2 s; cached fresh <= current + 10 s.
 """
@@ -49,8 +50,6 @@ def setup(root: Path) -> Path:
     subprocess.run([*git, "init", "-q"], cwd=root, check=True)
     (root / ".mlops").mkdir()
     (root / "data").mkdir()
-    frame = load_iris(as_frame=True).frame.rename(columns={"target": "species"})
-    frame.to_csv(root / "data" / "iris.csv", index=False)
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = KERNELSPEC
     nb.cells = [
@@ -62,6 +61,9 @@ def setup(root: Path) -> Path:
     (root / ".gitignore").write_text(".mlops/\n*.out.ipynb\n")
     subprocess.run([*git, "add", "-A"], cwd=root, check=True)
     subprocess.run([*git, "commit", "-qm", "iris"], cwd=root, check=True)
+    # The data is DVC's, not git's: written after the commit, snapshotted by the cell.
+    frame = load_iris(as_frame=True).frame.rename(columns={"target": "species"})
+    frame.to_csv(root / "data" / "iris.csv", index=False)
     return path
 
 
@@ -82,7 +84,7 @@ def cell_time(root: Path, reps: int) -> float:
 
 def papermill_cli(notebook: Path, out: Path) -> float:
     start = time.perf_counter()
-    cli = [sys.executable, "-m", "papermill", "-q", str(notebook), str(out)]
+    cli = [sys.executable, "-m", "papermill", "--no-progress-bar", str(notebook), str(out)]
     subprocess.run(
         [*cli, "--cwd", str(notebook.parent)],
         check=True,
@@ -135,18 +137,18 @@ def main() -> int:
             current.append(seconds)
             verdicts.append(found)
         details.update(cell=cell, current=current, papermill=manual, verdicts=verdicts)
-        over = median(current) - cell
+        over = median(current) - median(manual)
         rows.append(
             row(
-                "reproduce --env current, iris (over the cell's own time)",
-                over,
+                "reproduce --env current, iris (over re-running its cell)",
+                median(current),
                 median(manual),
                 ratio=median(current) / median(manual),
-                target=f"<= {TARGET_CURRENT_OVER_CELL_S:g} s",
+                target=f"<= +{TARGET_CURRENT_OVER_CELL_S:g} s",
                 verdict=verdict(over <= TARGET_CURRENT_OVER_CELL_S),
-                note=f"cell body {cell:.2f} s; reproduction {median(current):.2f} s "
-                f"({', '.join(sorted(set(verdicts)))}); reference: papermill CLI re-run of "
-                "the notebook; ratio: reproduction / papermill",
+                note=f"{over:+.2f} s; reference: the notebook re-run by the papermill CLI (the "
+                f"cell's own time in a fresh kernel: imports, %%track); verdicts "
+                f"{', '.join(sorted(set(verdicts)))}; the cell body alone, warm: {cell:.2f} s",
             )
         )
         if not args.no_fresh:

@@ -70,8 +70,10 @@ class ShellCells:
 def _earlier_inputs(shell: InteractiveShell) -> list[str]:
     """The kernel's earlier cells as typed, ``[In[1], In[2], ...]`` up to the running one
     (which IPython stores before running it; a cell run without history is not there)."""
-    raw: list[str] = list(shell.history_manager.input_hist_raw)  # type: ignore[union-attr]
-    return raw[1 : shell.execution_count]
+    manager = shell.history_manager
+    if manager is None:  # a shell without history: the run records no context
+        return []
+    return list(manager.input_hist_raw[1 : shell.execution_count])
 
 
 def _parse(parser: MagicArgumentParser, line: str) -> argparse.Namespace:

@@ -107,10 +107,12 @@ class Coordinator:
         *,
         scheduler: str | None,
         workers: int | None,
+        python: str | None = None,
     ) -> None:
         self.config = config
         self.scheduler = scheduler
         self.workers = workers
+        self.python = python  # the steps' interpreter (a reproduction's env); None: kernelspec
         self.executors: dict[str, cf.Executor] = {}
         self.client: Any = None
 
@@ -196,6 +198,7 @@ class Coordinator:
             },
             kernel_name=planned.kernel,
             timeout=planned.timeout,
+            python=self.python,
         )
         executor = self._executor(planned.executor, width)
         return executor.submit(run_step_task, task)

@@ -38,12 +38,14 @@ def run(
     run_dir: str | os.PathLike[str] | None = None,
     tags: Mapping[str, Any] | None = None,
     config: Config | None = None,
+    python: str | None = None,
 ) -> PipelineRun:
     """Run a pipeline once and return its record (check ``.ok``; failures do not raise).
 
     ``params`` override the defaults (``name`` or ``step.name``); ``steps`` runs a subset
     (their inputs from other steps must exist). Input data produced by no step is
-    snapshotted with DVC first. Raises :class:`PipelineError` before anything runs if the
+    snapshotted with DVC first. ``python``: every step's kernel runs that interpreter (a
+    reproduction's environment) instead of the notebook's kernelspec. Raises :class:`PipelineError` before anything runs if the
     definition or the parameters are invalid.
     """
     workers = None if workers is None else values.workers(workers)
@@ -58,7 +60,7 @@ def run(
         run_dir=run_dir,
         experiment=experiment,
     )
-    _execute(config, [active], scheduler, workers, snapshot=snapshot, tags=tags)
+    _execute(config, [active], scheduler, workers, snapshot=snapshot, tags=tags, python=python)
     return active.record
 
 
@@ -186,8 +188,9 @@ def _execute(
     *,
     snapshot: bool,
     tags: Mapping[str, Any] | None,
+    python: str | None = None,
 ) -> None:
-    coordinator = Coordinator(config, scheduler=scheduler, workers=workers)
+    coordinator = Coordinator(config, scheduler=scheduler, workers=workers, python=python)
     try:
         for active in actives:
             coordinator.open(active, snapshot=snapshot, tags=tags or {})

@@ -22,7 +22,7 @@ from typing import Any
 
 from jupyter_mlops.config import Config, load_config
 from jupyter_mlops.errors import UsageError
-from jupyter_mlops.reproduce import cellbook, scratch, verdict
+from jupyter_mlops.reproduce import cellbook, pipeline, scratch, verdict
 from jupyter_mlops.reproduce.compare import compare_runs
 from jupyter_mlops.reproduce.result import (
     ENV_REPRODUCES,
@@ -64,6 +64,9 @@ def reproduce(
         raise UsageError(f"tolerance must be a number >= 0, not {tolerance!r}")
     config = config or load_config()
     original = read_run(resolve_ref(ref, config), config)
+    parent = pipeline.parent_of_step(original)
+    if parent is not None:  # a step reproduces through its pipeline run
+        original = read_run(parent, config)
     folder = scratch.new_folder(original.run_id, config, workdir)
     copy = scratch.make_scratch(original, config, folder)
     reads = scratch.copy_unsnapshotted(original, copy, config)
@@ -74,12 +77,15 @@ def reproduce(
         return result
 
     missing = scratch.restore_data(original, copy.project, config)
-    if missing or original.cell is None:
+    is_pipeline = pipeline.is_pipeline_run(original)
+    if missing or (original.cell is None and not is_pipeline):
         causes = missing or [_no_cell(original)]
         environment = EnvironmentReport(mode=env or "current", python=sys.executable)
         return finish(_failed(original, environment, causes + copy.causes, folder))
     scratch.share_dvc(copy.project, config.root.resolve())
     environment = _environment(original, config, env)
+    if is_pipeline:
+        return finish(pipeline.reproduce_pipeline(original, config, copy, environment, tolerance))
 
     cwd = copy.project / Path(original.notebook or "x").parent
     cwd.mkdir(parents=True, exist_ok=True)
