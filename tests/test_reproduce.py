@@ -202,7 +202,6 @@ def test_c_changed_workspace_data_is_restored_from_dvc_in_the_copy(proj: Project
 
 def test_d_a_model_alias_reproduces_through_its_run(proj: Project) -> None:
     from jupyter_mlops.registry import register
-
     from jupyter_mlops.reproduce.source import resolve_ref
 
     register(proj.seeded, name="iris-rf", aliases=["champion"], config=proj.config)
@@ -314,3 +313,14 @@ def test_h_an_old_run_reproduces_from_its_notebook_copy(proj: Project) -> None:
     (code,) = result.causes
     assert code.kind == "code" and "0badc0de0bad" in code.message
     assert "not in this clone" in code.message and "current files" in code.message
+
+
+def test_i_an_environment_that_cannot_be_built_fails_before_execution(proj: Project) -> None:
+    client = MlflowClient(proj.config.tracking_uri)
+    client.set_tag(proj.reader, "mlops.python", "3.99.1")  # no such interpreter here
+    result = reproduce(proj.reader, env="fresh", config=proj.config)
+    assert result.verdict == FAILED and result.run_id is None, str(result)
+    cause = result.causes[0]
+    assert cause.kind == "package" and "3.99" in cause.message, str(result)
+    assert "\n" not in cause.message
+    assert client.get_run(proj.reader).data.tags[TAG_VERDICT] == FAILED
