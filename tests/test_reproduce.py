@@ -202,11 +202,16 @@ def test_c_changed_workspace_data_is_restored_from_dvc_in_the_copy(proj: Project
 
 def test_d_a_model_alias_reproduces_through_its_run(proj: Project) -> None:
     from jupyter_mlops.registry import register
+    from jupyter_mlops.reproduce.source import resolve_ref
 
     register(proj.seeded, name="iris-rf", aliases=["champion"], config=proj.config)
-    result = reproduce("iris-rf@champion", env="current", config=proj.config)
+    assert resolve_ref("iris-rf/1", proj.config) == proj.seeded
+    assert resolve_ref("models:/iris-rf@champion", proj.config) == proj.seeded
+    result = reproduce("iris-rf@champion", config=proj.config)
     assert result.original_run_id == proj.seeded
     assert result.verdict == REPRODUCED, str(result)
+    # No env asked: the recorded pins are the running interpreter's, so it is used.
+    assert result.environment.mode == "current" and result.environment.changes == []
     assert result.checked["predictions"] == 2
 
 
@@ -283,12 +288,14 @@ def test_g_a_cell_that_raises_fails_with_its_error_line_and_notebook(proj: Proje
 
 def test_h_an_old_run_reproduces_from_its_notebook_copy(proj: Project) -> None:
     """A run recorded before #19 has no ``%%track`` line nor context: the line is rebuilt
-    from its experiment and data, the earlier cells come from its notebook copy."""
+    from its experiment and data, the earlier cells come from its notebook copy. Its
+    commit is not in this clone: the current tracked files stand in, and a cause says so."""
     import nbformat
 
     client = MlflowClient(proj.config.tracking_uri)
     run = client.get_run(proj.seeded)
     client.delete_tag(proj.seeded, "mlops.track.args")
+    client.set_tag(proj.seeded, "mlflow.source.git.commit", "0badc0de" * 5)
     artifacts = Path(run.info.artifact_uri.removeprefix("file://")) / "mlops"
     (artifacts / "context.py").unlink(missing_ok=True)
     (artifacts / "requirements.txt").unlink(missing_ok=True)
@@ -303,3 +310,17 @@ def test_h_an_old_run_reproduces_from_its_notebook_copy(proj: Project) -> None:
     assert "from sklearn.metrics import log_loss" in sources[1]  # the copy's imports cell
     assert sources[2].startswith("%%track --data data/iris.csv -e iris -n ")
     assert sources[2].endswith(IRIS_CELL)
+    (code,) = result.causes
+    assert code.kind == "code" and "0badc0de0bad" in code.message
+    assert "not in this clone" in code.message and "current files" in code.message
+
+
+def test_i_an_environment_that_cannot_be_built_fails_before_execution(proj: Project) -> None:
+    client = MlflowClient(proj.config.tracking_uri)
+    client.set_tag(proj.reader, "mlops.python", "3.99.1")  # no such interpreter here
+    result = reproduce(proj.reader, env="fresh", config=proj.config)
+    assert result.verdict == FAILED and result.run_id is None, str(result)
+    cause = result.causes[0]
+    assert cause.kind == "package" and "3.99" in cause.message, str(result)
+    assert "\n" not in cause.message
+    assert client.get_run(proj.reader).data.tags[TAG_VERDICT] == FAILED

@@ -61,8 +61,8 @@ def _new_run(client: Any, spec: Mapping[str, Any]) -> Any:
     return top[0] if top else None
 
 
-def _training_hashes(run: Any) -> dict[str, str]:
-    """Model name -> content hash of the training dataset the run recorded for it."""
+def _training_hashes(run: Any) -> dict[str, tuple[str, int | None]]:
+    """Model name -> (content hash, rows) of the training dataset the run recorded for it."""
     from jupyter_mlops.tracking.datasets import CONTENT_HASH_TAG
 
     found = {}
@@ -70,7 +70,11 @@ def _training_hashes(run: Any) -> dict[str, str]:
         name = item.dataset.name
         tags = {t.key: t.value for t in item.tags}
         if name.endswith("-training") and CONTENT_HASH_TAG in tags:
-            found[name.removesuffix("-training")] = tags[CONTENT_HASH_TAG]
+            try:
+                rows = int(json.loads(item.dataset.profile or "{}")["num_rows"])
+            except (ValueError, KeyError, TypeError):
+                rows = None
+            found[name.removesuffix("-training")] = (tags[CONTENT_HASH_TAG], rows)
     return found
 
 
@@ -80,7 +84,7 @@ def _check_model(
     new_uri: str | None,
     namespace: Mapping[str, Any],
     spec: Mapping[str, Any],
-    content_hash: str | None,
+    recorded: tuple[str, int | None] | None,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"uri": original_uri, "new_uri": new_uri, "checks": [], "error": None}
     obj = namespace.get(name)
@@ -97,10 +101,10 @@ def _check_model(
     inputs: list[tuple[str, Any]] = []
     if example is not None:
         inputs.append(("input example", example))
-    training, how = _training_data(name, namespace, spec.get("cell") or "", content_hash)
+    training, how = _training_data(name, namespace, spec.get("cell") or "", recorded)
     out["training"] = how
     if training is not None:
-        inputs.append((f"training data ({how})", _head(training)))
+        inputs.append((f"training data ({how.split(',')[0]})", _head(training)))
     tolerance = float(spec["tolerance"])
     for label, X in inputs:
         try:
@@ -132,9 +136,11 @@ def _load(uri: str, *, with_example: bool) -> tuple[Any, Any]:
 
 
 def _training_data(
-    name: str, namespace: Mapping[str, Any], cell: str, content_hash: str | None
+    name: str, namespace: Mapping[str, Any], cell: str, recorded: tuple[str, int | None] | None
 ) -> tuple[Any, str]:
-    """The data the reproduction's model ``name`` was fitted on, and how it was found."""
+    """The data the reproduction's model ``name`` was fitted on, and what it is: the
+    kernel's object whose content hash is the recorded training set's, else the fit
+    call's input read off the cell."""
     from jupyter_mlops.tracking.datasets import fingerprint_data
     from jupyter_mlops.tracking.models import fit_inputs_from_cell
 
@@ -142,23 +148,27 @@ def _training_data(
         fitted = fit_inputs_from_cell(ast.parse(cell), namespace).get(name, (None, None))[0]
     except SyntaxError:
         fitted = None
-    if content_hash is not None:
-        candidates = [("the fit call's input", fitted)] if fitted is not None else []
-        candidates += [
-            (key, value)
-            for key, value in list(namespace.items())
-            if not key.startswith("_") and hasattr(value, "shape")
-        ]
-        for label, value in candidates:
+    named = [(k, v) for k, v in namespace.items() if not k.startswith("_") and hasattr(v, "shape")]
+    label = next((k for k, v in named if v is fitted), "the fit call's input")
+    if recorded is not None:
+        content_hash, rows = recorded
+        candidates = [(label, fitted)] if fitted is not None else []
+        candidates += [(k, v) for k, v in named if rows is None or _rows(v) == rows]
+        for key, value in candidates:
             try:
                 fingerprint = fingerprint_data(value)
             except Exception:
                 continue
             if fingerprint is not None and fingerprint[0] == content_hash:
-                return value, f"{label}, the run's recorded training set"
+                return value, f"{key}, the recorded training set"
     if fitted is not None:
-        return fitted, "the fit call's input read off the cell"
+        return fitted, f"{label}, read off the fit call"
     return None, "not found: only the input example was compared"
+
+
+def _rows(value: Any) -> int | None:
+    shape = getattr(value, "shape", None)
+    return int(shape[0]) if isinstance(shape, tuple) and shape else None
 
 
 def _head(X: Any) -> Any:

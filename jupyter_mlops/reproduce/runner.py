@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_mlops.config import Config, load_config
-from jupyter_mlops.errors import UsageError
+from jupyter_mlops.errors import MlopsError, UsageError
 from jupyter_mlops.reproduce import cellbook, pipeline, scratch, verdict
 from jupyter_mlops.reproduce.compare import compare_runs
 from jupyter_mlops.reproduce.result import (
@@ -83,7 +83,12 @@ def reproduce(
         environment = EnvironmentReport(mode=env or "current", python=sys.executable)
         return finish(_failed(original, environment, causes + copy.causes, folder))
     scratch.share_dvc(copy.project, config.root.resolve())
-    environment = _environment(original, config, env)
+    try:
+        environment = _environment(original, config, env)
+    except MlopsError as exc:  # a fresh environment that cannot be built: one line says why
+        cause = Cause("package", "environment", f"The environment could not be prepared: {exc}")
+        environment = EnvironmentReport(mode=env or "fresh", python=sys.executable)
+        return finish(_failed(original, environment, [cause, *copy.causes], folder))
     if is_pipeline:
         return finish(pipeline.reproduce_pipeline(original, config, copy, environment, tolerance))
 

@@ -157,27 +157,25 @@ def _copy_current(root: Path, top: Path | None, folder: Path) -> Scratch:
 
 
 def copy_unsnapshotted(recorded: Recorded, scratch: Scratch, config: Config) -> list[Cause]:
-    """Files the run read without snapshotting them (``mlops.risks``), copied from the
-    workspace as they are now when the copy lacks them; a cause for each."""
+    """Files the run read without snapshotting them (``mlops.risks``; paths relative to
+    the project root), copied from the workspace as they are now when the copy lacks
+    them; a cause for each."""
     causes: list[Cause] = []
-    notebook_dir = Path(recorded.notebook or ".").parent
     for risk in recorded.risks:
         if risk["kind"] != "unsnapshotted_read":
             continue
         subject = risk["subject"]
-        message = risk["message"] or f"The cell read {subject}, which no --data snapshot holds."
-        for base in (notebook_dir, Path()):
-            rel = Path(os.path.normpath(base / subject))
-            src, dest = config.root / rel, scratch.project / rel
-            if rel.is_absolute() or rel.parts[:1] == ("..",) or not src.is_file():
-                continue
-            if not dest.exists():
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(src, dest)
-                message += " Its current workspace copy was used."
-            break
-        fix = f" Add --data {subject} to the %%track line so that it is snapshotted."
-        causes.append(Cause("unsnapshotted_read", subject, message.rstrip() + fix))
+        message = risk["message"] or f"{subject} is read but not recorded."
+        if "--data" not in message:
+            message = f"{message.rstrip('.')}: add --data {subject} to the %%track line."
+        rel = Path(os.path.normpath(subject))
+        src, dest = config.root / rel, scratch.project / rel
+        inside = not rel.is_absolute() and rel.parts[:1] != ("..",)
+        if inside and src.is_file() and not dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest)
+            message += " (The reproduction read its current workspace copy.)"
+        causes.append(Cause("unsnapshotted_read", subject, message))
     return causes
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ TAG_PARENT = "mlflow.parentRunId"
 CELL = "mlops/cell.py"
 CONTEXT = "mlops/context.py"
 NOTEBOOK_DIR = "mlops/notebook"
+_VERSION_REF = re.compile(r"[^/\s]+/\d+")  # name/3: a registered model's version
 
 
 @dataclass
@@ -107,7 +109,7 @@ def resolve_ref(ref: str, config: Config) -> str:
         raise NotFoundError(
             "No run given: pass a run id, a prefix of one, a run name or name@alias"
         )
-    if ref.startswith("models:/") or "@" in ref or "/" in ref:
+    if ref.startswith("models:/") or "@" in ref or _VERSION_REF.fullmatch(ref):
         return _model_run(ref, config)
     from jupyter_mlops.tracking.runs.refs import is_id_prefix, resolve_run_ref
 

@@ -66,8 +66,8 @@ def unseeded(
 
 def _unseeded_message(subject: str) -> str:
     return (
-        f"{subject} was fitted without a fixed random_state, so every fit gives another "
-        f"model: pass random_state=<int> to {subject} and track the cell again."
+        f"{subject} ran without a fixed random_state, so each run gives another result: "
+        f"pass random_state=<int> to {subject} and track the cell again."
     )
 
 
