@@ -94,7 +94,7 @@ def papermill_cli(notebook: Path, out: Path) -> float:
 
 
 def reproduce_time(run_id: str, env: str, config: Any) -> tuple[float, str]:
-    from jupyter_mlops.reproduce import reproduce
+    from jupyter_mlops.reproduction import reproduce
 
     start = time.perf_counter()
     result = reproduce(run_id, env=env, config=config)

@@ -6,9 +6,6 @@ Only light modules are imported here; MLflow, DVC and friends load on first use 
 
 from __future__ import annotations
 
-import sys
-import types
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from jupyter_mlops._version import __version__
@@ -45,7 +42,7 @@ _LAZY = {
     "read_outcomes": "jupyter_mlops.predlog",
     "prediction_counts": "jupyter_mlops.predlog",
     "OutcomeReceipt": "jupyter_mlops.predlog",
-    "reproduce": "jupyter_mlops.reproduce",  # the function, see _Package
+    "reproduce": "jupyter_mlops.reproduction",
 }
 
 __all__ = [
@@ -84,9 +81,6 @@ __all__ = [
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
-    # For type checkers, which know no module-level property: the function (see _Package).
-    from jupyter_mlops.reproduce import reproduce as reproduce
-
 
 def load_ipython_extension(ipython: InteractiveShell) -> None:
     """``%load_ext jupyter_mlops``: register the magics."""
@@ -110,32 +104,6 @@ def _load_jupyter_server_extension(server_app: Any) -> None:
     from jupyter_mlops.server import load
 
     load(server_app)
-
-
-class _Package(types.ModuleType):
-    """This package's module, so that ``jupyter_mlops.reproduce`` is the function.
-
-    ``jupyter_mlops.reproduce`` is also a subpackage, and the import system sets each
-    subpackage it imports as an attribute of its parent (``setattr(jupyter_mlops,
-    "reproduce", <module>)``), which would hide the function behind the module the first
-    time anything imports ``jupyter_mlops.reproduce.*``. A property of the module's class
-    is looked up before the module's own attributes: reading gives the function, and the
-    import system's write is dropped (the subpackage stays in ``sys.modules`` under its
-    name, which is all ``from jupyter_mlops.reproduce... import`` reads). Spell imports of
-    the subpackage ``from jupyter_mlops.reproduce import X``: ``import
-    jupyter_mlops.reproduce as m`` reads the attribute, so gives the function.
-    """
-
-    @property
-    def reproduce(self) -> Callable[..., Any]:
-        return _lazy("reproduce")  # type: ignore[no-any-return]
-
-    @reproduce.setter
-    def reproduce(self, value: Any) -> None:
-        """The import system's ``setattr`` of the subpackage: nothing to keep."""
-
-
-sys.modules[__name__].__class__ = _Package
 
 
 def _lazy(name: str) -> Any:

@@ -18,7 +18,7 @@ from mlflow import MlflowClient
 import jupyter_mlops
 from jupyter_mlops.commands import track as track_command
 from jupyter_mlops.config import load_config
-from jupyter_mlops.reproduce import result
+from jupyter_mlops.reproduction import result
 from jupyter_mlops.tracking import cell, lifecycle
 from jupyter_mlops.tracking.environment import REQUIREMENTS_ARTIFACT
 from jupyter_mlops.tracking.risks import TAG_RISKS

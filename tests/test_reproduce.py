@@ -2,7 +2,7 @@
 
 One git + DVC project holds two runs tracked by ``%%track`` cells executed in real
 kernels through papermill: a seeded iris forest and an unseeded forest on noisy data.
-Each test re-executes one of them with :func:`jupyter_mlops.reproduce.reproduce` (a fresh
+Each test re-executes one of them with :func:`jupyter_mlops.reproduction.reproduce` (a fresh
 kernel again) and checks the verdict, what was compared, the causes, and the record left
 on the original run.
 """
@@ -23,8 +23,8 @@ from mlflow import MlflowClient
 from jupyter_mlops.config import Config, load_config
 from jupyter_mlops.errors import MlopsError, NotFoundError
 from jupyter_mlops.pipelines.execute import execute_notebook
-from jupyter_mlops.reproduce import DIFFERENT, FAILED, REPRODUCED, reproduce
-from jupyter_mlops.reproduce.result import TAG_AT, TAG_BY, TAG_REPRODUCES, TAG_VERDICT
+from jupyter_mlops.reproduction import DIFFERENT, FAILED, REPRODUCED, reproduce
+from jupyter_mlops.reproduction.result import TAG_AT, TAG_BY, TAG_REPRODUCES, TAG_VERDICT
 
 from .conftest import IRIS_CELL, git
 from .test_kernel import SETUP, _notebook
@@ -202,7 +202,7 @@ def test_c_changed_workspace_data_is_restored_from_dvc_in_the_copy(proj: Project
 
 def test_d_a_model_alias_reproduces_through_its_run(proj: Project) -> None:
     from jupyter_mlops.registry import register
-    from jupyter_mlops.reproduce.source import resolve_ref
+    from jupyter_mlops.reproduction.source import resolve_ref
 
     register(proj.seeded, name="iris-rf", aliases=["champion"], config=proj.config)
     assert resolve_ref("iris-rf/1", proj.config) == proj.seeded

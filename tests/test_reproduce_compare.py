@@ -12,12 +12,12 @@ import pandas as pd
 import pytest
 
 from jupyter_mlops.data import DataSnapshot
-from jupyter_mlops.reproduce.cellbook import context_cells, track_line
-from jupyter_mlops.reproduce.compare import compare_runs
-from jupyter_mlops.reproduce.inkernel import compare_predictions
-from jupyter_mlops.reproduce.result import Cause, Difference, EnvironmentReport, PackageChange
-from jupyter_mlops.reproduce.source import Recorded
-from jupyter_mlops.reproduce.verdict import order_causes, package_causes, unseeded
+from jupyter_mlops.reproduction.cellbook import context_cells, track_line
+from jupyter_mlops.reproduction.compare import compare_runs
+from jupyter_mlops.reproduction.inkernel import compare_predictions
+from jupyter_mlops.reproduction.result import Cause, Difference, EnvironmentReport, PackageChange
+from jupyter_mlops.reproduction.source import Recorded
+from jupyter_mlops.reproduction.verdict import order_causes, package_causes, unseeded
 
 
 def _run(**kw: object) -> Recorded:

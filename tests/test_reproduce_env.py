@@ -25,14 +25,14 @@ from mlflow import MlflowClient
 from jupyter_mlops.config import load_config
 from jupyter_mlops.errors import MlopsError
 from jupyter_mlops.pipelines.execute import execute_notebook
-from jupyter_mlops.reproduce.environment import (
+from jupyter_mlops.reproduction.environment import (
     package_differences,
     prepare_environment,
     recorded_packages,
 )
-from jupyter_mlops.reproduce.pipconfig import index_options
-from jupyter_mlops.reproduce.result import EnvironmentReport, PackageChange
-from jupyter_mlops.reproduce.uvenv import CACHE_ENV, EnvironmentBuildError
+from jupyter_mlops.reproduction.pipconfig import index_options
+from jupyter_mlops.reproduction.result import EnvironmentReport, PackageChange
+from jupyter_mlops.reproduction.uvenv import CACHE_ENV, EnvironmentBuildError
 
 from .conftest import IRIS_CELL
 from .helpers import free_port

@@ -9,7 +9,6 @@ re-executed in a real kernel on the running environment (``--env current``).
 
 from __future__ import annotations
 
-import ast
 import json
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from mlflow import MlflowClient
 import jupyter_mlops
 from jupyter_mlops.cli import main
 from jupyter_mlops.config import Config, load_config
-from jupyter_mlops.reproduce.result import (
+from jupyter_mlops.reproduction.result import (
     DIFFERENT,
     REPRODUCED,
     TAG_AT,
@@ -52,15 +51,16 @@ from jupyter_mlops.errors import NotFoundError
 def check(where):
     fn = jupyter_mlops.reproduce
     assert inspect.isfunction(fn), (where, fn)
-    assert fn.__module__.startswith("jupyter_mlops.reproduce."), (where, fn.__module__)
+    assert fn.__module__.startswith("jupyter_mlops.reproduction."), (where, fn.__module__)
     assert list(inspect.signature(fn).parameters)[:1] == ["ref"], where
     return fn
 
 fn = check("first read")
-import jupyter_mlops.reproduce.result  # the import system sets the subpackage on its parent
-from jupyter_mlops.reproduce import Reproduction  # the subpackage still imports
-assert sys.modules["jupyter_mlops.reproduce"].Reproduction is Reproduction
+import jupyter_mlops.reproduction.result
+from jupyter_mlops.reproduction import Reproduction
+assert sys.modules["jupyter_mlops.reproduction"].Reproduction is Reproduction
 assert check("after the subpackage's import") is fn
+assert jupyter_mlops.reproduction is sys.modules["jupyter_mlops.reproduction"]
 from jupyter_mlops import reproduce
 assert reproduce is fn
 namespace = {{}}
@@ -77,14 +77,18 @@ else:
 
 @pytest.mark.parametrize(
     "first",
-    ["", "import jupyter_mlops.reproduce.result", "from jupyter_mlops.reproduce import result"],
+    [
+        "",
+        "import jupyter_mlops.reproduction.result",
+        "from jupyter_mlops.reproduction import result",
+    ],
     ids=["root-first", "subpackage-first", "from-subpackage-first"],
 )
 def test_root_reproduce_is_the_function_whatever_was_imported_first(
     first: str, project: Path
 ) -> None:
-    """In a fresh interpreter each time: which of the package and the subpackage is
-    imported first must not change what ``jupyter_mlops.reproduce`` is."""
+    """In a fresh interpreter each time: ``jupyter_mlops.reproduce`` is the function
+    whichever of the root and the ``reproduction`` package is imported first."""
     script = _ROOT_CHECK.format(first=first)
     env = {"PYTHONPATH": str(REPO), "DVC_NO_ANALYTICS": "1", "PATH": "/usr/bin:/bin"}
     proc = subprocess.run(
@@ -97,20 +101,6 @@ def test_root_reproduce_is_the_function_whatever_was_imported_first(
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "NotFoundError:" in proc.stdout and "no-such-run" in proc.stdout
-
-
-def test_nothing_imports_the_subpackage_by_attribute() -> None:
-    """``import jupyter_mlops.reproduce[.x] as m`` reads the package's ``reproduce``
-    attribute, which is the function: the code and tests import from the subpackage."""
-    offenders = []
-    for folder in ("jupyter_mlops", "tests", "benchmarks"):
-        for path in (REPO / folder).rglob("*.py"):
-            for node in ast.walk(ast.parse(path.read_text(), str(path))):
-                if isinstance(node, ast.Import):
-                    for alias in node.names:
-                        if alias.name.startswith("jupyter_mlops.reproduce"):
-                            offenders.append(f"{path.relative_to(REPO)}:{node.lineno}")
-    assert not offenders, f"use `from jupyter_mlops.reproduce... import ...`: {offenders}"
 
 
 # -- options, before anything runs --------------------------------------------------------------
@@ -316,7 +306,7 @@ def test_magic_reproduces_the_notebooks_last_run_and_every_view_shows_it(
 
 
 def test_a_registered_version_reproduces_through_the_package_root(tracked: Tracked) -> None:
-    assert "jupyter_mlops.reproduce.result" in sys.modules  # imported above: no matter
+    assert "jupyter_mlops.reproduction.result" in sys.modules  # imported above: no matter
     result = jupyter_mlops.reproduce("iris-rf@champion", env="current", config=tracked.config)
     assert result.ok and result.original_run_id == tracked.iris, str(result)
 

@@ -16,8 +16,8 @@ from mlflow import MlflowClient
 
 from jupyter_mlops import pipelines
 from jupyter_mlops.config import load_config
-from jupyter_mlops.reproduce import DIFFERENT, REPRODUCED, reproduce
-from jupyter_mlops.reproduce.result import TAG_REPRODUCES, TAG_VERDICT
+from jupyter_mlops.reproduction import DIFFERENT, REPRODUCED, reproduce
+from jupyter_mlops.reproduction.result import TAG_REPRODUCES, TAG_VERDICT
 
 from .test_pipelines import notebook, write_pipeline
 
@@ -34,11 +34,14 @@ TRAIN = (
     "%%track\n"
     "import pandas as pd\n"
     "from sklearn.ensemble import RandomForestClassifier\n"
+    "from sklearn.metrics import log_loss\n"
     "df = pd.read_csv(prepared)\n"
     "X, y = df.drop(columns='target'), df['target']\n"
     "model = RandomForestClassifier(n_estimators=5, max_depth=3, random_state=seed)\n"
     "model.fit(X, y)\n"
-    "train_accuracy = model.score(X, y)"
+    "train_accuracy = model.score(X, y)\n"
+    "# continuous: two unseeded forests (bootstrap samples) almost surely differ here\n"
+    "train_loss = log_loss(y, model.predict_proba(X))"
 )
 
 

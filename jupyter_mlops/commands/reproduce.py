@@ -1,6 +1,6 @@
 """``%reproduce RUN`` / ``jupyter-mlops reproduce RUN``: prove that a tracked run reproduces.
 
-A face over :func:`jupyter_mlops.reproduce.reproduce`: the run is named as everywhere else
+A face over :func:`jupyter_mlops.reproduction.reproduce`: the run is named as everywhere else
 (id, prefix, name, ``last``) or through a registered version (``iris-rf@champion``,
 ``iris-rf/3``). The magic shows the report (HTML in a notebook); the command line prints
 it, or its ``to_dict()`` with ``--json``, and exits 0 when the verdict is REPRODUCED and 1
@@ -141,7 +141,7 @@ class Reproduce(Command):
             parser.parser.epilog = CLI_EPILOG
 
     def run(self, args: argparse.Namespace, context: Context) -> Any:
-        from jupyter_mlops.reproduce import reproduce
+        from jupyter_mlops.reproduction import reproduce
 
         return reproduce(
             resolve_ref(args.run, context),

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from jupyter_mlops.errors import RequestError
-from jupyter_mlops.reproduce.result import TAG_AT, TAG_BY, TAG_REPRODUCES, TAG_VERDICT
+from jupyter_mlops.reproduction.result import TAG_AT, TAG_BY, TAG_REPRODUCES, TAG_VERDICT
 from jupyter_mlops.tracking.run import TAG_DATA, TAG_MODELS, TAG_NOTEBOOK, TAG_SOURCE_HASH
 from jupyter_mlops.tracking.runs.catalog import RunDetails, epoch_ms
 

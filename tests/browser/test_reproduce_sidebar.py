@@ -31,7 +31,7 @@ def checked(lab_root: Path) -> dict[str, str]:
 
     import jupyter_mlops
     from jupyter_mlops.config import load_config
-    from jupyter_mlops.reproduce.result import (
+    from jupyter_mlops.reproduction.result import (
         DIFFERENT,
         TAG_AT,
         TAG_BY,

@@ -10,7 +10,7 @@ from typing import Any
 from mlflow import MlflowClient
 
 from jupyter_mlops.config import load_config
-from jupyter_mlops.reproduce.result import (
+from jupyter_mlops.reproduction.result import (
     DIFFERENT,
     REPRODUCED,
     TAG_AT,

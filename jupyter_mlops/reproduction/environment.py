@@ -13,7 +13,7 @@ from pathlib import Path
 
 from jupyter_mlops.config import Config, load_config
 from jupyter_mlops.errors import MlopsError
-from jupyter_mlops.reproduce.result import EnvironmentReport, PackageChange
+from jupyter_mlops.reproduction.result import EnvironmentReport, PackageChange
 
 REQUIREMENTS = "mlops/requirements.txt"
 ENVIRONMENT = "mlops/environment.json"
@@ -210,7 +210,7 @@ def prepare_environment(
             changes=changes,
             seconds=time.perf_counter() - started,
         )
-    from jupyter_mlops.reproduce.uvenv import fresh_environment
+    from jupyter_mlops.reproduction.uvenv import fresh_environment
 
     pins = {name: version for name, version in recorded.items()}
     python, unavailable, cached, _ = fresh_environment(pins, python_version)

@@ -6,7 +6,7 @@ its version's run); what a run records for it is written by ``tracking``.
 
 from __future__ import annotations
 
-from jupyter_mlops.reproduce.result import (
+from jupyter_mlops.reproduction.result import (
     DIFFERENT,
     FAILED,
     REPRODUCED,
@@ -16,7 +16,7 @@ from jupyter_mlops.reproduce.result import (
     PackageChange,
     Reproduction,
 )
-from jupyter_mlops.reproduce.runner import reproduce
+from jupyter_mlops.reproduction.runner import reproduce
 
 __all__ = [
     "DIFFERENT",

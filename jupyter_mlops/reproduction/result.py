@@ -93,7 +93,7 @@ class Cause:
 
 @dataclass
 class Reproduction:
-    """The outcome of :func:`jupyter_mlops.reproduce`: verdict, differences, causes."""
+    """The outcome of :func:`jupyter_mlops.reproduction`: verdict, differences, causes."""
 
     original_run_id: str
     run_id: str | None

@@ -3,7 +3,7 @@
 Params are compared as the strings MLflow keeps; each metric within the tolerance
 (``math.isclose`` with ``rel_tol = abs_tol = tolerance``); a value present on one side
 only is a difference. Data snapshots by md5; predictions from what the reproduction's
-kernel found (:mod:`jupyter_mlops.reproduce.inkernel`).
+kernel found (:mod:`jupyter_mlops.reproduction.inkernel`).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from jupyter_mlops.reproduce.result import Difference
-from jupyter_mlops.reproduce.source import Recorded
+from jupyter_mlops.reproduction.result import Difference
+from jupyter_mlops.reproduction.source import Recorded
 
 
 def compare_runs(

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 
 from jupyter_mlops.config import MLOPS_DIR, Config
 from jupyter_mlops.errors import DataError, MlopsError, NotFoundError
-from jupyter_mlops.reproduce.result import Cause
-from jupyter_mlops.reproduce.source import Recorded
+from jupyter_mlops.reproduction.result import Cause
+from jupyter_mlops.reproduction.source import Recorded
 
 if TYPE_CHECKING:
     from jupyter_mlops.data import DataSnapshot

@@ -14,16 +14,16 @@ from __future__ import annotations
 from typing import Any
 
 from jupyter_mlops.config import Config
-from jupyter_mlops.reproduce import scratch, verdict
-from jupyter_mlops.reproduce.compare import compare_runs
-from jupyter_mlops.reproduce.result import (
+from jupyter_mlops.reproduction import scratch, verdict
+from jupyter_mlops.reproduction.compare import compare_runs
+from jupyter_mlops.reproduction.result import (
     TAG_REPRODUCES,
     Cause,
     Difference,
     EnvironmentReport,
     Reproduction,
 )
-from jupyter_mlops.reproduce.source import Recorded, read_run
+from jupyter_mlops.reproduction.source import Recorded, read_run
 
 TAG_PIPELINE = "mlops.pipeline"
 TAG_PIPELINE_RUN = "mlops.pipeline.run"
@@ -174,7 +174,7 @@ def _failed(
     copy: scratch.Scratch,
     causes: list[Cause],
 ) -> Reproduction:
-    from jupyter_mlops.reproduce.result import FAILED
+    from jupyter_mlops.reproduction.result import FAILED
 
     return Reproduction(
         original_run_id=original.run_id,

@@ -16,15 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jupyter_mlops.reproduce.result import Cause
-from jupyter_mlops.reproduce.source import Recorded
+from jupyter_mlops.reproduction.result import Cause
+from jupyter_mlops.reproduction.source import Recorded
 
 _TRACK_LINE = re.compile(r"^\s*%%track\b[^\n]*\n?")
 _LOAD_EXT = re.compile(r"^\s*%load_ext\s+jupyter_mlops\s*$", re.MULTILINE)
 _PLAIN_ARG = re.compile(r"[A-Za-z0-9_./:@+=,-]+")
-CHECK_LINE = (
-    "__import__('jupyter_mlops.reproduce.inkernel', fromlist=['check']).check(globals(), {spec!r})"
-)
+_INKERNEL = "jupyter_mlops.reproduction.inkernel"
+CHECK_LINE = f"__import__({_INKERNEL!r}, fromlist=['check']).check(globals(), {{spec!r}})"
 
 
 @dataclass

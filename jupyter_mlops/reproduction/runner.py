@@ -22,9 +22,9 @@ from typing import Any
 
 from jupyter_mlops.config import Config, load_config
 from jupyter_mlops.errors import MlopsError, UsageError
-from jupyter_mlops.reproduce import cellbook, pipeline, scratch, verdict
-from jupyter_mlops.reproduce.compare import compare_runs
-from jupyter_mlops.reproduce.result import (
+from jupyter_mlops.reproduction import cellbook, pipeline, scratch, verdict
+from jupyter_mlops.reproduction.compare import compare_runs
+from jupyter_mlops.reproduction.result import (
     ENV_REPRODUCES,
     FAILED,
     Cause,
@@ -32,7 +32,7 @@ from jupyter_mlops.reproduce.result import (
     EnvironmentReport,
     Reproduction,
 )
-from jupyter_mlops.reproduce.source import Recorded, find_reproduction, read_run, resolve_ref
+from jupyter_mlops.reproduction.source import Recorded, find_reproduction, read_run, resolve_ref
 
 ENV_MODES = ("current", "fresh")
 
@@ -181,7 +181,7 @@ def _environment(original: Recorded, config: Config, env: str | None) -> Environ
     """The interpreter the reproduction runs in: the running one, or a fresh environment
     built from the run's pinned packages (see :mod:`.environment`)."""
     from jupyter_mlops.client import quiet_mlflow
-    from jupyter_mlops.reproduce.environment import prepare_environment, recorded_packages
+    from jupyter_mlops.reproduction.environment import prepare_environment, recorded_packages
 
     with quiet_mlflow():  # no artifact download bars
         pins = recorded_packages(original.run_id, config)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from jupyter_mlops._version import __version__
 from jupyter_mlops.errors import MlopsError
-from jupyter_mlops.reproduce.pipconfig import index_options
+from jupyter_mlops.reproduction.pipconfig import index_options
 
 CACHE_ENV = "JUPYTER_MLOPS_ENV_CACHE"
 READY = "ready.json"  # written last: its presence marks a complete environment

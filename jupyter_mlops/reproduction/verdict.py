@@ -16,7 +16,7 @@ from typing import Any
 
 from jupyter_mlops.client import client as project_client
 from jupyter_mlops.config import Config
-from jupyter_mlops.reproduce.result import (
+from jupyter_mlops.reproduction.result import (
     DIFFERENT,
     FAILED,
     REPRODUCED,
@@ -28,7 +28,7 @@ from jupyter_mlops.reproduce.result import (
     EnvironmentReport,
     Reproduction,
 )
-from jupyter_mlops.reproduce.source import Recorded
+from jupyter_mlops.reproduction.source import Recorded
 from jupyter_mlops.tracking import store
 
 ARTIFACT_DIR = "mlops/reproductions"

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from jupyter_mlops.reproduce.source import TAG_PARENT, TAG_ROOT
+from jupyter_mlops.reproduction.source import TAG_PARENT, TAG_ROOT
 
 MAX_ROWS = 100_000  # training rows predicted on (the first ones): enough to see a difference
 
