@@ -174,6 +174,19 @@ def test_fresh_environment_has_the_old_pin_and_tracks_into_the_project(
     assert json.loads(run.data.tags["mlops.data"])[0]["path"] == "data/iris.csv"
     assert recorded_packages(run.info.run_id)["scikit-learn"] == OLD_SKLEARN
 
+    # That run, recorded with the older scikit-learn, reproduced with no --env: the pins
+    # differ from the running interpreter's, so a fresh environment is built from them.
+    from jupyter_mlops.reproduction import REPRODUCED, reproduce
+
+    result = reproduce(run.info.run_id)
+    assert result.environment.mode == "fresh", str(result)
+    assert result.environment.python != sys.executable
+    assert not [c for c in result.environment.changes if c.name == "scikit-learn"], str(result)
+    assert result.verdict == REPRODUCED, str(result)
+    assert result.checked["predictions"] >= 1 and result.checked["metrics"] >= 1
+    assert result.run_id is not None
+    assert recorded_packages(result.run_id)["scikit-learn"] == OLD_SKLEARN
+
 
 @pytest.mark.slow
 def test_second_prepare_is_cached(old_sklearn_env: EnvironmentReport, capfd) -> None:  # type: ignore[no-untyped-def]
