@@ -116,7 +116,7 @@ def reproduce(
 
     differences: list[Difference] = []
     checked: dict[str, int] = {}
-    if new is not None:
+    if new is not None and error is None:  # a cell that raised: its run is no comparison
         differences, checked = compare_runs(original, new, found, tolerance)
     first = copy.causes + book.causes
     if error is not None:

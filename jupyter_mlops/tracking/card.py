@@ -115,8 +115,9 @@ class RunCard:
     def __str__(self) -> str:
         lines = [self._title()]
         for label, items in self._rows():
-            if items:
-                lines.append(f"  {label}: " + ", ".join(items))
+            if items:  # notes are sentences: one a line
+                glue = "\n    " if label == "notes" and len(items) > 1 else ", "
+                lines.append(f"  {label}: " + glue.join(items))
         lines.append(f"  store: {redact(self.run.config.tracking_uri)}")
         return "\n".join(lines)
 
