@@ -121,8 +121,9 @@ def test_a_pipeline_run_reproduces_step_by_step(pipeline_project: Path) -> None:
     changed = raw.read_text().replace("1\n", "0\n", 40)
     raw.write_text(changed)
 
-    result = reproduce(original, env="current")
+    result = reproduce(original)  # the steps' pins are the running ones: no fresh env
 
+    assert result.environment.mode == "current" and not result.environment.changes
     assert result.verdict == REPRODUCED, str(result)
     assert result.checked["steps"] == 2
     assert result.checked["metrics"] >= 2  # rows (prepare) and train_accuracy (train)

@@ -148,8 +148,8 @@ def reproduce_pipeline(
     )
 
 
-def _steps(parent: Recorded, config: Config) -> dict[str, Recorded]:
-    """The step runs of a pipeline run, by step name."""
+def step_run_ids(parent: Recorded, config: Config) -> dict[str, str]:
+    """The run ids of a pipeline run's steps, by step name."""
     from jupyter_mlops.client import client as project_client
     from jupyter_mlops.tracking import store
 
@@ -160,12 +160,17 @@ def _steps(parent: Recorded, config: Config) -> dict[str, Recorded]:
         filter_string=f"tags.`{TAG_PARENT}` = '{parent.run_id}'",
         max_results=1000,
     )
-    steps: dict[str, Recorded] = {}
-    for child in children:
-        name = child.data.tags.get(TAG_STEP)
-        if name:
-            steps[name] = read_run(child.info.run_id, config, code=False)
-    return steps
+    return {
+        child.data.tags[TAG_STEP]: str(child.info.run_id)
+        for child in children
+        if child.data.tags.get(TAG_STEP)
+    }
+
+
+def _steps(parent: Recorded, config: Config) -> dict[str, Recorded]:
+    """The step runs of a pipeline run, by step name."""
+    ids = step_run_ids(parent, config)
+    return {name: read_run(run_id, config, code=False) for name, run_id in ids.items()}
 
 
 def _failed(

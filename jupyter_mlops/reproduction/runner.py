@@ -184,7 +184,12 @@ def _environment(original: Recorded, config: Config, env: str | None) -> Environ
     from jupyter_mlops.reproduction.environment import prepare_environment, recorded_packages
 
     with quiet_mlflow():  # no artifact download bars
-        pins = recorded_packages(original.run_id, config)
+        if pipeline.is_pipeline_run(original):  # its steps' runs pinned what they used
+            pins: dict[str, str] = {}
+            for step in pipeline.step_run_ids(original, config).values():
+                pins.update(recorded_packages(step, config))
+        else:
+            pins = recorded_packages(original.run_id, config)
     return prepare_environment(pins, mode=env, python_version=original.tags.get("mlops.python"))
 
 
