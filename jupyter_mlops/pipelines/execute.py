@@ -70,6 +70,11 @@ def _kernel_manager_class() -> type[Any]:
                 for key in _INTERPRETER_VARS:
                     inherited.pop(key, None)
             kw["env"] = {**inherited, **self.launch_env}
+            if self.isolated:
+                # Another interpreter's kernel (a reproduction's cached environment) writes
+                # its bytecode: without it, every kernel there imports mlflow and friends
+                # from source again (2-3x slower) where this variable is set.
+                kw["env"].pop("PYTHONDONTWRITEBYTECODE", None)
             if self.launch_cwd:
                 kw["cwd"] = self.launch_cwd
             await super().start_kernel(**kw)

@@ -310,10 +310,9 @@ def _build(
         ]
         reqs = building / "requirements.txt"
         reqs.write_text("\n".join([*kernel, *requested]) + "\n", encoding="utf-8")
-        # Compiled now, once: a kernel importing mlflow from sources without .pyc files takes
-        # 2-3x as long every time where bytecode is not written (PYTHONDONTWRITEBYTECODE).
-        args = [uv, "pip", "install", "--compile-bytecode", "--python", python, "-r", str(reqs)]
-        args += options
+        # Not compiled here (three times the build): the kernel writes the bytecode of what
+        # it imports (pipelines.execute lets a kernel of another interpreter write it).
+        args = [uv, "pip", "install", "--python", python, "-r", str(reqs), *options]
         done = _run(args, log, building)
         if done.returncode == 0:
             _write_pth(building)

@@ -62,3 +62,17 @@ async def test_a_failed_reproduction_without_a_run_and_the_runs_list(
     verdicts = {r["run_id"]: r["reproduced"] for r in page["runs"]}
     assert verdicts[ids["better"]] == DIFFERENT
     assert verdicts[ids["baseline"]] is None
+
+
+async def test_a_verdict_written_after_the_list_was_read_shows_on_the_next_page(
+    jp_fetch: Any, sidebar_project: tuple[Path, dict[str, Any]]
+) -> None:
+    """The first page after the store changed comes from MLflow's own search while the
+    full read runs behind it: that page carries the verdict %reproduce just wrote."""
+    root, ids = sidebar_project
+    first = await get(jp_fetch, "runs")  # the full read, cached
+    assert {r["run_id"]: r["reproduced"] for r in first["runs"]}[ids["better"]] is None
+    _tag(root, ids["better"], {TAG_VERDICT: DIFFERENT, TAG_BY: "", TAG_AT: AT})
+
+    page = await get(jp_fetch, "runs")  # the store changed: the newest page, read anew
+    assert {r["run_id"]: r["reproduced"] for r in page["runs"]}[ids["better"]] == DIFFERENT

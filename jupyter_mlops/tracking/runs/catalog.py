@@ -24,7 +24,7 @@ from jupyter_mlops.client import client as project_client
 from jupyter_mlops.config import Config
 from jupyter_mlops.errors import NotFoundError, RequestError
 from jupyter_mlops.tracking import store
-from jupyter_mlops.tracking.run import TAG_DATA, TAG_MODELS, TAG_NOTEBOOK
+from jupyter_mlops.tracking.run import TAG_DATA, TAG_NOTEBOOK
 from jupyter_mlops.tracking.runs.diff import run_source
 from jupyter_mlops.tracking.runs.refs import is_id_prefix, resolve_run_ref
 from jupyter_mlops.tracking.runs.sqlite_reader import sqlite_path
@@ -282,11 +282,9 @@ class RunCatalog:
                     "duration": (end - info.start_time) / 1000 if end and info.start_time else None,
                     "data": data_summary(data.tags.get(TAG_DATA), datasets),
                     **{f"metrics.{k}": v for k, v in data.metrics.items()},
-                    **{
-                        f"tags.{k}": v
-                        for k, v in data.tags.items()
-                        if k in (TAG_MODELS, TAG_NOTEBOOK)
-                    },
+                    # every tag, as the full read has them (a verdict %reproduce wrote
+                    # a moment ago is shown on this page too, not only after the re-read)
+                    **{f"tags.{k}": v for k, v in data.tags.items()},
                 }
             )
         token = None
