@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from jupyter_mlops._util.locks import file_lock
 from jupyter_mlops._util.urls import safe_logger
 from jupyter_mlops.config import Config, load_config
 from jupyter_mlops.errors import TrackingError
@@ -121,22 +122,6 @@ def _enable_wal(db_path: Path) -> None:
         _log.debug("could not enable WAL on %s: %s", db_path, exc)
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock across processes (no-op where fcntl is missing)."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: MLflow's own retries have to do
-        yield
-        return
-    with path.open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 @functools.cache
 def _client_for(tracking_uri: str, artifact_root: Path | None = None) -> MlflowClient:
     from mlflow import MlflowClient
@@ -148,7 +133,7 @@ def _client_for(tracking_uri: str, artifact_root: Path | None = None) -> MlflowC
     # Two kernels opening a new store at once would both run MLflow's schema migrations
     # (when the tracking and the registry stores are first built); the lock makes the
     # second wait and find the tables made.
-    with _file_lock(db_path.with_name(db_path.name + ".lock")), quiet_mlflow():
+    with file_lock(db_path.with_name(db_path.name + ".lock")), quiet_mlflow():
         if artifact_root is not None and (not db_path.exists() or not db_path.stat().st_size):
             _create_store(tracking_uri, artifact_root)
         mlflow_client = MlflowClient(tracking_uri)

@@ -23,9 +23,10 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
+from jupyter_mlops._util.locks import file_lock
 from jupyter_mlops._version import __version__
 from jupyter_mlops.errors import MlopsError
 from jupyter_mlops.reproduction.pipconfig import index_options
@@ -137,22 +138,6 @@ def _key(python_version: str, pins: Mapping[str, str], kernel: list[str]) -> str
     return f"py{python_version}-{digest[:16]}"
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive lock across processes (no-op where fcntl is missing)."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: concurrent builders of one key then race
-        yield
-        return
-    with path.open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _uv_env() -> dict[str, str]:
     """uv's process environment: never download interpreters; trust the system's
     certificates as pip does (unless uv's own TLS settings are given)."""
@@ -242,7 +227,7 @@ def fresh_environment(
     notes = [note] if note else []
     key = _key(version, wanted, kernel)
     final = root / key
-    with _locked(root / f"{key}.lock"):
+    with file_lock(root / f"{key}.lock"):
         ready = final / READY
         if ready.is_file() and _python(final).exists():
             unavailable = json.loads(ready.read_text(encoding="utf-8"))["unavailable"]

@@ -89,14 +89,8 @@ def used_packages(namespace: Mapping[str, Any]) -> dict[str, str]:
     for name, value in list(namespace.items()):
         if name.startswith("_"):
             continue
-        if isinstance(value, types.ModuleType):
-            mod = value.__name__
-        else:
-            mod = getattr(type(value), "__module__", None) or ""
-            if isinstance(value, type | types.FunctionType | types.BuiltinFunctionType):
-                mod = getattr(value, "__module__", None) or mod
-        top = mod.split(".", 1)[0]
-        if top and top not in sys.stdlib_module_names and top != "builtins":
+        top = _top_module(value)
+        if top and top not in sys.stdlib_module_names:
             modules.add(top)
     found: dict[str, str] = {}
     for mod in sorted(modules):
